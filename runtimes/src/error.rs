@@ -1,0 +1,157 @@
+//! The one error type of the `runtimes` crate. The agent maps it to a gRPC status in
+//! exactly one place (`agent/src/status.rs`); every variant there has an explicit code.
+
+use std::time::Duration;
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a backend, the image store or the composite can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// This node cannot run the workload; the scheduler should place it on a peer
+    /// that can (a node with the required OS, delegate or runtime handler).
+    #[error("{service} cannot run on this node (needs {required_os}): {reason}")]
+    RouteToPeer {
+        /// The workload (a ContainerId's service).
+        service: String,
+        /// The OS the workload needs, or `*` when the OS is not the issue.
+        required_os: String,
+        /// Why, and what would make this node able to run it.
+        reason: String,
+    },
+    /// The named object does not exist.
+    #[error("{kind} {id} not found")]
+    NotFound {
+        /// What was looked for: `image`, `pod sandbox`, `container`, …
+        kind: &'static str,
+        /// How it was named.
+        id: String,
+    },
+    /// The object exists already.
+    #[error("{kind} {id} already exists")]
+    AlreadyExists {
+        /// What kind of object.
+        kind: &'static str,
+        /// How it was named.
+        id: String,
+    },
+    /// The request is malformed; the message says which field and why.
+    #[error("{0}")]
+    InvalidSpec(String),
+    /// The backend does not implement this operation.
+    #[error("{operation} is not supported by the {backend} backend")]
+    Unsupported {
+        /// The backend's name.
+        backend: String,
+        /// The operation asked for.
+        operation: &'static str,
+    },
+    /// The image is for a platform this backend does not run.
+    #[error("image {image} is for {platform}; the {backend} backend runs {supported}")]
+    WrongPlatform {
+        /// The image reference.
+        image: String,
+        /// The image's `os/architecture`.
+        platform: String,
+        /// The backend's name.
+        backend: String,
+        /// What the backend runs.
+        supported: String,
+    },
+    /// The object is not in a state that allows the operation.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A remote service (registry, containerd, delegate) could not be reached.
+    #[error("{service} is unreachable: {message}")]
+    Unavailable {
+        /// What was being reached, e.g. `registry 127.0.0.1:5000`.
+        service: String,
+        /// The underlying failure.
+        message: String,
+    },
+    /// A registry refused the credentials (or asked for some and got none).
+    #[error("{service} refused access: {message}")]
+    Unauthenticated {
+        /// The registry.
+        service: String,
+        /// What it said.
+        message: String,
+    },
+    /// The operation ran out of time.
+    #[error("{operation} did not finish within {after:?}")]
+    DeadlineExceeded {
+        /// What was running.
+        operation: String,
+        /// The time allowed.
+        after: Duration,
+    },
+    /// Content did not match its digest, or was otherwise corrupt.
+    #[error("{what}: {message}")]
+    DataLoss {
+        /// What was corrupt (a blob digest, a layer).
+        what: String,
+        /// How.
+        message: String,
+    },
+    /// A backend failed in a way the caller cannot fix.
+    #[error("{backend}: {message}")]
+    Backend {
+        /// The backend or component.
+        backend: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A local I/O failure.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, naming the path.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// A `NotFound` for `kind` named `id`.
+    pub fn not_found(kind: &'static str, id: impl ToString) -> Self {
+        Error::NotFound {
+            kind,
+            id: id.to_string(),
+        }
+    }
+
+    /// An `Io` error with the context it happened in.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// An internal failure of `backend`.
+    pub fn backend(backend: impl Into<String>, message: impl ToString) -> Self {
+        Error::Backend {
+            backend: backend.into(),
+            message: message.to_string(),
+        }
+    }
+
+    /// True for `NotFound`.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+}
+
+/// Adds context to I/O results: `fs::read(p).io_context(|| format!("reading {p:?}"))`.
+pub trait IoContext<T> {
+    /// Wraps an I/O error with the context built by `f`.
+    fn io_context<C: Into<String>>(self, f: impl FnOnce() -> C) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn io_context<C: Into<String>>(self, f: impl FnOnce() -> C) -> Result<T> {
+        self.map_err(|source| Error::io(f(), source))
+    }
+}

@@ -1,0 +1,12 @@
+//! berth's runtime layer: the [`Runtime`] trait every backend implements, the
+//! [`ContainerId`] identity, and the plain values they exchange. No protobuf types
+//! cross into this crate; the agent turns CRI requests into these values first.
+
+pub mod error;
+pub mod id;
+pub mod runtime;
+pub mod types;
+
+pub use error::{Error, Result};
+pub use id::ContainerId;
+pub use runtime::Runtime;
