@@ -1,5 +1,63 @@
-//! `berth`: serves CRI v1 on a unix socket.
+//! `berth`: the Kubernetes CRI v1 node agent. `berth --help` lists the commands.
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("berth serve is not built yet")
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use berth::config::{Config, DEFAULT_CONFIG_YAML};
+use berth::{server, telemetry, Error};
+use clap::{Parser, Subcommand};
+
+/// A Kubernetes CRI v1 node agent.
+#[derive(Parser)]
+#[command(name = "berth", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve CRI v1 on the configured unix socket until SIGTERM or SIGINT.
+    Serve {
+        /// The config file; without it /etc/berth/config.yaml, or all defaults when
+        /// that file does not exist.
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Configuration helpers.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the default config as commented YAML.
+    Default,
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Serve { config } => serve(config.as_deref()),
+        Command::Config(ConfigCommand::Default) => {
+            print!("{DEFAULT_CONFIG_YAML}");
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("berth: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: Option<&Path>) -> berth::Result<()> {
+    let config = Config::load(config)?;
+    telemetry::init(&config.log)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the async runtime", e))?
+        .block_on(server::serve(config))
 }

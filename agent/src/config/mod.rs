@@ -1,0 +1,176 @@
+//! berth's configuration file (YAML). Every field is optional with a default; unknown
+//! fields are rejected so a typo never passes silently. `agent/CONFIG.md` is the
+//! reference; [`DEFAULT_CONFIG_YAML`] is what `berth config default` prints.
+
+mod registries;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub use registries::{RegistryConfig, RegistryCredentials};
+
+/// Where `berth serve` looks for its config when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/config.yaml";
+
+/// The default config, commented, as `berth config default` prints it.
+pub const DEFAULT_CONFIG_YAML: &str = include_str!("default.yaml");
+
+/// The whole config file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The CRI unix socket; default `/run/berth/berth.sock`.
+    pub socket: PathBuf,
+    /// berth's persistent state (`state.redb`, `images/`); default `/var/lib/berth`.
+    pub state_dir: PathBuf,
+    /// The node part of every ContainerId; default the hostname.
+    pub node_id: String,
+    /// Logging.
+    pub log: LogConfig,
+    /// Image registries: mirrors, plain-http hosts, credentials.
+    pub registries: RegistryConfig,
+}
+
+/// The `log` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A level or tracing filter (`info`, `info,berth=debug`); `RUST_LOG` overrides it.
+    pub level: String,
+    /// Line format.
+    pub format: LogFormat,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from("/run/berth/berth.sock"),
+            state_dir: PathBuf::from("/var/lib/berth"),
+            node_id: hostname(),
+            log: LogConfig::default(),
+            registries: RegistryConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_string(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// The machine's hostname, the default `node_id`; `localhost` if it cannot be read,
+/// so that a node id always exists (it is only a label).
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .map(|name| name.to_string_lossy().into_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Unix socket paths are limited to `sun_path`: 108 bytes including the final NUL.
+const MAX_SOCKET_PATH: usize = 107;
+
+impl Config {
+    /// Loads the config from `path`, or from [`DEFAULT_CONFIG_PATH`] when `None`. A
+    /// missing default file means all defaults; a missing explicit file is an error.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let file = path.unwrap_or(Path::new(DEFAULT_CONFIG_PATH));
+        match fs::read_to_string(file) {
+            Ok(text) => Config::from_yaml(&text).map_err(|message| Error::Config {
+                path: file.to_path_buf(),
+                message,
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && path.is_none() => {
+                let config = Config::default();
+                config.validate().map_err(|message| Error::Config {
+                    path: PathBuf::from("<defaults>"),
+                    message,
+                })?;
+                Ok(config)
+            }
+            Err(source) => Err(Error::ConfigRead {
+                path: file.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// Parses and validates a config document; the error names the field at fault.
+    /// An empty document (or one with only comments) is all defaults.
+    pub fn from_yaml(text: &str) -> Result<Config, String> {
+        let config: Option<Config> = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        let config = config.unwrap_or_default();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: values that parse but cannot work.
+    fn validate(&self) -> Result<(), String> {
+        let socket_len = self.socket.as_os_str().len();
+        if socket_len == 0 {
+            return Err("socket: must not be empty".to_string());
+        }
+        if socket_len > MAX_SOCKET_PATH {
+            return Err(format!(
+                "socket: {} is {socket_len} bytes long; unix socket paths are limited to {MAX_SOCKET_PATH}",
+                self.socket.display()
+            ));
+        }
+        if self.state_dir.as_os_str().is_empty() {
+            return Err("state_dir: must not be empty".to_string());
+        }
+        // The node id must be usable in a ContainerId; reuse its rule rather than restate it.
+        runtimes::ContainerId::new("berth", runtimes::id::SANDBOX_ROLE, 0, &self.node_id)
+            .map_err(|e| format!("node_id: {e}"))?;
+        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
+            format!(
+                "log.level: `{}` is not a level or filter: {e}",
+                self.log.level
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The config as JSON with registry secrets replaced by `<redacted>`, for
+    /// `Status{verbose}`: it shows what berth runs with without leaking credentials.
+    pub fn redacted_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or_default();
+        let credentials = value
+            .get_mut("registries")
+            .and_then(|r| r.get_mut("credentials"))
+            .and_then(|c| c.as_object_mut());
+        for creds in credentials.into_iter().flat_map(|c| c.values_mut()) {
+            for (key, secret) in creds.as_object_mut().into_iter().flatten() {
+                let is_secret = key != "username";
+                if is_secret && secret.as_str().is_some_and(|s| !s.is_empty()) {
+                    *secret = serde_json::Value::from("<redacted>");
+                }
+            }
+        }
+        value
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,80 @@
+//! `ImageFsInfo`.
+
+use std::time::UNIX_EPOCH;
+
+use k8s_cri::v1::{
+    FilesystemIdentifier, FilesystemUsage, ImageFsInfoRequest, ImageFsInfoResponse, UInt64Value,
+};
+use runtimes::types::FsUsage;
+use runtimes::Runtime;
+
+/// Usage of the filesystems holding images. Containers' writable layers live on the
+/// same filesystems until the container verbs exist, so both lists are the same.
+pub(super) async fn image_fs_info(
+    runtime: &dyn Runtime,
+    _request: ImageFsInfoRequest,
+) -> runtimes::Result<ImageFsInfoResponse> {
+    let filesystems: Vec<_> = runtime
+        .image_fs_info()
+        .await?
+        .into_iter()
+        .map(to_cri)
+        .collect();
+    Ok(ImageFsInfoResponse {
+        container_filesystems: filesystems.clone(),
+        image_filesystems: filesystems,
+    })
+}
+
+fn to_cri(usage: FsUsage) -> FilesystemUsage {
+    // Nanoseconds since the epoch; a clock before 1970 reads as 0.
+    let timestamp = usage
+        .timestamp
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    FilesystemUsage {
+        timestamp,
+        fs_id: Some(FilesystemIdentifier {
+            mountpoint: usage.mountpoint.to_string_lossy().into_owned(),
+        }),
+        used_bytes: Some(UInt64Value {
+            value: usage.used_bytes,
+        }),
+        inodes_used: Some(UInt64Value {
+            value: usage.inodes_used,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cri::fake::FakeRuntime;
+
+    #[tokio::test]
+    async fn reports_the_runtime_usage_for_images_and_containers() {
+        let runtime = FakeRuntime::default();
+        let answer = image_fs_info(&runtime, ImageFsInfoRequest {})
+            .await
+            .unwrap();
+        assert_eq!(answer.image_filesystems, answer.container_filesystems);
+        let fs = &answer.image_filesystems[0];
+        assert_eq!(fs.timestamp, 1_700_000_000_000_000_000);
+        assert_eq!(
+            fs.fs_id.as_ref().unwrap().mountpoint,
+            "/var/lib/berth/images"
+        );
+        assert_eq!(fs.used_bytes.unwrap().value, 4096);
+        assert_eq!(fs.inodes_used.unwrap().value, 12);
+    }
+
+    #[tokio::test]
+    async fn runtime_errors_pass_through() {
+        let runtime = FakeRuntime::failing(runtimes::Error::backend("fake", "disk gone"));
+        let err = image_fs_info(&runtime, ImageFsInfoRequest {})
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("disk gone"));
+    }
+}

@@ -1,0 +1,88 @@
+//! `ImageStatus`.
+
+use std::collections::HashMap;
+
+use k8s_cri::v1::{ImageStatusRequest, ImageStatusResponse};
+use runtimes::Runtime;
+
+use super::image::{requested_image, to_cri_image, verbose_info};
+
+/// Describes the image; an unknown image is an empty answer, not an error (kubelet
+/// asks before it pulls).
+pub(super) async fn image_status(
+    runtime: &dyn Runtime,
+    request: ImageStatusRequest,
+) -> runtimes::Result<ImageStatusResponse> {
+    let reference = requested_image("ImageStatus", request.image.as_ref())?;
+    let Some(info) = runtime.image_status(reference).await? else {
+        return Ok(ImageStatusResponse::default());
+    };
+    let info_map = if request.verbose {
+        HashMap::from([("info".to_string(), verbose_info(&info))])
+    } else {
+        HashMap::new()
+    };
+    Ok(ImageStatusResponse {
+        image: Some(to_cri_image(info, Some(reference))),
+        info: info_map,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_cri::v1::ImageSpec;
+
+    use super::*;
+    use crate::cri::fake::FakeRuntime;
+    use crate::cri::image::tests::busybox;
+
+    fn request(image: &str, verbose: bool) -> ImageStatusRequest {
+        ImageStatusRequest {
+            image: Some(ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            verbose,
+        }
+    }
+
+    #[tokio::test]
+    async fn describes_a_known_image() {
+        let runtime = FakeRuntime::with_images(vec![busybox()]);
+        let answer = image_status(&runtime, request("sha256:aaaa", false))
+            .await
+            .unwrap();
+        let image = answer.image.unwrap();
+        assert_eq!(image.repo_tags, ["docker.io/library/busybox:1.36"]);
+        assert_eq!(image.spec.unwrap().user_specified_image, "sha256:aaaa");
+        assert!(answer.info.is_empty());
+    }
+
+    #[tokio::test]
+    async fn verbose_adds_the_image_config() {
+        let runtime = FakeRuntime::with_images(vec![busybox()]);
+        let answer = image_status(&runtime, request("docker.io/library/busybox:1.36", true))
+            .await
+            .unwrap();
+        let info: serde_json::Value = serde_json::from_str(&answer.info["info"]).unwrap();
+        assert_eq!(info["imageSpec"]["config"]["User"], "nobody");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_image_is_an_empty_answer() {
+        let runtime = FakeRuntime::with_images(vec![busybox()]);
+        let answer = image_status(&runtime, request("nginx", true))
+            .await
+            .unwrap();
+        assert_eq!(answer, ImageStatusResponse::default());
+    }
+
+    #[tokio::test]
+    async fn an_empty_image_is_invalid() {
+        let runtime = FakeRuntime::default();
+        let err = image_status(&runtime, request("", false))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().starts_with("ImageStatus:"), "{err}");
+    }
+}

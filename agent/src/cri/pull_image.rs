@@ -1,0 +1,117 @@
+//! `PullImage`.
+
+use k8s_cri::v1::{AuthConfig, PullImageRequest, PullImageResponse};
+use runtimes::types::{PullRequest, RegistryAuth};
+use runtimes::Runtime;
+
+use super::image::requested_image;
+
+/// Pulls the image and answers with its id, as containerd does.
+pub(super) async fn pull_image(
+    runtime: &dyn Runtime,
+    request: PullImageRequest,
+) -> runtimes::Result<PullImageResponse> {
+    let pull = parse(request)?;
+    let info = runtime.pull_image(&pull).await?;
+    Ok(PullImageResponse { image_ref: info.id })
+}
+
+/// The request as the runtime takes it.
+fn parse(request: PullImageRequest) -> runtimes::Result<PullRequest> {
+    let reference = requested_image("PullImage", request.image.as_ref())?.to_string();
+    Ok(PullRequest {
+        reference,
+        auth: request.auth.and_then(registry_auth),
+    })
+}
+
+/// The request's credentials; an `AuthConfig` without any is no credentials, so the
+/// configured ones apply. `server_address` only says which registry kubelet picked
+/// them for, which is the image's own.
+fn registry_auth(auth: AuthConfig) -> Option<RegistryAuth> {
+    let auth = RegistryAuth {
+        username: auth.username,
+        password: auth.password,
+        auth: auth.auth,
+        identity_token: auth.identity_token,
+        registry_token: auth.registry_token,
+    };
+    (auth != RegistryAuth::default()).then_some(auth)
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_cri::v1::ImageSpec;
+
+    use super::*;
+    use crate::cri::fake::FakeRuntime;
+    use crate::cri::image::tests::busybox;
+
+    fn request(image: &str, auth: Option<AuthConfig>) -> PullImageRequest {
+        PullImageRequest {
+            image: Some(ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            auth,
+            sandbox_config: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_the_image_id_and_passes_credentials() {
+        let runtime = FakeRuntime::with_images(vec![busybox()]);
+        let auth = AuthConfig {
+            username: "u".into(),
+            password: "p".into(),
+            server_address: "docker.io".into(),
+            ..Default::default()
+        };
+        let answer = pull_image(
+            &runtime,
+            request("docker.io/library/busybox:1.36", Some(auth)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(answer.image_ref, "sha256:aaaa");
+        let pulls = runtime.pulls.lock().unwrap();
+        assert_eq!(pulls[0].reference, "docker.io/library/busybox:1.36");
+        let auth = pulls[0].auth.as_ref().unwrap();
+        assert_eq!((auth.username.as_str(), auth.password.as_str()), ("u", "p"));
+    }
+
+    #[test]
+    fn empty_credentials_are_none() {
+        let parsed = parse(request("busybox", Some(AuthConfig::default()))).unwrap();
+        assert_eq!(parsed.auth, None);
+        let token = AuthConfig {
+            registry_token: "t".into(),
+            ..Default::default()
+        };
+        let parsed = parse(request("busybox", Some(token))).unwrap();
+        assert_eq!(parsed.auth.unwrap().registry_token, "t");
+    }
+
+    #[tokio::test]
+    async fn an_empty_image_is_invalid_and_never_reaches_the_runtime() {
+        let runtime = FakeRuntime::default();
+        let err = pull_image(&runtime, request("", None)).await.unwrap_err();
+        assert!(matches!(err, runtimes::Error::InvalidSpec(_)), "{err:?}");
+        assert!(runtime.pulls.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn runtime_errors_pass_through() {
+        let runtime = FakeRuntime::failing(runtimes::Error::Unauthenticated {
+            service: "registry r.example".into(),
+            message: "401".into(),
+        });
+        let err = pull_image(&runtime, request("r.example/x:1", None))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, runtimes::Error::Unauthenticated { .. }),
+            "{err:?}"
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! berth, the Kubernetes CRI v1 node agent: configuration, state store, the CRI gRPC
+//! services and the server that runs them. The `berth` binary (`main.rs`) is a thin
+//! shell over [`server::serve`].
+
+#![warn(missing_docs)]
+
+pub mod backends;
+pub mod config;
+pub mod cri;
+pub mod error;
+pub mod server;
+pub mod status;
+pub mod store;
+pub mod telemetry;
+
+pub use error::{Error, Result};

@@ -1,0 +1,119 @@
+//! `berth serve`: take the socket, open the state, build the runtime, serve CRI until
+//! SIGTERM or SIGINT, then drain and clean up.
+
+mod socket;
+
+use std::future::pending;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_cri::v1::image_service_server::ImageServiceServer;
+use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::transport::Server;
+
+use crate::backends;
+use crate::config::Config;
+use crate::cri::Cri;
+use crate::error::{Error, Result};
+use crate::store::Store;
+use crate::telemetry::CriTraceLayer;
+
+pub use socket::SocketGuard;
+
+/// How long in-flight calls may run after SIGTERM or SIGINT before berth exits anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Serves CRI v1 as `config` says until SIGTERM or SIGINT. Must run inside a tokio
+/// runtime.
+pub async fn serve(config: Config) -> Result<()> {
+    // Listen for signals before the socket exists, so none is missed once clients can connect.
+    let signals = Signals::new()?;
+    let socket = SocketGuard::acquire(&config.socket)?;
+    let store = Arc::new(Store::open(&config.state_dir)?);
+    let backends = backends::build(&config, store)?;
+    let cri = Cri::new(backends.runtime, backends.handlers, &config);
+    let listener = socket.bind()?;
+    tracing::info!(
+        socket = %socket.path().display(),
+        state_dir = %config.state_dir.display(),
+        node_id = config.node_id,
+        version = env!("CARGO_PKG_VERSION"),
+        "serving CRI v1"
+    );
+    let served = serve_until_signal(listener, cri, signals, SHUTDOWN_GRACE).await;
+    socket.remove_socket();
+    served.map_err(|source| Error::Serve {
+        socket: config.socket.clone(),
+        source,
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Serves until a signal, then stops accepting and waits up to `grace` for the calls
+/// in flight.
+async fn serve_until_signal(
+    listener: tokio::net::UnixListener,
+    cri: Cri,
+    mut signals: Signals,
+    grace: Duration,
+) -> Result<(), tonic::transport::Error> {
+    let (runtime_service, image_service): (RuntimeServiceServer<Cri>, ImageServiceServer<Cri>) =
+        cri.into_services();
+    let (stopping, stopped) = oneshot::channel();
+    let shutdown = async move {
+        let name = signals.recv().await;
+        tracing::info!(
+            signal = name,
+            grace_seconds = grace.as_secs(),
+            "stopping: no new connections, finishing calls in flight"
+        );
+        let _ = stopping.send(());
+    };
+    let server = Server::builder()
+        .layer(CriTraceLayer)
+        .add_service(runtime_service)
+        .add_service(image_service)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown);
+    let deadline = async move {
+        match stopped.await {
+            Ok(()) => tokio::time::sleep(grace).await,
+            // The server ended on its own; its result decides.
+            Err(_) => pending().await,
+        }
+    };
+    tokio::select! {
+        served = server => served,
+        () = deadline => {
+            tracing::warn!(grace_seconds = grace.as_secs(), "calls still in flight after the grace period; exiting without them");
+            Ok(())
+        }
+    }
+}
+
+/// SIGTERM and SIGINT.
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self> {
+        let install = |kind| signal(kind).map_err(|e| Error::io("installing signal handlers", e));
+        Ok(Self {
+            term: install(SignalKind::terminate())?,
+            int: install(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Waits for the first of them and names it.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The one place a `runtimes::Error` becomes a gRPC status.
+//!
+//! Every variant has an explicit code; nothing falls through to `Unknown`, and adding
+//! a variant to `runtimes::Error` fails to compile here until it is mapped. The
+//! message is the error's own text, which names the object (ContainerId, CRI id,
+//! image). The failure is logged once, by the trace layer, when it leaves the server.
+//!
+//! A free function rather than `impl From<runtimes::Error> for tonic::Status`: both
+//! types are foreign to this crate, so the orphan rule forbids that impl here.
+
+use std::collections::HashMap;
+
+use runtimes::Error;
+use tonic::{Code, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// `google.rpc.ErrorInfo.reason` of a [`Error::RouteToPeer`] status.
+pub const ROUTE_TO_PEER: &str = "ROUTE_TO_PEER";
+
+/// `google.rpc.ErrorInfo.domain` of berth's structured errors.
+pub const ERROR_DOMAIN: &str = "berth.dev";
+
+/// The gRPC status for a runtime error.
+pub fn from_runtime(err: Error) -> Status {
+    let message = err.to_string();
+    match err {
+        Error::RouteToPeer {
+            service,
+            required_os,
+            ..
+        } => {
+            let metadata = HashMap::from([
+                ("service".to_string(), service),
+                ("required_os".to_string(), required_os),
+            ]);
+            Status::with_error_details(
+                Code::FailedPrecondition,
+                message,
+                ErrorDetails::with_error_info(ROUTE_TO_PEER, ERROR_DOMAIN, metadata),
+            )
+        }
+        Error::NotFound { .. } => Status::not_found(message),
+        Error::AlreadyExists { .. } => Status::already_exists(message),
+        Error::InvalidSpec(_) => Status::invalid_argument(message),
+        Error::Unsupported { .. } => Status::unimplemented(message),
+        Error::WrongPlatform { .. } => Status::failed_precondition(message),
+        Error::FailedPrecondition(_) => Status::failed_precondition(message),
+        Error::Unavailable { .. } => Status::unavailable(message),
+        Error::Unauthenticated { .. } => Status::unauthenticated(message),
+        Error::DeadlineExceeded { .. } => Status::deadline_exceeded(message),
+        Error::DataLoss { .. } => Status::data_loss(message),
+        Error::Backend { .. } => Status::internal(message),
+        Error::Io { .. } => Status::internal(message),
+    }
+}
+
+/// A handler's result as tonic wants it.
+pub fn answer<T>(result: runtimes::Result<T>) -> Result<Response<T>, Status> {
+    result.map(Response::new).map_err(from_runtime)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// One value of every variant, with the code it must map to and a word of the
+    /// object its message must name.
+    fn every_variant() -> Vec<(Error, Code, &'static str)> {
+        vec![
+            (
+                Error::RouteToPeer {
+                    service: "web.default".into(),
+                    required_os: "windows".into(),
+                    reason: "no delegate".into(),
+                },
+                Code::FailedPrecondition,
+                "web.default",
+            ),
+            (
+                Error::not_found("image", "busybox:1"),
+                Code::NotFound,
+                "busybox:1",
+            ),
+            (
+                Error::AlreadyExists {
+                    kind: "container",
+                    id: "c1".into(),
+                },
+                Code::AlreadyExists,
+                "c1",
+            ),
+            (
+                Error::InvalidSpec("PullImage: image.image is empty".into()),
+                Code::InvalidArgument,
+                "image.image",
+            ),
+            (
+                Error::Unsupported {
+                    backend: "youki".into(),
+                    operation: "CheckpointContainer",
+                },
+                Code::Unimplemented,
+                "CheckpointContainer",
+            ),
+            (
+                Error::WrongPlatform {
+                    image: "nanoserver:1".into(),
+                    platform: "windows/amd64".into(),
+                    backend: "youki".into(),
+                    supported: "linux".into(),
+                },
+                Code::FailedPrecondition,
+                "nanoserver:1",
+            ),
+            (
+                Error::FailedPrecondition("container c1 is running".into()),
+                Code::FailedPrecondition,
+                "c1",
+            ),
+            (
+                Error::Unavailable {
+                    service: "registry 127.0.0.1:5000".into(),
+                    message: "connection refused".into(),
+                },
+                Code::Unavailable,
+                "127.0.0.1:5000",
+            ),
+            (
+                Error::Unauthenticated {
+                    service: "registry r.example".into(),
+                    message: "401".into(),
+                },
+                Code::Unauthenticated,
+                "r.example",
+            ),
+            (
+                Error::DeadlineExceeded {
+                    operation: "pull of busybox".into(),
+                    after: Duration::from_secs(5),
+                },
+                Code::DeadlineExceeded,
+                "busybox",
+            ),
+            (
+                Error::DataLoss {
+                    what: "blob sha256:abc".into(),
+                    message: "digest mismatch".into(),
+                },
+                Code::DataLoss,
+                "sha256:abc",
+            ),
+            (
+                Error::backend("youki", "supervisor for web exited"),
+                Code::Internal,
+                "youki",
+            ),
+            (
+                Error::io("reading /var/lib/berth/x", io::Error::other("boom")),
+                Code::Internal,
+                "/var/lib/berth/x",
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_variant_has_its_code_and_names_the_object() {
+        let cases = every_variant();
+        // One case per variant: a new variant must be added here too.
+        assert_eq!(cases.len(), 13);
+        for (err, code, object) in cases {
+            let text = err.to_string();
+            let status = from_runtime(err);
+            assert_eq!(status.code(), code, "{text}");
+            assert_eq!(status.message(), text);
+            assert!(status.message().contains(object), "{text} lacks {object}");
+        }
+    }
+
+    #[test]
+    fn only_route_to_peer_carries_error_info() {
+        for (err, _, _) in every_variant() {
+            let is_route = matches!(err, Error::RouteToPeer { .. });
+            let status = from_runtime(err);
+            assert_eq!(status.get_details_error_info().is_some(), is_route);
+        }
+    }
+
+    #[test]
+    fn route_to_peer_error_info_is_machine_readable() {
+        let status = from_runtime(Error::RouteToPeer {
+            service: "web.default".into(),
+            required_os: "windows".into(),
+            reason: "no windows delegate on this node".into(),
+        });
+        let info = status.get_details_error_info().unwrap();
+        assert_eq!(info.reason, ROUTE_TO_PEER);
+        assert_eq!(info.domain, ERROR_DOMAIN);
+        assert_eq!(info.metadata["service"], "web.default");
+        assert_eq!(info.metadata["required_os"], "windows");
+        assert_eq!(info.metadata.len(), 2);
+    }
+
+    #[test]
+    fn answer_wraps_success_and_maps_failure() {
+        assert_eq!(answer(Ok(7)).unwrap().into_inner(), 7);
+        let status = answer::<()>(Err(Error::not_found("image", "x"))).unwrap_err();
+        assert_eq!(status.code(), Code::NotFound);
+    }
+}
