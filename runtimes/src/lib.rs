@@ -1,12 +1,17 @@
 //! berth's runtime layer: the [`Runtime`] trait every backend implements, the
-//! [`ContainerId`] identity, and the plain values they exchange. No protobuf types
-//! cross into this crate; the agent turns CRI requests into these values first.
+//! [`ContainerId`] identity, the [`CompositeRuntime`] that routes pods to backends,
+//! and the plain values they exchange. No protobuf types cross into this crate; the
+//! agent turns CRI requests into these values first.
 
+pub mod composite;
 pub mod error;
 pub mod id;
+#[cfg(any(test, feature = "mock"))]
+pub mod mock;
 pub mod runtime;
 pub mod types;
 
+pub use composite::{CompositeRuntime, DispatchLog};
 pub use error::{Error, Result};
 pub use id::ContainerId;
 pub use runtime::Runtime;

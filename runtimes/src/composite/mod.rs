@@ -1,0 +1,273 @@
+//! `CompositeRuntime`: routes each pod to one backend and keeps that choice for the
+//! pod's whole life.
+//!
+//! - **Dispatch** is decided once per pod sandbox, at `run_pod_sandbox`, with this
+//!   precedence: the CRI `runtime_handler` > the pod annotation `berth.dev/isolation` >
+//!   the OS the workload needs (the image's OS, cached at pull, else the pod config's
+//!   OS) > the primary backend. The decision is written to a [`DispatchLog`] before the
+//!   backend is called, so it survives a restart; every container of the pod goes where
+//!   its sandbox went.
+//! - A workload no configured backend can run (an OS nobody here serves, an unknown
+//!   runtime handler or isolation) is refused with [`Error::RouteToPeer`], so the
+//!   scheduler places it on a capable peer instead of this node failing it later.
+//! - **Image operations fan out** to every backend: we cannot know which backend will
+//!   run a pulled image. A pull fails only when no backend could pull it; a list or a
+//!   status lookup fails only when every backend failed.
+
+mod dispatch;
+mod images;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Result};
+use crate::id::ContainerId;
+use crate::runtime::Runtime;
+use crate::types::{ContainerSpec, FsUsage, ImageInfo, PullRequest, SandboxSpec};
+
+pub use dispatch::ISOLATION_ANNOTATION;
+
+/// Where [`CompositeRuntime`] persists its per-object dispatch decisions.
+pub trait DispatchLog: Send + Sync {
+    /// All records, read once at start-up.
+    fn load(&self) -> Result<Vec<(ContainerId, String)>>;
+    /// Persists `id` → backend name before the backend is called.
+    fn record(&self, id: &ContainerId, backend: &str) -> Result<()>;
+    /// Forgets `id` once the backend removed it.
+    fn forget(&self, id: &ContainerId) -> Result<()>;
+}
+
+/// Routes pods to a primary backend, an optional delegate, or a backend registered
+/// under a runtime-handler name. See the module documentation for the rules.
+pub struct CompositeRuntime {
+    primary: Arc<dyn Runtime>,
+    delegate: Option<Arc<dyn Runtime>>,
+    /// Runtime handler name → backend. The default handler `""` is the primary.
+    handlers: BTreeMap<String, Arc<dyn Runtime>>,
+    log: Arc<dyn DispatchLog>,
+    /// Which backend (by name) owns each sandbox and container.
+    dispatch: RwLock<HashMap<ContainerId, String>>,
+    /// Image reference or id → the image's OS, filled from every pull and status.
+    image_os: RwLock<HashMap<String, String>>,
+}
+
+impl CompositeRuntime {
+    /// A composite over `primary`, restoring the dispatch records from `log`.
+    pub fn new(primary: Arc<dyn Runtime>, log: Arc<dyn DispatchLog>) -> Result<Self> {
+        let records = log.load()?.into_iter().collect();
+        Ok(Self {
+            primary,
+            delegate: None,
+            handlers: BTreeMap::new(),
+            log,
+            dispatch: RwLock::new(records),
+            image_os: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// Adds the delegate: the backend for workloads whose OS the primary does not run
+    /// (a WSL2 VM running Linux pods for a Windows node).
+    pub fn with_delegate(mut self, delegate: Arc<dyn Runtime>) -> Self {
+        self.delegate = Some(delegate);
+        self
+    }
+
+    /// Serves the CRI runtime handler `name` with `backend`.
+    pub fn with_handler(mut self, name: impl Into<String>, backend: Arc<dyn Runtime>) -> Self {
+        self.handlers.insert(name.into(), backend);
+        self
+    }
+
+    /// The runtime handlers this node serves, the default `""` first, for `Status`.
+    pub fn runtime_handlers(&self) -> Vec<String> {
+        std::iter::once(String::new())
+            .chain(self.handlers.keys().filter(|h| !h.is_empty()).cloned())
+            .collect()
+    }
+
+    /// The name of the backend that owns `id`, if it was dispatched.
+    pub fn backend_of(&self, id: &ContainerId) -> Option<String> {
+        read(&self.dispatch).get(id).cloned()
+    }
+
+    /// Every distinct backend, primary first, then the delegate, then handlers' backends.
+    fn backends(&self) -> Vec<&Arc<dyn Runtime>> {
+        let mut out: Vec<&Arc<dyn Runtime>> = vec![&self.primary];
+        for backend in self.delegate.iter().chain(self.handlers.values()) {
+            if !out.iter().any(|b| b.name() == backend.name()) {
+                out.push(backend);
+            }
+        }
+        out
+    }
+
+    fn backend_named(&self, name: &str) -> Option<&Arc<dyn Runtime>> {
+        self.backends().into_iter().find(|b| b.name() == name)
+    }
+
+    /// The backend that owns `id`; `NotFound` when `id` was never dispatched.
+    fn owner(&self, id: &ContainerId) -> Result<Arc<dyn Runtime>> {
+        let kind = if id.is_sandbox() {
+            "pod sandbox"
+        } else {
+            "container"
+        };
+        let name = self
+            .backend_of(id)
+            .ok_or_else(|| Error::not_found(kind, id))?;
+        self.backend_named(&name).cloned().ok_or_else(|| {
+            Error::backend(
+                "composite",
+                format!("{kind} {id} is recorded on backend `{name}`, which this node no longer configures"),
+            )
+        })
+    }
+
+    /// Records `id` → `backend` durably, then in memory.
+    fn remember(&self, id: &ContainerId, backend: &str) -> Result<()> {
+        self.log.record(id, backend)?;
+        write(&self.dispatch).insert(id.clone(), backend.to_string());
+        Ok(())
+    }
+
+    /// Drops the record of `id`, durably first.
+    fn forget(&self, id: &ContainerId) -> Result<()> {
+        self.log.forget(id)?;
+        write(&self.dispatch).remove(id);
+        Ok(())
+    }
+
+    /// Runs a teardown verb on the owner of `id`; an undispatched `id` has nothing to
+    /// tear down, so that succeeds (teardown is idempotent).
+    async fn teardown<'a, F, Fut>(
+        &'a self,
+        id: &'a ContainerId,
+        verb: F,
+    ) -> Result<Option<Arc<dyn Runtime>>>
+    where
+        F: FnOnce(Arc<dyn Runtime>) -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
+        match self.owner(id) {
+            Ok(backend) => {
+                verb(backend.clone()).await?;
+                Ok(Some(backend))
+            }
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A poisoned lock only means another thread panicked mid-update of a plain map; the
+/// map itself is still usable.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[async_trait]
+impl Runtime for CompositeRuntime {
+    fn name(&self) -> &str {
+        "composite"
+    }
+
+    fn runs_os(&self, os: &str) -> bool {
+        self.backends().iter().any(|b| b.runs_os(os))
+    }
+
+    async fn pull_image(&self, request: &PullRequest) -> Result<ImageInfo> {
+        self.fan_out_pull(request).await
+    }
+
+    async fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>> {
+        self.fan_out_status(reference).await
+    }
+
+    async fn list_images(&self) -> Result<Vec<ImageInfo>> {
+        self.fan_out_list().await
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<()> {
+        self.fan_out_remove(reference).await
+    }
+
+    async fn image_fs_info(&self) -> Result<Vec<FsUsage>> {
+        self.fan_out_fs_info().await
+    }
+
+    async fn run_pod_sandbox(&self, id: &ContainerId, spec: &SandboxSpec) -> Result<()> {
+        let backend = self.select(id, spec).await?;
+        self.remember(id, backend.name())?;
+        if let Err(e) = backend.run_pod_sandbox(id, spec).await {
+            // The backend cleaned up after itself; a record pointing at nothing would
+            // only send later calls to the wrong place.
+            self.forget(id)?;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn stop_pod_sandbox(&self, id: &ContainerId) -> Result<()> {
+        self.teardown(id, |b| async move { b.stop_pod_sandbox(id).await })
+            .await?;
+        Ok(())
+    }
+
+    async fn remove_pod_sandbox(&self, id: &ContainerId) -> Result<()> {
+        if self
+            .teardown(id, |b| async move { b.remove_pod_sandbox(id).await })
+            .await?
+            .is_some()
+        {
+            self.forget(id)?;
+        }
+        Ok(())
+    }
+
+    async fn create_container(
+        &self,
+        sandbox: &ContainerId,
+        id: &ContainerId,
+        spec: &ContainerSpec,
+    ) -> Result<()> {
+        let backend = self.owner(sandbox)?;
+        self.check_image_os(id, &backend, &spec.image).await?;
+        self.remember(id, backend.name())?;
+        if let Err(e) = backend.create_container(sandbox, id, spec).await {
+            self.forget(id)?;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn start_container(&self, id: &ContainerId) -> Result<()> {
+        self.owner(id)?.start_container(id).await
+    }
+
+    async fn stop_container(&self, id: &ContainerId, timeout: Duration) -> Result<()> {
+        self.teardown(id, |b| async move { b.stop_container(id, timeout).await })
+            .await?;
+        Ok(())
+    }
+
+    async fn remove_container(&self, id: &ContainerId) -> Result<()> {
+        if self
+            .teardown(id, |b| async move { b.remove_container(id).await })
+            .await?
+            .is_some()
+        {
+            self.forget(id)?;
+        }
+        Ok(())
+    }
+}
