@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use runtimes::types::{FsUsage, ImageInfo, PullRequest};
-use runtimes::Runtime;
+use runtimes::{CompositeRuntime, Runtime};
 
 use crate::config::Config;
 use crate::error::Result;
@@ -12,33 +12,33 @@ use crate::store::Store;
 
 /// What the CRI services run on.
 pub struct Backends {
-    /// The runtime every CRI call goes to (a `CompositeRuntime` over the backends).
+    /// The runtime every CRI call goes to: a `CompositeRuntime` over the backends.
     pub runtime: Arc<dyn Runtime>,
-    /// Runtime handlers served besides the default `""`, as `Status` lists them.
+    /// The runtime handlers this node serves, the default `""` first, for `Status`.
     pub handlers: Vec<String>,
 }
 
-/// Builds the backends from the config. `store` persists the composite's dispatch
-/// records (it implements `DispatchLog`).
+/// Builds the backends from the config, behind a `CompositeRuntime` whose dispatch
+/// records live in `store`.
 pub fn build(config: &Config, store: Arc<Store>) -> Result<Backends> {
-    // TODO(integration): replace `NoBackend` with the real stack once `runtimes::image`,
-    // `runtimes::youki` and `runtimes::composite` are on main:
+    // TODO(integration): the primary backend is `NoBackend` until `runtimes::image` and
+    // `runtimes::youki` are on main; then it becomes
     //
     //     let images = Arc::new(runtimes::image::ImageStore::open(
     //         &config.state_dir.join("images"),
     //         config.registries.clone(),
     //     )?);
     //     let primary: Arc<dyn Runtime> = Arc::new(runtimes::youki::YoukiRuntime::new(images));
-    //     let composite = runtimes::composite::CompositeRuntime::new(primary, store);
-    //     return Ok(Backends { runtime: Arc::new(composite), handlers: Vec::new() });
-    let _ = (config, store);
+    let _ = config;
+    let primary: Arc<dyn Runtime> = Arc::new(NoBackend);
+    let composite = CompositeRuntime::new(primary, store)?;
     Ok(Backends {
-        runtime: Arc::new(NoBackend),
-        handlers: Vec::new(),
+        handlers: composite.runtime_handlers(),
+        runtime: Arc::new(composite),
     })
 }
 
-/// The runtime of a berth built without any backend. Every image call fails with
+/// The primary backend of a berth built without one. Every image call fails with
 /// `Unsupported` (gRPC `Unimplemented`, naming the `none` backend) and `Status`
 /// reports the runtime not ready, so nothing pretends to work.
 struct NoBackend;

@@ -76,9 +76,27 @@ pub(super) fn verbose_info(info: &ImageInfo) -> String {
 
 #[cfg(test)]
 pub(super) mod tests {
-    use runtimes::types::ImageConfig;
+    use runtimes::mock::MockRuntime;
+    use runtimes::types::{ImageConfig, PullRequest};
+    use runtimes::Runtime;
 
     use super::*;
+
+    /// A mock backend that has pulled `images`.
+    pub(crate) async fn holding(images: Vec<ImageInfo>) -> MockRuntime {
+        let mut mock = MockRuntime::new("mock", &["linux"]);
+        for image in &images {
+            mock = mock.with_registry_image(image.clone());
+        }
+        for image in images {
+            let pull = PullRequest {
+                reference: image.id,
+                auth: None,
+            };
+            mock.pull_image(&pull).await.unwrap();
+        }
+        mock
+    }
 
     /// A busybox-like image with a named user.
     pub(crate) fn busybox() -> ImageInfo {

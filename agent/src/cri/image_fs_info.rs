@@ -49,29 +49,37 @@ fn to_cri(usage: FsUsage) -> FilesystemUsage {
 
 #[cfg(test)]
 mod tests {
+    use std::time::SystemTime;
+
+    use runtimes::mock::MockRuntime;
+
     use super::*;
-    use crate::cri::fake::FakeRuntime;
+    use crate::cri::image::tests::{busybox, holding};
 
     #[tokio::test]
     async fn reports_the_runtime_usage_for_images_and_containers() {
-        let runtime = FakeRuntime::default();
+        let runtime = holding(vec![busybox()]).await;
+        let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
         let answer = image_fs_info(&runtime, ImageFsInfoRequest {})
             .await
             .unwrap();
         assert_eq!(answer.image_filesystems, answer.container_filesystems);
         let fs = &answer.image_filesystems[0];
-        assert_eq!(fs.timestamp, 1_700_000_000_000_000_000);
-        assert_eq!(
-            fs.fs_id.as_ref().unwrap().mountpoint,
-            "/var/lib/berth/images"
+        assert!(
+            u128::try_from(fs.timestamp).unwrap() >= before.as_nanos(),
+            "{fs:?}"
         );
-        assert_eq!(fs.used_bytes.unwrap().value, 4096);
-        assert_eq!(fs.inodes_used.unwrap().value, 12);
+        assert_eq!(fs.fs_id.as_ref().unwrap().mountpoint, "/mock/mock");
+        assert_eq!(fs.used_bytes.unwrap().value, busybox().size);
+        assert_eq!(fs.inodes_used.unwrap().value, 1);
     }
 
     #[tokio::test]
     async fn runtime_errors_pass_through() {
-        let runtime = FakeRuntime::failing(runtimes::Error::backend("fake", "disk gone"));
+        let runtime = MockRuntime::new("mock", &["linux"]);
+        runtime.fail("image_fs_info", || {
+            runtimes::Error::backend("mock", "disk gone")
+        });
         let err = image_fs_info(&runtime, ImageFsInfoRequest {})
             .await
             .unwrap_err();

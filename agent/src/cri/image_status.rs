@@ -31,10 +31,10 @@ pub(super) async fn image_status(
 #[cfg(test)]
 mod tests {
     use k8s_cri::v1::ImageSpec;
+    use runtimes::mock::MockRuntime;
 
     use super::*;
-    use crate::cri::fake::FakeRuntime;
-    use crate::cri::image::tests::busybox;
+    use crate::cri::image::tests::{busybox, holding};
 
     fn request(image: &str, verbose: bool) -> ImageStatusRequest {
         ImageStatusRequest {
@@ -48,7 +48,7 @@ mod tests {
 
     #[tokio::test]
     async fn describes_a_known_image() {
-        let runtime = FakeRuntime::with_images(vec![busybox()]);
+        let runtime = holding(vec![busybox()]).await;
         let answer = image_status(&runtime, request("sha256:aaaa", false))
             .await
             .unwrap();
@@ -60,8 +60,9 @@ mod tests {
 
     #[tokio::test]
     async fn verbose_adds_the_image_config() {
-        let runtime = FakeRuntime::with_images(vec![busybox()]);
-        let answer = image_status(&runtime, request("docker.io/library/busybox:1.36", true))
+        let runtime = holding(vec![busybox()]).await;
+        let reference = "docker.io/library/busybox:1.36";
+        let answer = image_status(&runtime, request(reference, true))
             .await
             .unwrap();
         let info: serde_json::Value = serde_json::from_str(&answer.info["info"]).unwrap();
@@ -70,7 +71,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_image_is_an_empty_answer() {
-        let runtime = FakeRuntime::with_images(vec![busybox()]);
+        let runtime = holding(vec![busybox()]).await;
         let answer = image_status(&runtime, request("nginx", true))
             .await
             .unwrap();
@@ -79,10 +80,11 @@ mod tests {
 
     #[tokio::test]
     async fn an_empty_image_is_invalid() {
-        let runtime = FakeRuntime::default();
+        let runtime = MockRuntime::new("mock", &["linux"]);
         let err = image_status(&runtime, request("", false))
             .await
             .unwrap_err();
         assert!(err.to_string().starts_with("ImageStatus:"), "{err}");
+        assert!(runtime.calls().is_empty());
     }
 }

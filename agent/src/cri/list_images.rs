@@ -35,11 +35,11 @@ pub(super) async fn list_images(
 #[cfg(test)]
 mod tests {
     use k8s_cri::v1::{ImageFilter, ImageSpec};
-    use runtimes::types::ImageInfo;
+    use runtimes::mock::MockRuntime;
+    use runtimes::types::{ImageConfig, ImageInfo};
 
     use super::*;
-    use crate::cri::fake::FakeRuntime;
-    use crate::cri::image::tests::busybox;
+    use crate::cri::image::tests::{busybox, holding};
 
     fn filtered(image: &str) -> ListImagesRequest {
         ListImagesRequest {
@@ -52,14 +52,18 @@ mod tests {
         }
     }
 
-    fn runtime() -> FakeRuntime {
+    async fn runtime() -> MockRuntime {
         let pause = ImageInfo {
             id: "sha256:cccc".into(),
             repo_tags: vec!["registry.k8s.io/pause:3.9".into()],
             pinned: true,
+            config: ImageConfig {
+                os: "linux".into(),
+                ..ImageConfig::default()
+            },
             ..ImageInfo::default()
         };
-        FakeRuntime::with_images(vec![busybox(), pause])
+        holding(vec![busybox(), pause]).await
     }
 
     fn ids(answer: &ListImagesResponse) -> Vec<&str> {
@@ -68,7 +72,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_filter_lists_everything() {
-        let runtime = runtime();
+        let runtime = runtime().await;
         let all = list_images(&runtime, ListImagesRequest::default())
             .await
             .unwrap();
@@ -79,15 +83,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_filter_matches_by_tag_digest_or_id() {
-        let runtime = runtime();
+        let runtime = runtime().await;
         for name in ["registry.k8s.io/pause:3.9", "sha256:cccc"] {
             let answer = list_images(&runtime, filtered(name)).await.unwrap();
             assert_eq!(ids(&answer), ["sha256:cccc"], "{name}");
             assert!(answer.images[0].pinned);
         }
-        let answer = list_images(&runtime, filtered("docker.io/library/busybox@sha256:bbbb"))
-            .await
-            .unwrap();
+        let digest = "docker.io/library/busybox@sha256:bbbb";
+        let answer = list_images(&runtime, filtered(digest)).await.unwrap();
         assert_eq!(ids(&answer), ["sha256:aaaa"]);
         let none = list_images(&runtime, filtered("nginx")).await.unwrap();
         assert!(none.images.is_empty());

@@ -15,9 +15,6 @@ mod runtime_status;
 mod unimplemented;
 mod version;
 
-#[cfg(test)]
-mod fake;
-
 use std::sync::Arc;
 
 use k8s_cri::v1::image_service_server::ImageServiceServer;
@@ -39,8 +36,8 @@ pub struct Cri {
 
 impl Cri {
     /// The services over `runtime`. `handlers` are the runtime handlers this node
-    /// serves besides the default one (`""`); `config` is shown by `Status{verbose}`
-    /// with its secrets redacted.
+    /// serves (the default `""` is always listed); `config` is shown by
+    /// `Status{verbose}` with its secrets redacted.
     pub fn new(runtime: Arc<dyn Runtime>, handlers: Vec<String>, config: &Config) -> Self {
         Self {
             runtime,

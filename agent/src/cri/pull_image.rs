@@ -42,9 +42,9 @@ fn registry_auth(auth: AuthConfig) -> Option<RegistryAuth> {
 #[cfg(test)]
 mod tests {
     use k8s_cri::v1::ImageSpec;
+    use runtimes::mock::MockRuntime;
 
     use super::*;
-    use crate::cri::fake::FakeRuntime;
     use crate::cri::image::tests::busybox;
 
     fn request(image: &str, auth: Option<AuthConfig>) -> PullImageRequest {
@@ -59,24 +59,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn answers_the_image_id_and_passes_credentials() {
-        let runtime = FakeRuntime::with_images(vec![busybox()]);
+    async fn answers_the_image_id() {
+        let runtime = MockRuntime::new("mock", &["linux"]).with_registry_image(busybox());
+        let answer = pull_image(&runtime, request("docker.io/library/busybox:1.36", None))
+            .await
+            .unwrap();
+        assert_eq!(answer.image_ref, "sha256:aaaa");
+        assert!(runtime.holds_image("sha256:aaaa"));
+        assert_eq!(
+            runtime.call_summary(),
+            [(
+                "mock".into(),
+                "pull_image",
+                "docker.io/library/busybox:1.36".into()
+            )]
+        );
+    }
+
+    #[test]
+    fn passes_the_request_credentials() {
         let auth = AuthConfig {
             username: "u".into(),
             password: "p".into(),
             server_address: "docker.io".into(),
             ..Default::default()
         };
-        let answer = pull_image(
-            &runtime,
-            request("docker.io/library/busybox:1.36", Some(auth)),
-        )
-        .await
-        .unwrap();
-        assert_eq!(answer.image_ref, "sha256:aaaa");
-        let pulls = runtime.pulls.lock().unwrap();
-        assert_eq!(pulls[0].reference, "docker.io/library/busybox:1.36");
-        let auth = pulls[0].auth.as_ref().unwrap();
+        let parsed = parse(request("busybox", Some(auth))).unwrap();
+        assert_eq!(parsed.reference, "busybox");
+        let auth = parsed.auth.unwrap();
         assert_eq!((auth.username.as_str(), auth.password.as_str()), ("u", "p"));
     }
 
@@ -94,15 +104,16 @@ mod tests {
 
     #[tokio::test]
     async fn an_empty_image_is_invalid_and_never_reaches_the_runtime() {
-        let runtime = FakeRuntime::default();
+        let runtime = MockRuntime::new("mock", &["linux"]);
         let err = pull_image(&runtime, request("", None)).await.unwrap_err();
         assert!(matches!(err, runtimes::Error::InvalidSpec(_)), "{err:?}");
-        assert!(runtime.pulls.lock().unwrap().is_empty());
+        assert!(runtime.calls().is_empty());
     }
 
     #[tokio::test]
     async fn runtime_errors_pass_through() {
-        let runtime = FakeRuntime::failing(runtimes::Error::Unauthenticated {
+        let runtime = MockRuntime::new("mock", &["linux"]);
+        runtime.fail("pull_image", || runtimes::Error::Unauthenticated {
             service: "registry r.example".into(),
             message: "401".into(),
         });

@@ -18,10 +18,10 @@ pub(super) async fn remove_image(
 #[cfg(test)]
 mod tests {
     use k8s_cri::v1::ImageSpec;
+    use runtimes::mock::MockRuntime;
 
     use super::*;
-    use crate::cri::fake::FakeRuntime;
-    use crate::cri::image::tests::busybox;
+    use crate::cri::image::tests::{busybox, holding};
 
     fn request(image: &str) -> RemoveImageRequest {
         RemoveImageRequest {
@@ -34,27 +34,29 @@ mod tests {
 
     #[tokio::test]
     async fn removes_and_is_idempotent() {
-        let runtime = FakeRuntime::with_images(vec![busybox()]);
+        let runtime = holding(vec![busybox()]).await;
         remove_image(&runtime, request("sha256:aaaa"))
             .await
             .unwrap();
+        assert!(!runtime.holds_image("sha256:aaaa"));
         remove_image(&runtime, request("sha256:aaaa"))
             .await
             .unwrap();
-        assert!(runtime.images.lock().unwrap().is_empty());
-        assert_eq!(
-            *runtime.removed.lock().unwrap(),
-            ["sha256:aaaa", "sha256:aaaa"]
-        );
+        let removals = runtime
+            .calls()
+            .into_iter()
+            .filter(|c| c.operation == "remove_image" && c.target == "sha256:aaaa")
+            .count();
+        assert_eq!(removals, 2);
     }
 
     #[tokio::test]
     async fn an_empty_image_is_invalid() {
-        let runtime = FakeRuntime::default();
+        let runtime = MockRuntime::new("mock", &["linux"]);
         let err = remove_image(&runtime, RemoveImageRequest::default())
             .await
             .unwrap_err();
         assert!(err.to_string().starts_with("RemoveImage:"), "{err}");
-        assert!(runtime.removed.lock().unwrap().is_empty());
+        assert!(runtime.calls().is_empty());
     }
 }

@@ -15,7 +15,8 @@ const RUNTIME_READY: &str = "RuntimeReady";
 const NETWORK_READY: &str = "NetworkReady";
 
 /// The answer to `Status`. The runtime is ready when it answers `image_fs_info`; the
-/// network is not, as berth does not set up pod networking yet.
+/// network is not, as berth does not set up pod networking yet. The default handler
+/// `""` is listed first whether or not `handlers` names it.
 pub(super) async fn status(
     runtime: &dyn Runtime,
     handlers: &[String],
@@ -48,7 +49,12 @@ pub(super) async fn status(
         }),
         info,
         runtime_handlers: std::iter::once("")
-            .chain(handlers.iter().map(String::as_str))
+            .chain(
+                handlers
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|h| !h.is_empty()),
+            )
             .map(runtime_handler)
             .collect(),
         features: Some(RuntimeFeatures {
@@ -80,7 +86,7 @@ fn runtime_handler(name: &str) -> RuntimeHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cri::fake::FakeRuntime;
+    use runtimes::mock::MockRuntime;
 
     fn conditions(answer: &StatusResponse) -> Vec<(String, bool, String)> {
         let status = answer.status.as_ref().unwrap();
@@ -93,7 +99,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_runtime_is_ready_when_it_answers_and_the_network_is_not() {
-        let runtime = FakeRuntime::default();
+        let runtime = MockRuntime::new("mock", &["linux"]);
         let answer = status(&runtime, &[], "{}", StatusRequest::default()).await;
         assert_eq!(
             conditions(&answer),
@@ -109,7 +115,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_runtime_is_not_ready_and_says_why() {
-        let runtime = FakeRuntime::failing(runtimes::Error::Unavailable {
+        let runtime = MockRuntime::new("mock", &["linux"]);
+        runtime.fail("image_fs_info", || runtimes::Error::Unavailable {
             service: "containerd".into(),
             message: "socket gone".into(),
         });
@@ -118,14 +125,14 @@ mod tests {
         assert_eq!(ready.r#type, "RuntimeReady");
         assert!(!ready.status);
         assert_eq!(ready.reason, "BackendNotReady");
-        assert!(ready.message.contains("fake backend"), "{}", ready.message);
+        assert!(ready.message.contains("mock backend"), "{}", ready.message);
         assert!(ready.message.contains("socket gone"), "{}", ready.message);
     }
 
     #[tokio::test]
     async fn lists_the_default_handler_then_the_configured_ones() {
-        let runtime = FakeRuntime::default();
-        let handlers = ["kata".to_string(), "windows".to_string()];
+        let runtime = MockRuntime::new("mock", &["linux"]);
+        let handlers = ["".to_string(), "kata".to_string(), "windows".to_string()];
         let answer = status(&runtime, &handlers, "{}", StatusRequest::default()).await;
         let names: Vec<_> = answer
             .runtime_handlers
@@ -137,7 +144,7 @@ mod tests {
 
     #[tokio::test]
     async fn verbose_shows_the_config() {
-        let runtime = FakeRuntime::default();
+        let runtime = MockRuntime::new("mock", &["linux"]);
         let request = StatusRequest { verbose: true };
         let answer = status(&runtime, &[], r#"{"socket":"/s"}"#, request).await;
         assert_eq!(answer.info["config"], r#"{"socket":"/s"}"#);

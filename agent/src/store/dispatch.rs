@@ -2,24 +2,11 @@
 //! container, so a restarted berth routes every later call to the same backend.
 
 use redb::{ReadableTable, ReadableTableMetadata, TableHandle};
-use runtimes::ContainerId;
+use runtimes::{ContainerId, DispatchLog};
 
 use super::tables::DISPATCH;
 use super::Store;
 use crate::error::{Error, Result};
-
-/// Where CompositeRuntime persists its per-object dispatch decisions.
-///
-/// TODO(integration): delete this trait and `pub use runtimes::composite::DispatchLog`
-/// in `store/mod.rs` once `runtimes::composite` has it (same definition).
-pub trait DispatchLog: Send + Sync {
-    /// All records, read once at start-up.
-    fn load(&self) -> runtimes::Result<Vec<(runtimes::ContainerId, String)>>;
-    /// Persists `id` → backend name before the backend is called.
-    fn record(&self, id: &runtimes::ContainerId, backend: &str) -> runtimes::Result<()>;
-    /// Forgets `id` once the backend removed it.
-    fn forget(&self, id: &runtimes::ContainerId) -> runtimes::Result<()>;
-}
 
 impl Store {
     /// Every dispatch record, ordered by id.

@@ -19,8 +19,6 @@ use redb::{
 
 use crate::error::{Error, Result};
 
-pub use dispatch::DispatchLog;
-
 /// The database file's name inside `state_dir`.
 pub const STORE_FILE: &str = "state.redb";
 

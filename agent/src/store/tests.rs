@@ -1,6 +1,6 @@
 use std::os::unix::fs::PermissionsExt;
 
-use runtimes::ContainerId;
+use runtimes::{ContainerId, DispatchLog};
 
 use super::*;
 
