@@ -157,7 +157,11 @@ impl std::str::FromStr for ContainerId {
     }
 }
 
-fn check_name(field: &'static str, value: &str, allowed: impl Fn(char) -> bool) -> Result<(), IdError> {
+fn check_name(
+    field: &'static str,
+    value: &str,
+    allowed: impl Fn(char) -> bool,
+) -> Result<(), IdError> {
     let why = if value.is_empty() {
         "it is empty"
     } else if !value.chars().all(allowed) {
@@ -234,7 +238,10 @@ mod tests {
 
     #[test]
     fn display_is_readable() {
-        assert_eq!(id("web.default", "nginx", 0, "node1").to_string(), "web.default-nginx-0-on-node1");
+        assert_eq!(
+            id("web.default", "nginx", 0, "node1").to_string(),
+            "web.default-nginx-0-on-node1"
+        );
         assert_eq!(
             id("my-app.prod", "sidecar-proxy", 3, "node-1.example").to_string(),
             "my--app.prod-sidecar--proxy-3-on-node-1.example"
@@ -249,7 +256,11 @@ mod tests {
             id("xn--bcher-kva.ns", "a--b", 7, "node-1-on-2"),
         ] {
             let shown = original.to_string();
-            assert_eq!(ContainerId::parse_display(&shown), Some(original), "{shown}");
+            assert_eq!(
+                ContainerId::parse_display(&shown),
+                Some(original),
+                "{shown}"
+            );
         }
     }
 

@@ -4,8 +4,10 @@
 
 pub mod error;
 pub mod id;
+pub mod image;
 pub mod runtime;
 pub mod types;
+pub mod youki;
 
 pub use error::{Error, Result};
 pub use id::ContainerId;
