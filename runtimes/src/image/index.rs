@@ -118,9 +118,16 @@ impl Index {
         };
         let id = id.value().to_string();
         drop(names);
+        drop(txn);
+        self.get(&id)
+    }
+
+    /// The image with id `id`.
+    pub(crate) fn get(&self, id: &str) -> Result<Option<ImageRecord>> {
+        let txn = self.db.begin_read().map_err(db_error)?;
         let images = txn.open_table(IMAGES).map_err(db_error)?;
-        let found = images.get(id.as_str()).map_err(db_error)?;
-        found.map(|v| decode(&id, v.value())).transpose()
+        let found = images.get(id).map_err(db_error)?;
+        found.map(|v| decode(id, v.value())).transpose()
     }
 
     /// Every image, in id order.

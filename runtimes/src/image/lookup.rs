@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 pub(crate) fn find(index: &Index, reference: &str) -> Result<Option<ImageRecord>> {
     if let Some(hex) = reference.strip_prefix("sha256:") {
         if is_hex64(hex) {
-            return Ok(index.all()?.into_iter().find(|r| r.id == reference));
+            return index.get(reference);
         }
     }
     if let Ok(normalized) = normalize(reference) {

@@ -52,7 +52,6 @@ pub(crate) async fn pull(
     auth: Option<RegistryAuth>,
 ) -> Result<ImageInfo> {
     let resolved = resolve(&inner, &image, auth.as_ref()).await?;
-    let top_digest = resolved.manifests[0].0.clone();
     let diff_ids = resolved.config_file.rootfs.diff_ids.clone();
     let chain = chain_ids(&diff_ids);
     let mut keys: Vec<String> = resolved
@@ -64,42 +63,78 @@ pub(crate) async fn pull(
     keys.extend(chain.iter().map(|c| layer_key(c)));
     let lease = inner.leases.acquire(keys);
 
-    let outcome = store(&inner, &image, &resolved, &diff_ids, &chain).await;
-    let committed = outcome.and_then(|()| {
-        let record = ImageRecord {
-            id: resolved.config.digest.clone(),
-            manifests: resolved.manifests.iter().map(|(d, _)| d.clone()).collect(),
-            layers: resolved
-                .layers
-                .iter()
-                .zip(diff_ids.iter().zip(&chain))
-                .map(|(l, (diff_id, chain_id))| LayerRecord {
-                    digest: l.digest.clone(),
-                    size: l.size,
-                    diff_id: diff_id.clone(),
-                    chain_id: chain_id.clone(),
-                })
-                .collect(),
-            size: size(&resolved),
-            config: resolved.config_file.image_config(),
-            repo_tags: BTreeSet::new(),
-            repo_digests: BTreeSet::new(),
-        };
-        let tag = image.tag().map(|_| image.to_string());
-        inner
-            .index
-            .commit_pull(record, tag.as_deref(), &image.with_digest(&top_digest))
-    });
+    let outcome = match store(&inner, &image, &resolved, &diff_ids, &chain).await {
+        Ok(()) => {
+            let inner = inner.clone();
+            let image = image.clone();
+            blocking(move || commit(&inner, &image, &resolved, diff_ids, chain)).await
+        }
+        Err(e) => Err(e),
+    };
     drop(lease);
-    match committed {
+    match outcome {
         Ok(record) => Ok(record.info()),
         Err(e) => {
-            if let Err(sweep_error) = sweep(&inner.layout, &inner.index, &inner.leases) {
+            let swept = {
+                let inner = inner.clone();
+                blocking(move || sweep(&inner.layout, &inner.index, &inner.leases)).await
+            };
+            if let Err(sweep_error) = swept {
                 tracing::warn!(image = %image, error = %sweep_error, "cleaning up after a failed pull");
             }
             Err(e)
         }
     }
+}
+
+/// Runs disk-bound work (fsync, redb commits, deletions) off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::backend("image store", format!("blocking task failed: {e}")))?
+}
+
+/// Stores manifests and config, flushes the filesystem, and commits the image: the
+/// one step after which it is visible.
+fn commit(
+    inner: &Inner,
+    image: &Reference,
+    resolved: &Resolved,
+    diff_ids: Vec<String>,
+    chain: Vec<String>,
+) -> Result<ImageRecord> {
+    let layout = &inner.layout;
+    for (digest, bytes) in &resolved.manifests {
+        write_blob(layout, digest, bytes)?;
+    }
+    write_blob(layout, &resolved.config.digest, &resolved.config_bytes)?;
+    // One flush of the filesystem makes every blob and layer durable before the
+    // index (which fsyncs its own commit) may reference them.
+    syncfs(&layout.root).io_context(|| format!("syncing {}", layout.root.display()))?;
+    let record = ImageRecord {
+        id: resolved.config.digest.clone(),
+        manifests: resolved.manifests.iter().map(|(d, _)| d.clone()).collect(),
+        layers: resolved
+            .layers
+            .iter()
+            .zip(diff_ids.into_iter().zip(chain))
+            .map(|(l, (diff_id, chain_id))| LayerRecord {
+                digest: l.digest.clone(),
+                size: l.size,
+                diff_id,
+                chain_id,
+            })
+            .collect(),
+        size: size(resolved),
+        config: resolved.config_file.image_config(),
+        repo_tags: BTreeSet::new(),
+        repo_digests: BTreeSet::new(),
+    };
+    let tag = image.tag().map(|_| image.to_string());
+    let repo_digest = image.with_digest(&resolved.manifests[0].0);
+    inner
+        .index
+        .commit_pull(record, tag.as_deref(), &repo_digest)
 }
 
 /// containerd's `Image.Size`: every descriptor walked for the platform — the
@@ -251,11 +286,5 @@ async fn store(
             .run(&chain[i], false, move || unpack_layer(inner2, job).boxed())
             .await?;
     }
-    for (digest, bytes) in &r.manifests {
-        write_blob(layout, digest, bytes)?;
-    }
-    write_blob(layout, &r.config.digest, &r.config_bytes)?;
-    // One flush of the filesystem makes every blob and layer durable before the
-    // index (which fsyncs its own commit) may reference them.
-    syncfs(&layout.root).io_context(|| format!("syncing {}", layout.root.display()))
+    Ok(())
 }

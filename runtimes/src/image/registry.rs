@@ -23,6 +23,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a registry may go silent mid-response; bounds a pull that nobody awaits.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The largest image config read into memory.
+const MAX_CONFIG_SIZE: u64 = 16 << 20;
+
 /// One endpoint that answered for an image: the place its manifests and blobs come from.
 pub(crate) struct Source {
     client: oci_client::Client,
@@ -103,6 +106,12 @@ impl Source {
 
     /// A small blob (an image config) read whole, at most `desc.size` bytes.
     pub(crate) async fn blob_bytes(&self, desc: &Descriptor) -> Result<Vec<u8>> {
+        if desc.size > MAX_CONFIG_SIZE {
+            return Err(Error::InvalidSpec(format!(
+                "image {}: its config {} declares {} bytes, more than the {MAX_CONFIG_SIZE} berth reads",
+                self.image, desc.digest, desc.size
+            )));
+        }
         let mut stream = self.blob_stream(desc).await?;
         let mut out = Vec::with_capacity(usize::try_from(desc.size).unwrap_or(0).min(1 << 20));
         while let Some(chunk) = stream.next().await {

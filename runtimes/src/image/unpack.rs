@@ -258,11 +258,12 @@ impl LayerWriter<'_> {
     fn meta<R: Read>(&self, entry: &mut tar::Entry<'_, R>) -> Result<Meta> {
         let header = entry.header();
         let bad = |e: io::Error| self.corrupt(format!("bad tar header: {e}"));
+        let old = header.as_old();
         let mut meta = Meta {
-            mode: header.mode().map_err(bad)?,
-            uid: header.uid().map_err(bad)?,
-            gid: header.gid().map_err(bad)?,
-            mtime: (header.mtime().map_err(bad)? as i64, 0),
+            mode: numeric(header.mode().map(u64::from), &old.mode).map_err(bad)? as u32,
+            uid: numeric(header.uid(), &old.uid).map_err(bad)?,
+            gid: numeric(header.gid(), &old.gid).map_err(bad)?,
+            mtime: (numeric(header.mtime(), &old.mtime).map_err(bad)? as i64, 0),
             xattrs: Vec::new(),
         };
         if let Some(extensions) = entry.pax_extensions().map_err(bad)? {
@@ -395,6 +396,18 @@ fn remove_any(path: &Path) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// A numeric header field; an empty one (all NUL or spaces) is 0, as Go's
+/// archive/tar reads it.
+fn numeric(parsed: io::Result<u64>, raw: &[u8]) -> io::Result<u64> {
+    parsed.or_else(|e| {
+        if raw.iter().all(|&b| b == 0 || b == b' ') {
+            Ok(0)
+        } else {
+            Err(e)
+        }
+    })
 }
 
 /// `1700000000.123456789` → (seconds, nanoseconds).

@@ -58,6 +58,26 @@ fn dir(b: &mut tar::Builder<Vec<u8>>, name: &str, mode: u32) {
     raw(b, name, header(EntryType::Directory, 0, mode), None, &[]);
 }
 
+fn symlink(b: &mut tar::Builder<Vec<u8>>, name: &str, target: &str) {
+    raw(
+        b,
+        name,
+        header(EntryType::Symlink, 0, 0o777),
+        Some(target),
+        &[],
+    );
+}
+
+fn hardlink(b: &mut tar::Builder<Vec<u8>>, name: &str, target: &str) {
+    raw(
+        b,
+        name,
+        header(EntryType::Link, 0, 0o644),
+        Some(target),
+        &[],
+    );
+}
+
 fn tar_of(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     build(&mut b);
@@ -101,20 +121,8 @@ fn files_links_devices_and_metadata_are_kept() {
         h.set_gid(2000);
         h.set_mtime(1_234_567_890);
         raw(b, "etc/tool", h, None, b"hello");
-        raw(
-            b,
-            "etc/hard",
-            header(EntryType::Link, 0, 0o4755),
-            Some("etc/tool"),
-            &[],
-        );
-        raw(
-            b,
-            "etc/abs",
-            header(EntryType::Symlink, 0, 0o777),
-            Some("/etc/passwd"),
-            &[],
-        );
+        hardlink(b, "etc/hard", "etc/tool");
+        symlink(b, "etc/abs", "/etc/passwd");
         let mut null = header(EntryType::Char, 0, 0o666);
         null.set_device_major(1).unwrap();
         null.set_device_minor(3).unwrap();
@@ -214,58 +222,26 @@ fn entries_never_escape_the_layer() {
         (
             "through an absolute symlink",
             tar_of(|b| {
-                raw(
-                    b,
-                    "s",
-                    header(EntryType::Symlink, 0, 0o777),
-                    Some(&target),
-                    &[],
-                );
+                symlink(b, "s", &target);
                 file(b, "s/escape", b"x");
             }),
         ),
         (
             "through a relative symlink",
             tar_of(|b| {
-                raw(
-                    b,
-                    "up",
-                    header(EntryType::Symlink, 0, 0o777),
-                    Some(".."),
-                    &[],
-                );
+                symlink(b, "up", "..");
                 file(b, "up/escape", b"x");
             }),
         ),
         (
             "hard link out",
-            tar_of(|b| {
-                raw(
-                    b,
-                    "h",
-                    header(EntryType::Link, 0, 0o644),
-                    Some("../../etc/passwd"),
-                    &[],
-                )
-            }),
+            tar_of(|b| hardlink(b, "h", "../../etc/passwd")),
         ),
         (
             "hard link through a symlink",
             tar_of(|b| {
-                raw(
-                    b,
-                    "s",
-                    header(EntryType::Symlink, 0, 0o777),
-                    Some(&target),
-                    &[],
-                );
-                raw(
-                    b,
-                    "h",
-                    header(EntryType::Link, 0, 0o644),
-                    Some("s/secret"),
-                    &[],
-                );
+                symlink(b, "s", &target);
+                hardlink(b, "h", "s/secret");
             }),
         ),
     ];
@@ -296,15 +272,7 @@ fn hard_links_to_lower_layers_copy_the_file_up() {
     let lower = tempfile::tempdir().unwrap();
     std::fs::create_dir(lower.path().join("bin")).unwrap();
     std::fs::write(lower.path().join("bin/tool"), b"lower").unwrap();
-    let tar = tar_of(|b| {
-        raw(
-            b,
-            "bin/alias",
-            header(EntryType::Link, 0, 0o755),
-            Some("bin/tool"),
-            &[],
-        )
-    });
+    let tar = tar_of(|b| hardlink(b, "bin/alias", "bin/tool"));
     let u = unpack_with(&tar, &[lower.path().to_path_buf()]);
     u.result.unwrap();
     let alias = std::fs::metadata(u.root.join("bin/alias")).unwrap();
@@ -313,15 +281,7 @@ fn hard_links_to_lower_layers_copy_the_file_up() {
         alias.ino(),
         std::fs::metadata(u.root.join("bin/tool")).unwrap().ino()
     );
-    let missing = tar_of(|b| {
-        raw(
-            b,
-            "x",
-            header(EntryType::Link, 0, 0o755),
-            Some("nowhere"),
-            &[],
-        )
-    });
+    let missing = tar_of(|b| hardlink(b, "x", "nowhere"));
     assert!(matches!(
         unpack_with(&missing, &[]).result,
         Err(Error::DataLoss { .. })
