@@ -16,7 +16,7 @@ fn big_image(seed: u64) -> Image {
     let big = layer(&[("big.bin", &noise(512 * 1024, seed))]);
     image(
         vec![layer(&[("small", b"s")]), big],
-        "amd64",
+        crate::host_arch(),
         &["x"],
         OCI_MANIFEST,
     )
@@ -145,8 +145,18 @@ async fn a_pull_whose_caller_gave_up_finishes_and_the_retry_joins_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_removes_leftovers_and_images_with_missing_layers() {
     let registry = Registry::start().await;
-    let keep = image(vec![layer(&[("k", b"k")])], "amd64", &["k"], OCI_MANIFEST);
-    let lose = image(vec![layer(&[("l", b"l")])], "amd64", &["l"], OCI_MANIFEST);
+    let keep = image(
+        vec![layer(&[("k", b"k")])],
+        crate::host_arch(),
+        &["k"],
+        OCI_MANIFEST,
+    );
+    let lose = image(
+        vec![layer(&[("l", b"l")])],
+        crate::host_arch(),
+        &["l"],
+        OCI_MANIFEST,
+    );
     push(&registry.addr, "left/keep", "1", &keep).await;
     push(&registry.addr, "left/lose", "1", &lose).await;
     let tmp = tempfile::tempdir().unwrap();

@@ -28,6 +28,16 @@ async fn unreachable_registry_is_unavailable_naming_every_endpoint() {
         }
         other => panic!("{other:?}"),
     }
+    // A name that does not resolve is unreachable too.
+    match store.pull(&req("nonexistent.invalid/x:1")).await {
+        Err(Error::Unavailable { service, message }) => {
+            assert!(
+                service.contains("nonexistent.invalid"),
+                "{service}: {message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     assert_empty(tmp.path());
 }
 
@@ -58,7 +68,12 @@ async fn missing_images_are_not_found_and_bad_references_invalid() {
 async fn corrupt_blobs_are_data_loss_and_leave_nothing() {
     let good = layer(&[("ok", b"fine")]);
     let bad = layer(&[("bad", b"will be corrupted in transit")]);
-    let img = image(vec![good, bad.clone()], "amd64", &["x"], DOCKER_MANIFEST);
+    let img = image(
+        vec![good, bad.clone()],
+        crate::host_arch(),
+        &["x"],
+        DOCKER_MANIFEST,
+    );
     let mut content = FakeContent::default().with_image("1", &img);
     let mut corrupted = bad.blob.clone();
     let last = corrupted.len() - 1;
@@ -84,7 +99,7 @@ async fn a_config_lying_about_diff_ids_is_data_loss() {
     let claimed = sha256(b"something else");
     let img = image_with_diff_ids(
         vec![l.clone()],
-        "amd64",
+        crate::host_arch(),
         &["x"],
         DOCKER_MANIFEST,
         vec![claimed.clone()],
@@ -124,7 +139,7 @@ async fn basic_auth_from_the_request_or_the_config() {
     let registry = Registry::start_with_htpasswd("berth", HASH).await;
     let img = image(
         vec![layer(&[("auth", b"a")])],
-        "amd64",
+        crate::host_arch(),
         &["x"],
         DOCKER_MANIFEST,
     );
@@ -188,7 +203,7 @@ fn base64_of(s: &str) -> String {
 async fn identity_tokens_are_exchanged_for_bearer_tokens() {
     let img = image(
         vec![layer(&[("tok", b"t")])],
-        "amd64",
+        crate::host_arch(),
         &["x"],
         DOCKER_MANIFEST,
     );

@@ -8,11 +8,30 @@ mod images;
 mod pull;
 mod remove;
 mod servers;
+mod youki;
 
 use std::path::Path;
 
 use runtimes::image::{ImageStore, RegistryConfig};
 use runtimes::types::{PullRequest, RegistryAuth};
+
+/// The OCI architecture of this host.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => panic!("no test image for {other}"),
+    }
+}
+
+/// An architecture this host does not run.
+pub fn other_arch() -> &'static str {
+    if host_arch() == "amd64" {
+        "arm64"
+    } else {
+        "amd64"
+    }
+}
 
 /// Fails loudly when not root: these tests are meant to run, not to be skipped.
 pub fn require_root() {

@@ -10,23 +10,7 @@ use crate::images::{
     self, image, layer, noise, push, push_list, whiteout_layer, DOCKER_MANIFEST, OCI_MANIFEST,
 };
 use crate::servers::{Proxy, Registry};
-use crate::{open, open_insecure, req};
-
-fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => panic!("no test image for {other}"),
-    }
-}
-
-fn other_arch() -> &'static str {
-    if host_arch() == "amd64" {
-        "arm64"
-    } else {
-        "amd64"
-    }
-}
+use crate::{host_arch, open, open_insecure, other_arch, req};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulls_by_tag_and_by_digest_through_a_mirror() {
@@ -379,4 +363,46 @@ fn docker_io_mirror(root: &std::path::Path, registry: &Registry) -> ImageStore {
 
 fn status_id(store: &ImageStore, reference: &str) -> Option<String> {
     store.status(reference).unwrap().map(|i| i.id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirrors_are_tried_in_order_before_the_registry() {
+    let (empty_mirror, full_mirror, upstream) =
+        tokio::join!(Registry::start(), Registry::start(), Registry::start());
+    let from_mirror = image(
+        vec![layer(&[("from", b"mirror")])],
+        host_arch(),
+        &["m"],
+        OCI_MANIFEST,
+    );
+    let from_upstream = image(
+        vec![layer(&[("from", b"upstream")])],
+        host_arch(),
+        &["u"],
+        OCI_MANIFEST,
+    );
+    push(&full_mirror.addr, "team/app", "1", &from_mirror).await;
+    push(&upstream.addr, "team/app", "1", &from_upstream).await;
+    push(&upstream.addr, "team/only-upstream", "1", &from_upstream).await;
+    let closed = format!("http://127.0.0.1:{}", crate::servers::free_port());
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(
+        tmp.path(),
+        serde_json::json!({
+            "mirrors": {upstream.addr.clone(): [closed, format!("http://{}", empty_mirror.addr), format!("http://{}", full_mirror.addr)]},
+            "insecure": [upstream.addr],
+        }),
+    );
+    // A dead mirror and one without the image are skipped; the first that has it wins,
+    // and the image keeps the name it was pulled by.
+    let app = format!("{}/team/app:1", upstream.addr);
+    let info = store.pull(&req(&app)).await.unwrap();
+    assert_eq!(info.id, from_mirror.config_digest);
+    assert_eq!(info.repo_tags, [app]);
+    // No mirror has this one: the registry itself serves it.
+    let only = store
+        .pull(&req(&format!("{}/team/only-upstream:1", upstream.addr)))
+        .await
+        .unwrap();
+    assert_eq!(only.id, from_upstream.config_digest);
 }

@@ -11,13 +11,13 @@ async fn removal_keeps_shared_layers_and_drops_the_rest() {
     let base = layer(&[("base", &noise(4096, 3))]);
     let a = image(
         vec![base.clone(), layer(&[("a", b"a")])],
-        "amd64",
+        crate::host_arch(),
         &["a"],
         OCI_MANIFEST,
     );
     let b = image(
         vec![base.clone(), layer(&[("b", b"b")])],
-        "amd64",
+        crate::host_arch(),
         &["b"],
         OCI_MANIFEST,
     );

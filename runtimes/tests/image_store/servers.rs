@@ -25,6 +25,8 @@ pub struct Registry {
     child: Child,
     pub addr: String,
     pub dir: tempfile::TempDir,
+    /// Files the config points at (the htpasswd file), kept while the registry runs.
+    _extra: Option<tempfile::TempDir>,
 }
 
 impl Registry {
@@ -42,9 +44,8 @@ impl Registry {
             "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
             htpasswd.display()
         );
-        let registry = Registry::spawn(&auth).await;
-        // Keep the htpasswd dir alive with the registry.
-        std::mem::forget(dir);
+        let mut registry = Registry::spawn(&auth).await;
+        registry._extra = Some(dir);
         registry
     }
 
@@ -67,7 +68,12 @@ impl Registry {
             .stdin(Stdio::null())
             .spawn()
             .expect("start /usr/bin/docker-registry (apt package docker-registry, hack/install-deps --test)");
-        let registry = Registry { child, addr, dir };
+        let registry = Registry {
+            child,
+            addr,
+            dir,
+            _extra: None,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(r) = reqwest::get(format!("http://{}/v2/", registry.addr)).await {
