@@ -47,6 +47,7 @@ mod registry;
 mod unpack;
 mod unpack_fs;
 mod usage;
+mod zstd;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -17,6 +17,7 @@ use tar::EntryType;
 
 use super::digest::HashingReader;
 use super::unpack_fs::{lsetxattr, mknod, set_times, Special};
+use super::zstd::ZstdFrames;
 use crate::error::{Error, IoContext, Result};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
@@ -45,12 +46,7 @@ pub(crate) fn unpack(
     let decoder: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::MultiGzDecoder::new(reader))
     } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        let zstd =
-            ruzstd::decoding::StreamingDecoder::new(reader).map_err(|e| Error::DataLoss {
-                what: what.to_string(),
-                message: format!("bad zstd stream: {e}"),
-            })?;
-        Box::new(zstd)
+        Box::new(ZstdFrames::new(reader))
     } else {
         Box::new(reader)
     };
