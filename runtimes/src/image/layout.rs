@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! <root>/index.redb            the image index (the only place an image is visible)
-//! <root>/blobs/sha256/<hex>    verified content: manifests, indexes, configs, layer blobs
+//! <root>/blobs/sha256/<hex>    verified manifests, indexes and configs
 //! <root>/layers/<hex>          unpacked layers by chain id, each an overlayfs lowerdir
 //! <root>/tmp/                  downloads and unpacks in progress; emptied by `open`
 //! ```
