@@ -6,10 +6,12 @@
 pub mod composite;
 pub mod error;
 pub mod id;
+pub mod image;
 #[cfg(any(test, feature = "mock"))]
 pub mod mock;
 pub mod runtime;
 pub mod types;
+pub mod youki;
 
 pub use composite::{CompositeRuntime, DispatchLog};
 pub use error::{Error, Result};

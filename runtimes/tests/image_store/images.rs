@@ -1,0 +1,260 @@
+//! Images built in the test: layers from tar entries, Docker or OCI manifests,
+//! manifest lists, pushed to a registry with oci-client's push API.
+
+use std::io::Write;
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use reqwest::header::HeaderValue;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// One layer: its gzip blob, and the digests of the blob and of the tar inside.
+#[derive(Clone)]
+pub struct Layer {
+    pub blob: Vec<u8>,
+    pub diff_id: String,
+    pub digest: String,
+}
+
+fn header(kind: tar::EntryType, size: usize, mode: u32) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_size(size as u64);
+    h.set_mode(mode);
+    h.set_mtime(1_700_000_000);
+    h
+}
+
+/// A gzip layer of regular files (and the directories they need).
+pub fn layer(files: &[(&str, &[u8])]) -> Layer {
+    layer_with(|b| {
+        for (path, data) in files {
+            b.append_data(
+                &mut header(tar::EntryType::Regular, data.len(), 0o644),
+                path,
+                *data,
+            )
+            .unwrap();
+        }
+    })
+}
+
+/// A gzip layer built by `build`.
+pub fn layer_with(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Layer {
+    let mut b = tar::Builder::new(Vec::new());
+    build(&mut b);
+    let tar = b.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    let blob = gz.finish().unwrap();
+    Layer {
+        diff_id: sha256(&tar),
+        digest: sha256(&blob),
+        blob,
+    }
+}
+
+/// A layer deleting `path` with a whiteout and making `dir` opaque.
+pub fn whiteout_layer(path: &str, dir: &str) -> Layer {
+    layer_with(|b| {
+        let wh = match path.rsplit_once('/') {
+            Some((parent, name)) => format!("{parent}/.wh.{name}"),
+            None => format!(".wh.{path}"),
+        };
+        b.append_data(&mut header(tar::EntryType::Regular, 0, 0o644), wh, &[][..])
+            .unwrap();
+        b.append_data(
+            &mut header(tar::EntryType::Directory, 0, 0o755),
+            dir,
+            &[][..],
+        )
+        .unwrap();
+        let opq = format!("{dir}/.wh..wh..opq");
+        b.append_data(&mut header(tar::EntryType::Regular, 0, 0o644), opq, &[][..])
+            .unwrap();
+    })
+}
+
+/// `len` bytes that do not compress (so a download takes a while when throttled).
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A single-platform image.
+#[derive(Clone)]
+pub struct Image {
+    pub layers: Vec<Layer>,
+    pub config: Vec<u8>,
+    pub config_digest: String,
+    pub manifest: Vec<u8>,
+    pub manifest_digest: String,
+    pub media_type: &'static str,
+    pub arch: String,
+}
+
+/// An image of `layers` for linux/`arch` with `cmd`; `media_type` picks Docker or OCI.
+pub fn image(layers: Vec<Layer>, arch: &str, cmd: &[&str], media_type: &'static str) -> Image {
+    let diff_ids: Vec<&str> = layers.iter().map(|l| l.diff_id.as_str()).collect();
+    image_with_diff_ids(
+        layers.clone(),
+        arch,
+        cmd,
+        media_type,
+        diff_ids.iter().map(|s| s.to_string()).collect(),
+    )
+}
+
+/// Like `image`, with the config claiming `diff_ids` (a lie, for DataLoss tests).
+pub fn image_with_diff_ids(
+    layers: Vec<Layer>,
+    arch: &str,
+    cmd: &[&str],
+    media_type: &'static str,
+    diff_ids: Vec<String>,
+) -> Image {
+    let config = serde_json::to_vec(&json!({
+        "architecture": arch,
+        "os": "linux",
+        "config": {
+            "User": "1000:1000",
+            "Env": ["PATH=/bin", "BERTH=1"],
+            "Entrypoint": ["/bin/sh", "-c"],
+            "Cmd": cmd,
+            "WorkingDir": "/work",
+            "StopSignal": "SIGQUIT",
+            "Labels": {"test": "berth"},
+            "ExposedPorts": {"8080/tcp": {}},
+            "Volumes": {"/data": {}},
+        },
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))
+    .unwrap();
+    let (config_type, layer_type) = if media_type == DOCKER_MANIFEST {
+        (
+            "application/vnd.docker.container.image.v1+json",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        )
+    } else {
+        (
+            "application/vnd.oci.image.config.v1+json",
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        )
+    };
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "config": {"mediaType": config_type, "digest": sha256(&config), "size": config.len()},
+        "layers": layers.iter().map(|l| json!({
+            "mediaType": layer_type, "digest": l.digest, "size": l.blob.len()
+        })).collect::<Vec<_>>(),
+    }))
+    .unwrap();
+    Image {
+        config_digest: sha256(&config),
+        manifest_digest: sha256(&manifest),
+        layers,
+        config,
+        manifest,
+        media_type,
+        arch: arch.to_string(),
+    }
+}
+
+impl Image {
+    /// containerd's size for a single-manifest image.
+    pub fn size(&self) -> u64 {
+        (self.manifest.len()
+            + self.config.len()
+            + self.layers.iter().map(|l| l.blob.len()).sum::<usize>()) as u64
+    }
+}
+
+/// A Docker manifest list of `images`.
+pub fn manifest_list(images: &[&Image]) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_LIST,
+        "manifests": images.iter().map(|i| json!({
+            "mediaType": i.media_type,
+            "digest": i.manifest_digest,
+            "size": i.manifest.len(),
+            "platform": {"architecture": i.arch, "os": "linux"},
+        })).collect::<Vec<_>>(),
+    }))
+    .unwrap()
+}
+
+/// A client pushing to `addr` over plain http.
+pub fn client() -> Client {
+    Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..ClientConfig::default()
+    })
+}
+
+/// Pushes `image`'s blobs and manifest as `addr/repo:tag`.
+pub async fn push(addr: &str, repo: &str, tag: &str, image: &Image) {
+    push_as(addr, repo, tag, image, RegistryAuth::Anonymous).await
+}
+
+/// `push` with credentials.
+pub async fn push_as(addr: &str, repo: &str, tag: &str, image: &Image, auth: RegistryAuth) {
+    let client = client();
+    let reference = Reference::with_tag(addr.to_string(), repo.to_string(), tag.to_string());
+    client.store_auth_if_needed(addr, &auth).await;
+    for layer in &image.layers {
+        client
+            .push_blob(&reference, layer.blob.clone(), &layer.digest)
+            .await
+            .unwrap();
+    }
+    client
+        .push_blob(&reference, image.config.clone(), &image.config_digest)
+        .await
+        .unwrap();
+    client
+        .push_manifest_raw(
+            &reference,
+            image.manifest.clone(),
+            HeaderValue::from_static(image.media_type),
+        )
+        .await
+        .unwrap();
+}
+
+/// Pushes every image by digest and a manifest list of them as `addr/repo:tag`;
+/// returns the list's digest.
+pub async fn push_list(addr: &str, repo: &str, tag: &str, images: &[&Image]) -> String {
+    for image in images {
+        push(addr, repo, &format!("only-{}", image.arch), image).await;
+    }
+    let list = manifest_list(images);
+    let reference = Reference::with_tag(addr.to_string(), repo.to_string(), tag.to_string());
+    client()
+        .push_manifest_raw(
+            &reference,
+            list.clone(),
+            HeaderValue::from_static(DOCKER_LIST),
+        )
+        .await
+        .unwrap();
+    sha256(&list)
+}
