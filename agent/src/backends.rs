@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use runtimes::types::{FsUsage, ImageInfo, PullRequest};
+use runtimes::image::ImageStore;
+use runtimes::youki::YoukiRuntime;
 use runtimes::{CompositeRuntime, Runtime};
 
 use crate::config::Config;
@@ -21,55 +21,11 @@ pub struct Backends {
 /// Builds the backends from the config, behind a `CompositeRuntime` whose dispatch
 /// records live in `store`.
 pub fn build(config: &Config, store: Arc<Store>) -> Result<Backends> {
-    // TODO(integration): the primary backend is `NoBackend` until `runtimes::image` and
-    // `runtimes::youki` are on main; then it becomes
-    //
-    //     let images = Arc::new(runtimes::image::ImageStore::open(
-    //         &config.state_dir.join("images"),
-    //         config.registries.clone(),
-    //     )?);
-    //     let primary: Arc<dyn Runtime> = Arc::new(runtimes::youki::YoukiRuntime::new(images));
-    let _ = config;
-    let primary: Arc<dyn Runtime> = Arc::new(NoBackend);
+    let images = ImageStore::open(&config.state_dir.join("images"), config.registries.clone())?;
+    let primary: Arc<dyn Runtime> = Arc::new(YoukiRuntime::new(Arc::new(images)));
     let composite = CompositeRuntime::new(primary, store)?;
     Ok(Backends {
         handlers: composite.runtime_handlers(),
         runtime: Arc::new(composite),
     })
-}
-
-/// The primary backend of a berth built without one. Every image call fails with
-/// `Unsupported` (gRPC `Unimplemented`, naming the `none` backend) and `Status`
-/// reports the runtime not ready, so nothing pretends to work.
-struct NoBackend;
-
-#[async_trait]
-impl Runtime for NoBackend {
-    fn name(&self) -> &str {
-        "none"
-    }
-
-    fn runs_os(&self, _os: &str) -> bool {
-        false
-    }
-
-    async fn pull_image(&self, _request: &PullRequest) -> runtimes::Result<ImageInfo> {
-        Err(self.unsupported("PullImage"))
-    }
-
-    async fn image_status(&self, _reference: &str) -> runtimes::Result<Option<ImageInfo>> {
-        Err(self.unsupported("ImageStatus"))
-    }
-
-    async fn list_images(&self) -> runtimes::Result<Vec<ImageInfo>> {
-        Err(self.unsupported("ListImages"))
-    }
-
-    async fn remove_image(&self, _reference: &str) -> runtimes::Result<()> {
-        Err(self.unsupported("RemoveImage"))
-    }
-
-    async fn image_fs_info(&self) -> runtimes::Result<Vec<FsUsage>> {
-        Err(self.unsupported("ImageFsInfo"))
-    }
 }

@@ -2,8 +2,6 @@
 //! fields are rejected so a typo never passes silently. `agent/CONFIG.md` is the
 //! reference; [`DEFAULT_CONFIG_YAML`] is what `berth config default` prints.
 
-mod registries;
-
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -12,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-pub use registries::{RegistryConfig, RegistryCredentials};
+pub use runtimes::image::RegistryConfig;
 
 /// Where `berth serve` looks for its config when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/config.yaml";
@@ -143,6 +141,9 @@ impl Config {
         // The node id must be usable in a ContainerId; reuse its rule rather than restate it.
         runtimes::ContainerId::new("berth", runtimes::id::SANDBOX_ROLE, 0, &self.node_id)
             .map_err(|e| format!("node_id: {e}"))?;
+        self.registries
+            .validate()
+            .map_err(|e| format!("registries: {e}"))?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             format!(
                 "log.level: `{}` is not a level or filter: {e}",

@@ -146,7 +146,7 @@ fn the_printed_default_config_shows_every_field() {
     config
         .registries
         .credentials
-        .insert("h".into(), RegistryCredentials::default());
+        .insert("h".into(), runtimes::types::RegistryAuth::default());
     let mut names = BTreeSet::new();
     keys(&serde_yaml::to_value(&config).unwrap(), &mut names);
     names.remove("h");
