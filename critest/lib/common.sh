@@ -36,7 +36,7 @@ pid_is_ours() {
   local pid
   pid=$(cat "$1" 2>/dev/null) || return 1
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2"
+  { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$2"
 }
 
 # start_daemon PIDFILE MARKER LOG CMD...: starts CMD in the background with
@@ -45,7 +45,8 @@ pid_is_ours() {
 start_daemon() {
   local pidfile=$1 marker=$2 logfile=$3
   shift 3
-  "$@" </dev/null >>"$logfile" 2>&1 &
+  # fd 9 is critest/run's lock; a daemon must not keep it.
+  "$@" </dev/null >>"$logfile" 2>&1 9>&- &
   echo $! >"$pidfile"
   wait_until 10 pid_is_ours "$pidfile" "$marker" || {
     tail -n 20 "$logfile" >&2 || true

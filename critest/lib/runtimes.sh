@@ -176,6 +176,9 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_selinux = false
+  # This machine withholds CAP_SYS_RESOURCE, so no process may lower its
+  # oom_score_adj (runc fails to give the sandbox -998); clamp to our own.
+  restrict_oom_score_adj = true
 
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
@@ -185,7 +188,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
       runtime_type = "io.containerd.runc.v2"
 
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        BinaryName = "$(command -v runc)"
+        BinaryName = "${RUNC_BIN:-$(command -v runc)}"
         Root = "$rt_dir/runc"
         SystemdCgroup = false
 
