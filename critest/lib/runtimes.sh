@@ -73,6 +73,7 @@ berth_start() {
   fi
   [ -x "$bin" ] || die "berth binary $bin is missing"
   mkdir -p "$rt_dir"
+  endpoint=unix://$rt_dir/berth.sock
   check_socket_path "$rt_dir/berth.sock"
   # The config contract (notes/CONFIG-CONTRACT.md): a socket and state dir of
   # its own, and every registry critest names mirrored to the local registry.
@@ -92,13 +93,13 @@ YAML
   cp "$config" "$results/berth.yaml"
   log "starting $bin serve --config $config"
   start_daemon "$(berth_pidfile)" "$config" "$results/berth.log" "$bin" serve --config "$config"
-  endpoint=unix://$rt_dir/berth.sock
   wait_for_cri "$(berth_pidfile)" "$config" "$results/berth.log"
   log "berth serves CRI on $endpoint (pid $(cat "$(berth_pidfile)"))"
 }
 
 berth_stop() {
   local config=$rt_dir/berth.yaml
+  endpoint=unix://$rt_dir/berth.sock
   if pid_is_ours "$(berth_pidfile)" "$config"; then
     remove_pods
     log "stopping berth pid $(cat "$(berth_pidfile)")"
@@ -206,18 +207,19 @@ containerd_start() {
   command -v containerd >/dev/null || die "containerd is not installed (hack/install-deps --test)"
   command -v runc >/dev/null || die "runc is not installed (hack/install-deps --test)"
   check_socket_path "$rt_dir/containerd.sock.ttrpc"
+  endpoint=unix://$rt_dir/containerd.sock
   containerd_config
   cp "$rt_dir/config.toml" "$results/containerd.toml"
   log "starting containerd --config $rt_dir/config.toml"
   start_daemon "$(containerd_pidfile)" "$rt_dir/config.toml" "$results/containerd.log" \
     containerd --config "$rt_dir/config.toml"
-  endpoint=unix://$rt_dir/containerd.sock
   wait_for_cri "$(containerd_pidfile)" "$rt_dir/config.toml" "$results/containerd.log"
   log "containerd serves CRI on $endpoint (pid $(cat "$(containerd_pidfile)"))"
 }
 
 containerd_stop() {
   local pid
+  endpoint=unix://$rt_dir/containerd.sock
   if pid_is_ours "$(containerd_pidfile)" "$rt_dir/config.toml"; then
     remove_pods
     log "stopping containerd pid $(cat "$(containerd_pidfile)")"
