@@ -25,13 +25,14 @@ pub(super) fn requested_image<'a>(
     Ok(image)
 }
 
-/// `info` as CRI reports it. `requested` is the reference the caller used, if any.
-pub(super) fn to_cri_image(info: ImageInfo, requested: Option<&str>) -> Image {
+/// `info` as CRI reports it. The answer does not depend on the name the image was
+/// asked by (critest compares the status by id, tag and digest for equality), so the
+/// spec names the image by id and leaves `user_specified_image` empty, as containerd.
+pub(super) fn to_cri_image(info: ImageInfo) -> Image {
     let (uid, username) = info.config.uid_and_username();
     Image {
         spec: Some(ImageSpec {
             image: info.id.clone(),
-            user_specified_image: requested.unwrap_or_default().to_string(),
             ..ImageSpec::default()
         }),
         id: info.id,
@@ -146,7 +147,7 @@ pub(super) mod tests {
 
     #[test]
     fn maps_every_field_of_an_image() {
-        let image = to_cri_image(busybox(), Some("busybox:1.36"));
+        let image = to_cri_image(busybox());
         assert_eq!(image.id, "sha256:aaaa");
         assert_eq!(image.repo_tags, ["docker.io/library/busybox:1.36"]);
         assert_eq!(
@@ -159,21 +160,21 @@ pub(super) mod tests {
         assert!(!image.pinned);
         let spec = image.spec.unwrap();
         assert_eq!(spec.image, "sha256:aaaa");
-        assert_eq!(spec.user_specified_image, "busybox:1.36");
+        assert_eq!(spec.user_specified_image, "");
     }
 
     #[test]
     fn numeric_and_missing_users_become_uids() {
         let mut info = busybox();
         info.config.user = "1000:1000".into();
-        let image = to_cri_image(info.clone(), None);
+        let image = to_cri_image(info.clone());
         assert_eq!(
             (image.uid.map(|u| u.value), image.username.as_str()),
             (Some(1000), "")
         );
         info.config.user.clear();
         info.pinned = true;
-        let image = to_cri_image(info, None);
+        let image = to_cri_image(info);
         assert_eq!(image.uid.map(|u| u.value), Some(0));
         assert!(image.pinned);
         assert_eq!(image.spec.unwrap().user_specified_image, "");

@@ -23,7 +23,7 @@ pub(super) async fn image_status(
         HashMap::new()
     };
     Ok(ImageStatusResponse {
-        image: Some(to_cri_image(info, Some(reference))),
+        image: Some(to_cri_image(info)),
         info: info_map,
     })
 }
@@ -54,8 +54,12 @@ mod tests {
             .unwrap();
         let image = answer.image.unwrap();
         assert_eq!(image.repo_tags, ["docker.io/library/busybox:1.36"]);
-        assert_eq!(image.spec.unwrap().user_specified_image, "sha256:aaaa");
         assert!(answer.info.is_empty());
+        // The same answer whatever name the image is asked by.
+        let by_tag = image_status(&runtime, request("docker.io/library/busybox:1.36", false))
+            .await
+            .unwrap();
+        assert_eq!(by_tag.image, Some(image));
     }
 
     #[tokio::test]

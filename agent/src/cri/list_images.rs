@@ -17,16 +17,13 @@ pub(super) async fn list_images(
         Some(spec) => {
             let reference = requested_image("ListImages", Some(spec))?;
             let found = runtime.image_status(reference).await?;
-            found
-                .map(|info| to_cri_image(info, Some(reference)))
-                .into_iter()
-                .collect()
+            found.map(to_cri_image).into_iter().collect()
         }
         None => runtime
             .list_images()
             .await?
             .into_iter()
-            .map(|info| to_cri_image(info, None))
+            .map(to_cri_image)
             .collect(),
     };
     Ok(ListImagesResponse { images })
