@@ -173,7 +173,11 @@ pub(crate) async fn resolve(
 fn combine(image: &Reference, failures: Vec<(Endpoint, Error)>) -> Error {
     let summary = failures
         .iter()
-        .map(|(endpoint, e)| format!("{}: {e}", endpoint.describe()))
+        .map(|(endpoint, e)| match e {
+            // Its `service` is this endpoint already; say it once.
+            Error::Unavailable { message, .. } => format!("{}: {message}", endpoint.describe()),
+            e => format!("{}: {e}", endpoint.describe()),
+        })
         .collect::<Vec<_>>()
         .join("; ");
     let mut not_found = None;
