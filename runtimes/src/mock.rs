@@ -13,7 +13,10 @@ use async_trait::async_trait;
 use crate::error::{Error, Result};
 use crate::id::ContainerId;
 use crate::runtime::Runtime;
-use crate::types::{ContainerSpec, FsUsage, ImageInfo, PullRequest, SandboxSpec};
+use crate::types::{
+    ContainerSpec, ContainerState, ContainerStatus, ExecOutput, ExecRequest, FsUsage, ImageInfo,
+    PullRequest, SandboxSpec, SandboxState, SandboxStatus,
+};
 
 /// One call a [`MockRuntime`] received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +36,8 @@ struct State {
     registry: Vec<ImageInfo>,
     images: Vec<ImageInfo>,
     sandboxes: BTreeSet<ContainerId>,
-    containers: BTreeMap<ContainerId, bool>,
+    /// Container → (its sandbox, its state).
+    containers: BTreeMap<ContainerId, (ContainerId, ContainerState)>,
     failures: HashMap<&'static str, Failure>,
 }
 
@@ -97,9 +101,9 @@ impl MockRuntime {
         self.state().sandboxes.contains(id)
     }
 
-    /// `Some(running)` when this backend holds the container `id`.
-    pub fn container_running(&self, id: &ContainerId) -> Option<bool> {
-        self.state().containers.get(id).copied()
+    /// The state of the container `id`, when this backend holds it.
+    pub fn container_state(&self, id: &ContainerId) -> Option<ContainerState> {
+        self.state().containers.get(id).map(|(_, state)| *state)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -192,23 +196,32 @@ impl Runtime for MockRuntime {
         }])
     }
 
-    async fn run_pod_sandbox(&self, id: &ContainerId, _spec: &SandboxSpec) -> Result<()> {
-        self.enter("run_pod_sandbox", id)?
+    async fn run_pod_sandbox(
+        &self,
+        id: &ContainerId,
+        _spec: &SandboxSpec,
+    ) -> Result<SandboxStatus> {
+        let mut state = self.enter("run_pod_sandbox", id)?;
+        state.sandboxes.insert(id.clone());
+        Ok(sandbox_status(state.sandboxes.len()))
+    }
+
+    async fn pod_sandbox_status(&self, id: &ContainerId) -> Result<SandboxStatus> {
+        let state = self.enter("pod_sandbox_status", id)?;
+        let index = state
             .sandboxes
-            .insert(id.clone());
-        Ok(())
+            .iter()
+            .position(|s| s == id)
+            .ok_or_else(|| Error::not_found("pod sandbox", id))?;
+        Ok(sandbox_status(index + 1))
     }
 
     async fn stop_pod_sandbox(&self, id: &ContainerId) -> Result<()> {
         let mut state = self.enter("stop_pod_sandbox", id)?;
-        let members: Vec<ContainerId> = state
-            .containers
-            .keys()
-            .filter(|c| same_pod(c, id))
-            .cloned()
-            .collect();
-        for member in members {
-            state.containers.insert(member, false);
+        for (sandbox, container) in state.containers.values_mut() {
+            if sandbox == id && *container == ContainerState::Running {
+                *container = ContainerState::Exited;
+            }
         }
         Ok(())
     }
@@ -216,7 +229,7 @@ impl Runtime for MockRuntime {
     async fn remove_pod_sandbox(&self, id: &ContainerId) -> Result<()> {
         let mut state = self.enter("remove_pod_sandbox", id)?;
         state.sandboxes.remove(id);
-        state.containers.retain(|c, _| !same_pod(c, id));
+        state.containers.retain(|_, (sandbox, _)| sandbox != id);
         Ok(())
     }
 
@@ -230,23 +243,25 @@ impl Runtime for MockRuntime {
         if !state.sandboxes.contains(sandbox) {
             return Err(Error::not_found("pod sandbox", sandbox));
         }
-        state.containers.insert(id.clone(), false);
+        state
+            .containers
+            .insert(id.clone(), (sandbox.clone(), ContainerState::Created));
         Ok(())
     }
 
     async fn start_container(&self, id: &ContainerId) -> Result<()> {
         let mut state = self.enter("start_container", id)?;
-        let running = state
+        let (_, container) = state
             .containers
             .get_mut(id)
             .ok_or_else(|| Error::not_found("container", id))?;
-        *running = true;
+        *container = ContainerState::Running;
         Ok(())
     }
 
     async fn stop_container(&self, id: &ContainerId, _timeout: Duration) -> Result<()> {
-        if let Some(running) = self.enter("stop_container", id)?.containers.get_mut(id) {
-            *running = false;
+        if let Some((_, container)) = self.enter("stop_container", id)?.containers.get_mut(id) {
+            *container = ContainerState::Exited;
         }
         Ok(())
     }
@@ -255,13 +270,42 @@ impl Runtime for MockRuntime {
         self.enter("remove_container", id)?.containers.remove(id);
         Ok(())
     }
+
+    async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus> {
+        let state = self.enter("container_status", id)?;
+        let (_, container) = state
+            .containers
+            .get(id)
+            .ok_or_else(|| Error::not_found("container", id))?;
+        Ok(ContainerStatus {
+            state: *container,
+            ..Default::default()
+        })
+    }
+
+    /// Echoes the command: stdout is the arguments joined by spaces.
+    async fn exec_sync(&self, id: &ContainerId, request: &ExecRequest) -> Result<ExecOutput> {
+        let state = self.enter("exec_sync", id)?;
+        match state.containers.get(id) {
+            Some((_, ContainerState::Running)) => Ok(ExecOutput {
+                stdout: request.cmd.join(" ").into_bytes(),
+                ..Default::default()
+            }),
+            Some(_) => Err(Error::FailedPrecondition(format!(
+                "container {id} is not running"
+            ))),
+            None => Err(Error::not_found("container", id)),
+        }
+    }
 }
 
-/// The mock's notion of pod membership: same service, replica and node.
-fn same_pod(container: &ContainerId, sandbox: &ContainerId) -> bool {
-    container.service() == sandbox.service()
-        && container.replica() == sandbox.replica()
-        && container.node() == sandbox.node()
+/// The n-th sandbox's status: ready, with the address 10.88.0.n.
+fn sandbox_status(n: usize) -> SandboxStatus {
+    SandboxStatus {
+        state: SandboxState::Ready,
+        ips: vec![format!("10.88.0.{n}")],
+        netns_path: None,
+    }
 }
 
 /// A [`DispatchLog`](crate::composite::DispatchLog) in memory, shared by clones, so a

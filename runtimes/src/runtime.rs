@@ -10,7 +10,10 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::id::ContainerId;
-use crate::types::{ContainerSpec, FsUsage, ImageInfo, PullRequest, SandboxSpec};
+use crate::types::{
+    ContainerSpec, ContainerStats, ContainerStatus, ExecOutput, ExecRequest, FsUsage, ImageInfo,
+    PullRequest, SandboxSpec, SandboxStats, SandboxStatus,
+};
 
 /// A container runtime backend.
 #[async_trait]
@@ -36,10 +39,23 @@ pub trait Runtime: Send + Sync {
     /// Usage of the filesystems that hold this backend's images.
     async fn image_fs_info(&self) -> Result<Vec<FsUsage>>;
 
-    /// Creates and starts the pod sandbox `id`.
-    async fn run_pod_sandbox(&self, id: &ContainerId, spec: &SandboxSpec) -> Result<()> {
+    /// Creates and starts the pod sandbox `id` (namespaces, network). A failure leaves
+    /// nothing behind.
+    async fn run_pod_sandbox(&self, id: &ContainerId, spec: &SandboxSpec) -> Result<SandboxStatus> {
         let _ = (id, spec);
         Err(self.unsupported("RunPodSandbox"))
+    }
+
+    /// The sandbox `id` as the backend sees it.
+    async fn pod_sandbox_status(&self, id: &ContainerId) -> Result<SandboxStatus> {
+        let _ = id;
+        Err(self.unsupported("PodSandboxStatus"))
+    }
+
+    /// Resource usage of the whole pod `id`.
+    async fn pod_sandbox_stats(&self, id: &ContainerId) -> Result<SandboxStats> {
+        let _ = id;
+        Err(self.unsupported("PodSandboxStats"))
     }
 
     /// Stops every process of the sandbox `id`; stopping a missing sandbox succeeds.
@@ -81,6 +97,41 @@ pub trait Runtime: Send + Sync {
     async fn remove_container(&self, id: &ContainerId) -> Result<()> {
         let _ = id;
         Err(self.unsupported("RemoveContainer"))
+    }
+
+    /// The container `id` as the backend sees it.
+    async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus> {
+        let _ = id;
+        Err(self.unsupported("ContainerStatus"))
+    }
+
+    /// Applies new resource limits to the running or created container `id`.
+    async fn update_container_resources(
+        &self,
+        id: &ContainerId,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        let _ = (id, resources);
+        Err(self.unsupported("UpdateContainerResources"))
+    }
+
+    /// Reopens the container's log file (after kubelet rotated it).
+    async fn reopen_container_log(&self, id: &ContainerId) -> Result<()> {
+        let _ = id;
+        Err(self.unsupported("ReopenContainerLog"))
+    }
+
+    /// Runs a command in the running container `id` and waits for it. A timeout kills
+    /// the command, never the container.
+    async fn exec_sync(&self, id: &ContainerId, request: &ExecRequest) -> Result<ExecOutput> {
+        let _ = (id, request);
+        Err(self.unsupported("ExecSync"))
+    }
+
+    /// Resource usage of the container `id`.
+    async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats> {
+        let _ = id;
+        Err(self.unsupported("ContainerStats"))
     }
 
     /// The typed error for an operation this backend does not implement.

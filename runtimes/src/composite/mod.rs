@@ -28,7 +28,10 @@ use async_trait::async_trait;
 use crate::error::{Error, Result};
 use crate::id::ContainerId;
 use crate::runtime::Runtime;
-use crate::types::{ContainerSpec, FsUsage, ImageInfo, PullRequest, SandboxSpec};
+use crate::types::{
+    ContainerSpec, ContainerStats, ContainerStatus, ExecOutput, ExecRequest, FsUsage, ImageInfo,
+    PullRequest, SandboxSpec, SandboxStats, SandboxStatus,
+};
 
 pub use dispatch::ISOLATION_ANNOTATION;
 
@@ -205,16 +208,26 @@ impl Runtime for CompositeRuntime {
         self.fan_out_fs_info().await
     }
 
-    async fn run_pod_sandbox(&self, id: &ContainerId, spec: &SandboxSpec) -> Result<()> {
+    async fn run_pod_sandbox(&self, id: &ContainerId, spec: &SandboxSpec) -> Result<SandboxStatus> {
         let backend = self.select(id, spec).await?;
         self.remember(id, backend.name())?;
-        if let Err(e) = backend.run_pod_sandbox(id, spec).await {
-            // The backend cleaned up after itself; a record pointing at nothing would
-            // only send later calls to the wrong place.
-            self.forget(id)?;
-            return Err(e);
+        match backend.run_pod_sandbox(id, spec).await {
+            Ok(status) => Ok(status),
+            Err(e) => {
+                // The backend cleaned up after itself; a record pointing at nothing would
+                // only send later calls to the wrong place.
+                self.forget(id)?;
+                Err(e)
+            }
         }
-        Ok(())
+    }
+
+    async fn pod_sandbox_status(&self, id: &ContainerId) -> Result<SandboxStatus> {
+        self.owner(id)?.pod_sandbox_status(id).await
+    }
+
+    async fn pod_sandbox_stats(&self, id: &ContainerId) -> Result<SandboxStats> {
+        self.owner(id)?.pod_sandbox_stats(id).await
     }
 
     async fn stop_pod_sandbox(&self, id: &ContainerId) -> Result<()> {
@@ -269,5 +282,31 @@ impl Runtime for CompositeRuntime {
             self.forget(id)?;
         }
         Ok(())
+    }
+
+    async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus> {
+        self.owner(id)?.container_status(id).await
+    }
+
+    async fn update_container_resources(
+        &self,
+        id: &ContainerId,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        self.owner(id)?
+            .update_container_resources(id, resources)
+            .await
+    }
+
+    async fn reopen_container_log(&self, id: &ContainerId) -> Result<()> {
+        self.owner(id)?.reopen_container_log(id).await
+    }
+
+    async fn exec_sync(&self, id: &ContainerId, request: &ExecRequest) -> Result<ExecOutput> {
+        self.owner(id)?.exec_sync(id, request).await
+    }
+
+    async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats> {
+        self.owner(id)?.container_stats(id).await
     }
 }

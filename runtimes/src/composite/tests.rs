@@ -132,6 +132,7 @@ async fn linux_pod_goes_to_delegate_and_its_containers_follow() {
         &c,
         &ContainerSpec {
             image: "busybox".into(),
+            ..Default::default()
         },
     )
     .await
@@ -349,6 +350,7 @@ async fn container_image_the_pod_backend_cannot_run_routes_to_peer() {
             &c,
             &ContainerSpec {
                 image: "docker.io/library/busybox:latest".into(),
+                ..Default::default()
             },
         )
         .await

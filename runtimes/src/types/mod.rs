@@ -1,7 +1,15 @@
 //! Plain values the [`Runtime`](crate::Runtime) trait speaks: no protobuf types here.
 
+mod container;
 mod image;
 mod pod;
 
+pub use container::{
+    ContainerSpec, ContainerState, ContainerStats, ContainerStatus, ExecOutput, ExecRequest,
+    ResolvedUser, SupplementalGroupsPolicy, UserRequest,
+};
 pub use image::{FsUsage, ImageConfig, ImageInfo, PullRequest, RegistryAuth};
-pub use pod::{ContainerSpec, SandboxSpec};
+pub use pod::{
+    DnsConfig, IdMapping, NamespaceMode, NamespaceOptions, NetworkStats, PortMapping, Protocol,
+    SandboxSpec, SandboxState, SandboxStats, SandboxStatus, UserNamespace,
+};

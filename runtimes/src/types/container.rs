@@ -1,0 +1,150 @@
+//! Container values exchanged between the agent and the backends.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+/// How the image's groups combine with requested supplemental groups.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SupplementalGroupsPolicy {
+    /// The user's groups from the image's `/etc/group` plus the requested ones.
+    #[default]
+    Merge,
+    /// Only the requested groups (and the primary group).
+    Strict,
+}
+
+/// Who the container's process runs as, before the image's `/etc/passwd` and
+/// `/etc/group` are read. The backend resolves it against the container's rootfs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRequest {
+    /// A numeric user (CRI `run_as_user`, or the image's numeric `User`).
+    pub uid: Option<u32>,
+    /// A user name (CRI `run_as_username`, or the image's named `User`).
+    pub username: Option<String>,
+    /// A numeric primary group (CRI `run_as_group`, or the image's `User` `:gid`).
+    pub gid: Option<u32>,
+    /// A group name (the image's `User` `:group`).
+    pub group: Option<String>,
+    /// Requested supplemental groups.
+    pub supplemental_groups: Vec<u32>,
+    /// How they combine with the image's groups.
+    pub policy: SupplementalGroupsPolicy,
+}
+
+/// The identity a container's process really runs with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedUser {
+    /// uid.
+    pub uid: u32,
+    /// Primary gid.
+    pub gid: u32,
+    /// Supplemental gids.
+    pub supplemental_groups: Vec<u32>,
+}
+
+/// What a backend needs to create a container.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerSpec {
+    /// The image as the request named it.
+    pub image: String,
+    /// The image's id (`sha256:…`), resolved by the agent.
+    pub image_id: String,
+    /// The OCI runtime spec, complete except what only the backend knows: `root.path`,
+    /// the `path` of namespaces shared with the pod, `linux.cgroupsPath` when empty,
+    /// and `process.user` (see `user`).
+    pub oci: oci_spec::runtime::Spec,
+    /// Who the process runs as, resolved by the backend against the rootfs.
+    pub user: UserRequest,
+    /// The CRI log file (absolute), if kubelet asked for one.
+    pub log_path: Option<PathBuf>,
+    /// Keep stdin open for attach.
+    pub stdin: bool,
+    /// Close stdin after the first attach ends.
+    pub stdin_once: bool,
+    /// Run with a terminal.
+    pub tty: bool,
+    /// The signal `StopContainer` sends first (the image's `StopSignal`), e.g. `SIGQUIT`.
+    pub stop_signal: Option<String>,
+}
+
+/// The lifecycle state of a container.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerState {
+    /// Created, not started.
+    #[default]
+    Created,
+    /// Running.
+    Running,
+    /// Exited.
+    Exited,
+    /// The backend lost track of it.
+    Unknown,
+}
+
+/// A container as its backend sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    /// The state.
+    pub state: ContainerState,
+    /// The host pid of its init process while it runs.
+    pub pid: Option<u32>,
+    /// When it started.
+    pub started_at: Option<SystemTime>,
+    /// When it exited.
+    pub finished_at: Option<SystemTime>,
+    /// Its exit code once exited (128 + signal for a signal).
+    pub exit_code: i32,
+    /// `Completed`, `Error` or `OOMKilled` once exited.
+    pub reason: String,
+    /// More detail, if any.
+    pub message: String,
+    /// The identity it runs with, once resolved.
+    pub user: Option<ResolvedUser>,
+}
+
+/// A command to run in a running container, waiting for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecRequest {
+    /// The command and its arguments.
+    pub cmd: Vec<String>,
+    /// Kill the command (not the container) after this long.
+    pub timeout: Option<Duration>,
+}
+
+/// What a finished exec produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Its stdout.
+    pub stdout: Vec<u8>,
+    /// Its stderr.
+    pub stderr: Vec<u8>,
+    /// Its exit code.
+    pub exit_code: i32,
+}
+
+/// Resource usage of one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerStats {
+    /// When the numbers were read.
+    pub timestamp: SystemTime,
+    /// CPU time used, cumulative, in nanoseconds.
+    pub cpu_usage_ns: u64,
+    /// Memory working set (usage minus inactive file pages), in bytes.
+    pub memory_working_set: u64,
+    /// Memory usage, in bytes.
+    pub memory_usage: u64,
+    /// Anonymous and swap cache memory, in bytes.
+    pub memory_rss: u64,
+    /// Page faults, cumulative.
+    pub page_faults: u64,
+    /// Major page faults, cumulative.
+    pub major_page_faults: u64,
+    /// The writable layer's directory.
+    pub writable_layer: PathBuf,
+    /// Bytes used by the writable layer.
+    pub writable_layer_bytes: u64,
+    /// Inodes used by the writable layer.
+    pub writable_layer_inodes: u64,
+}
