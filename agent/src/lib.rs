@@ -9,6 +9,7 @@ pub mod config;
 pub mod cri;
 pub mod error;
 pub mod server;
+pub mod spec;
 pub mod status;
 pub mod store;
 pub mod telemetry;
