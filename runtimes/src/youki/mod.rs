@@ -2,6 +2,18 @@
 //! own [`ImageStore`]. For now it serves the image operations; the pod and container
 //! verbs keep the trait's `Unsupported` defaults until they land.
 
+pub mod cgroups;
+mod client;
+mod clock;
+mod finish;
+mod layout;
+mod records;
+mod rootfs;
+pub mod shim;
+mod stats;
+mod user;
+mod wire;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
