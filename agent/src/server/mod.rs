@@ -1,6 +1,7 @@
 //! `berth serve`: take the socket, open the state, build the runtime, serve CRI until
 //! SIGTERM or SIGINT, then drain and clean up.
 
+mod deadline;
 mod socket;
 
 use std::future::pending;
@@ -21,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::telemetry::CriTraceLayer;
 
+pub use deadline::{Deadline, DeadlineLayer};
 pub use socket::SocketGuard;
 
 /// How long in-flight calls may run after SIGTERM or SIGINT before berth exits anyway.
@@ -73,8 +75,10 @@ async fn serve_until_signal(
         );
         let _ = stopping.send(());
     };
+    // The trace layer wraps the deadline layer, so a call past its deadline is logged.
     let server = Server::builder()
         .layer(CriTraceLayer)
+        .layer(DeadlineLayer)
         .add_service(runtime_service)
         .add_service(image_service)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown);

@@ -5,6 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use super::NamespaceOptions;
+
 /// How the image's groups combine with requested supplemental groups.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SupplementalGroupsPolicy {
@@ -52,8 +54,11 @@ pub struct ContainerSpec {
     /// The image's id (`sha256:…`), resolved by the agent.
     pub image_id: String,
     /// The OCI runtime spec, complete except what only the backend knows: `root.path`,
-    /// the `path` of namespaces shared with the pod, `linux.cgroupsPath` when empty,
-    /// and `process.user` (see `user`).
+    /// the `path` of namespaces shared with the pod (see `namespaces`),
+    /// `linux.cgroupsPath`, `process.user` (see `user`), the checks and symlink
+    /// resolution of request bind mounts, and the pod's `/dev/shm`, `/etc/hosts`,
+    /// `/etc/hostname`, `/etc/resolv.conf` (the agent's `spec` module documents the
+    /// exact contract).
     pub oci: oci_spec::runtime::Spec,
     /// Who the process runs as, resolved by the backend against the rootfs.
     pub user: UserRequest,
@@ -67,6 +72,10 @@ pub struct ContainerSpec {
     pub tty: bool,
     /// The signal `StopContainer` sends first (the image's `StopSignal`), e.g. `SIGQUIT`.
     pub stop_signal: Option<String>,
+    /// The container's namespaces: network, IPC and user are its pod's; `pid` says
+    /// whether the spec's PID namespace entry is the pod's (`Pod`), another container's
+    /// (`Target`, `target_id`), or a new one (`Container`).
+    pub namespaces: NamespaceOptions,
 }
 
 /// The lifecycle state of a container.

@@ -6,8 +6,9 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::images::{image, layer, noise, push, Image, OCI_MANIFEST};
-use crate::servers::{FakeContent, FakeRegistry, Proxy, Registry};
+use berth_testkit::images::{image, layer, noise, push, Image, OCI_MANIFEST};
+use berth_testkit::servers::{FakeContent, FakeRegistry, Proxied, Registry};
+
 use crate::{assert_empty, names, open_insecure, req};
 
 const CHILD_ENV: &str = "BERTH_IMAGE_CRASH_CHILD";
@@ -109,16 +110,13 @@ async fn a_killed_pull_leaves_nothing_visible() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pull_whose_caller_gave_up_finishes_and_the_retry_joins_it() {
-    let registry = Registry::start().await;
     let img = big_image(12);
-    push(&registry.addr, "slow/app", "1", &img).await;
-    let proxy = Proxy::start(&registry.addr).await;
-    proxy.delay_ms.store(10, Ordering::Relaxed);
+    let served = Proxied::start("slow/app", "1", &img, 10).await;
+    let (proxy, reference) = (&served.proxy, &served.reference);
     let tmp = tempfile::tempdir().unwrap();
     let store = open_insecure(tmp.path(), &[&proxy.addr]);
-    let reference = format!("{}/slow/app:1", proxy.addr);
     let deadline = tokio::time::timeout(Duration::from_secs(60), async {
-        let request = req(&reference);
+        let request = req(reference);
         let pull = store.pull(&request);
         tokio::select! {
             _ = pull => panic!("the pull should still be running"),
@@ -127,11 +125,11 @@ async fn a_pull_whose_caller_gave_up_finishes_and_the_retry_joins_it() {
     });
     deadline.await.unwrap();
     assert!(
-        store.status(&reference).unwrap().is_none(),
+        store.status(reference).unwrap().is_none(),
         "not visible before its commit"
     );
     proxy.delay_ms.store(0, Ordering::Relaxed);
-    let info = store.pull(&req(&reference)).await.unwrap();
+    let info = store.pull(&req(reference)).await.unwrap();
     assert_eq!(info.id, img.config_digest);
     assert_eq!(
         proxy.blob_gets(&img.layers[1].digest),

@@ -1,10 +1,12 @@
 //! Failures: each maps to its error kind, names what failed, and keeps nothing.
 
+use berth_testkit::images::{
+    image, image_with_diff_ids, layer, push, push_as, sha256, DOCKER_MANIFEST,
+};
+use berth_testkit::servers::{free_port, FakeContent, FakeRegistry, Registry};
 use runtimes::types::RegistryAuth;
 use runtimes::Error;
 
-use crate::images::{image, image_with_diff_ids, layer, push, push_as, sha256, DOCKER_MANIFEST};
-use crate::servers::{free_port, FakeContent, FakeRegistry, Registry};
 use crate::{assert_empty, open, open_insecure, req, req_auth};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,20 +68,7 @@ async fn missing_images_are_not_found_and_bad_references_invalid() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_blobs_are_data_loss_and_leave_nothing() {
-    let good = layer(&[("ok", b"fine")]);
-    let bad = layer(&[("bad", b"will be corrupted in transit")]);
-    let img = image(
-        vec![good, bad.clone()],
-        crate::host_arch(),
-        &["x"],
-        DOCKER_MANIFEST,
-    );
-    let mut content = FakeContent::default().with_image("1", &img);
-    let mut corrupted = bad.blob.clone();
-    let last = corrupted.len() - 1;
-    corrupted[last] ^= 0xff;
-    content.blobs.insert(bad.digest.clone(), corrupted);
-    let fake = FakeRegistry::start(content).await;
+    let (fake, bad) = FakeRegistry::with_a_corrupt_layer().await;
     let tmp = tempfile::tempdir().unwrap();
     let store = open_insecure(tmp.path(), &[&fake.addr]);
     match store.pull(&req(&format!("{}/lies/app:1", fake.addr))).await {

@@ -3,13 +3,13 @@
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
+use berth_testkit::images::{
+    self, image, layer, noise, push, push_list, whiteout_layer, DOCKER_MANIFEST, OCI_MANIFEST,
+};
+use berth_testkit::servers::{Proxy, Registry};
 use runtimes::image::ImageStore;
 use runtimes::Error;
 
-use crate::images::{
-    self, image, layer, noise, push, push_list, whiteout_layer, DOCKER_MANIFEST, OCI_MANIFEST,
-};
-use crate::servers::{Proxy, Registry};
 use crate::{host_arch, open, open_insecure, other_arch, req};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -384,7 +384,7 @@ async fn mirrors_are_tried_in_order_before_the_registry() {
     push(&full_mirror.addr, "team/app", "1", &from_mirror).await;
     push(&upstream.addr, "team/app", "1", &from_upstream).await;
     push(&upstream.addr, "team/only-upstream", "1", &from_upstream).await;
-    let closed = format!("http://127.0.0.1:{}", crate::servers::free_port());
+    let closed = format!("http://127.0.0.1:{}", berth_testkit::servers::free_port());
     let tmp = tempfile::tempdir().unwrap();
     let store = open(
         tmp.path(),

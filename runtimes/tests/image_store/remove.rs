@@ -1,8 +1,9 @@
 //! Removal: every name of the image goes, content no other image uses goes, shared
 //! layers stay, and removing twice (or something never pulled) succeeds.
 
-use crate::images::{image, layer, noise, push, OCI_MANIFEST};
-use crate::servers::Registry;
+use berth_testkit::images::{image, layer, noise, push, OCI_MANIFEST};
+use berth_testkit::servers::Registry;
+
 use crate::{names, open_insecure, req};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
+use berth_testkit::images::{image, layer, push, DOCKER_MANIFEST};
+use berth_testkit::servers::Registry;
 use runtimes::youki::YoukiRuntime;
 use runtimes::{Error, Runtime};
 
-use crate::images::{image, layer, push, DOCKER_MANIFEST};
-use crate::servers::Registry;
 use crate::{open_insecure, req};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

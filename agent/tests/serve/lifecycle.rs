@@ -1,158 +1,16 @@
-//! Black-box tests: start the real `berth` binary on a temporary socket and state dir
-//! and talk CRI to it over the unix socket with the k8s-cri client.
+//! Lifecycle of the `berth` process: the socket, the lock, signals, config errors,
+//! logging, and the verbs berth answers without a registry.
 
-use std::fs::{self, File};
+use std::fs;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use k8s_cri::v1::image_service_client::ImageServiceClient;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use anyhow::{Context, Result};
 use k8s_cri::v1::*;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use tempfile::TempDir;
-use tonic::transport::{Channel, Endpoint};
+use nix::sys::signal::Signal;
 use tonic::Code;
 
-const STARTUP: Duration = Duration::from_secs(20);
-
-/// A temporary berth home: config, socket and state dir under one temp dir.
-struct Home {
-    dir: TempDir,
-}
-
-impl Home {
-    fn new(extra_config: &str) -> Result<Self> {
-        let home = Home {
-            dir: tempfile::tempdir()?,
-        };
-        let config = format!(
-            "socket: {}\nstate_dir: {}\nnode_id: test-node\nlog:\n  level: info,berth=debug\n{extra_config}",
-            home.socket().display(),
-            home.dir.path().join("state").display()
-        );
-        fs::write(home.config(), config)?;
-        Ok(home)
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("config.yaml")
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("run/berth.sock")
-    }
-
-    /// Starts `berth serve` with stderr in a file of its own.
-    fn spawn(&self, name: &str) -> Result<Berth> {
-        let stderr_path = self.dir.path().join(format!("{name}.stderr"));
-        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args(["serve", "--config"])
-            .arg(self.config())
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&stderr_path)?)
-            .spawn()?;
-        Ok(Berth {
-            child,
-            stderr_path,
-            socket: self.socket(),
-        })
-    }
-
-    /// Starts berth and waits until it answers on its socket.
-    async fn start(&self) -> Result<Berth> {
-        let mut berth = self.spawn("berth")?;
-        berth.wait_until_serving().await?;
-        Ok(berth)
-    }
-}
-
-/// A running `berth serve`; killed if the test ends without stopping it.
-struct Berth {
-    child: Child,
-    stderr_path: PathBuf,
-    socket: PathBuf,
-}
-
-impl Berth {
-    async fn wait_until_serving(&mut self) -> Result<()> {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "berth exited with {status} before serving: {}",
-                    self.stderr()
-                );
-            }
-            if let Ok(channel) = connect(&self.socket).await {
-                let mut client = RuntimeServiceClient::new(channel);
-                if client.version(VersionRequest::default()).await.is_ok() {
-                    return Ok(());
-                }
-            }
-            if start.elapsed() > STARTUP {
-                bail!("berth did not serve within {STARTUP:?}: {}", self.stderr());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn stderr(&self) -> String {
-        fs::read_to_string(&self.stderr_path).unwrap_or_default()
-    }
-
-    fn signal(&self, signal: Signal) -> Result<()> {
-        kill(Pid::from_raw(i32::try_from(self.child.id())?), signal)?;
-        Ok(())
-    }
-
-    /// Waits for the process to exit, for at most `limit`. Async, so the test's own
-    /// client connections keep answering the server's shutdown handshake meanwhile.
-    async fn wait(&mut self, limit: Duration) -> Result<ExitStatus> {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if start.elapsed() > limit {
-                bail!("berth still running after {limit:?}: {}", self.stderr());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn runtime(&self) -> Result<RuntimeServiceClient<Channel>> {
-        Ok(RuntimeServiceClient::new(connect(&self.socket).await?))
-    }
-
-    async fn images(&self) -> Result<ImageServiceClient<Channel>> {
-        Ok(ImageServiceClient::new(connect(&self.socket).await?))
-    }
-}
-
-impl Drop for Berth {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn connect(socket: &Path) -> Result<Channel> {
-    let endpoint = Endpoint::from_shared(format!("unix://{}", socket.display()))?;
-    endpoint.connect().await.context("connecting")
-}
-
-/// Runs a second `berth serve` to completion (it must exit on its own).
-async fn run_to_exit(home: &Home, name: &str) -> Result<(ExitStatus, String)> {
-    let mut berth = home.spawn(name)?;
-    let status = berth.wait(STARTUP).await?;
-    Ok((status, berth.stderr()))
-}
+use crate::{run_to_exit, Home};
 
 #[tokio::test]
 async fn answers_version_status_and_runtime_config() -> Result<()> {

@@ -10,10 +10,14 @@ use reqwest::header::HeaderValue;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+/// Docker's image manifest media type.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker's manifest list media type.
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// OCI's image manifest media type.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
+/// `sha256:<hex>` of `bytes`.
 pub fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
@@ -21,8 +25,11 @@ pub fn sha256(bytes: &[u8]) -> String {
 /// One layer: its gzip blob, and the digests of the blob and of the tar inside.
 #[derive(Clone)]
 pub struct Layer {
+    /// The gzip blob as the registry serves it.
     pub blob: Vec<u8>,
+    /// The digest of the uncompressed tar.
     pub diff_id: String,
+    /// The digest of the blob.
     pub digest: String,
 }
 
@@ -101,12 +108,19 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
 /// A single-platform image.
 #[derive(Clone)]
 pub struct Image {
+    /// Bottom layer first.
     pub layers: Vec<Layer>,
+    /// The image config JSON.
     pub config: Vec<u8>,
+    /// Its digest: the image id.
     pub config_digest: String,
+    /// The manifest JSON.
     pub manifest: Vec<u8>,
+    /// Its digest: what a repo digest names.
     pub manifest_digest: String,
+    /// The manifest's media type.
     pub media_type: &'static str,
+    /// The OCI architecture.
     pub arch: String,
 }
 
@@ -119,6 +133,17 @@ pub fn image(layers: Vec<Layer>, arch: &str, cmd: &[&str], media_type: &'static 
         cmd,
         media_type,
         diff_ids.iter().map(|s| s.to_string()).collect(),
+    )
+}
+
+/// A one-layer image for this host holding the file `name` (whose content is its
+/// name), with `cmd` `echo <name>`.
+pub fn one_file_image(name: &str, media_type: &'static str) -> Image {
+    image(
+        vec![layer(&[(name, name.as_bytes())])],
+        crate::host_arch(),
+        &["echo", name],
+        media_type,
     )
 }
 
@@ -184,6 +209,20 @@ impl Image {
         (self.manifest.len()
             + self.config.len()
             + self.layers.iter().map(|l| l.blob.len()).sum::<usize>()) as u64
+    }
+
+    /// The OCI chain ids of the layers, bottom first: what names each layer stacked
+    /// on the ones below it (`sha256(parent chain id + " " + diff id)`).
+    pub fn chain_ids(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            let next = match out.last() {
+                None => layer.diff_id.clone(),
+                Some(parent) => sha256(format!("{parent} {}", layer.diff_id).as_bytes()),
+            };
+            out.push(next);
+        }
+        out
     }
 }
 

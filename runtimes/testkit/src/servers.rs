@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::images::{image, layer, push, sha256, Image, Layer, DOCKER_MANIFEST};
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -23,7 +25,9 @@ pub fn free_port() -> u16 {
 /// `docker-registry serve` on 127.0.0.1 with storage in a temp dir; killed on drop.
 pub struct Registry {
     child: Child,
+    /// `127.0.0.1:<port>`.
     pub addr: String,
+    /// Its config, storage and log.
     pub dir: tempfile::TempDir,
     /// Files the config points at (the htpasswd file), kept while the registry runs.
     _extra: Option<tempfile::TempDir>,
@@ -49,7 +53,19 @@ impl Registry {
         registry
     }
 
+    /// Starts a registry on a free port. A port picked free can be taken by someone
+    /// else before the registry binds it; the registry then exits, and another port
+    /// is tried.
     async fn spawn(extra: &str) -> Registry {
+        for _ in 0..5 {
+            if let Some(registry) = Registry::try_spawn(extra).await {
+                return registry;
+            }
+        }
+        panic!("docker-registry exited on start five times in a row");
+    }
+
+    async fn try_spawn(extra: &str) -> Option<Registry> {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
@@ -68,7 +84,7 @@ impl Registry {
             .stdin(Stdio::null())
             .spawn()
             .expect("start /usr/bin/docker-registry (apt package docker-registry, hack/install-deps --test)");
-        let registry = Registry {
+        let mut registry = Registry {
             child,
             addr,
             dir,
@@ -76,9 +92,19 @@ impl Registry {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(r) = reqwest::get(format!("http://{}/v2/", registry.addr)).await {
-                if r.status().as_u16() == 200 || r.status().as_u16() == 401 {
-                    return registry;
+            if let Some(status) = registry.child.try_wait().unwrap() {
+                eprintln!("docker-registry exited with {status}: {}", registry.log());
+                return None;
+            }
+            // It logs this once it has bound the port: whatever answers there is ours.
+            let bound = registry
+                .log()
+                .contains(&format!("listening on {}", registry.addr));
+            if bound {
+                if let Ok(r) = reqwest::get(format!("http://{}/v2/", registry.addr)).await {
+                    if r.status().as_u16() == 200 || r.status().as_u16() == 401 {
+                        return Some(registry);
+                    }
                 }
             }
             assert!(
@@ -119,33 +145,55 @@ async fn read_head(stream: &mut TcpStream) -> Option<String> {
     String::from_utf8(head).ok()
 }
 
-/// An HTTP proxy (one request per connection) recording request lines and
-/// optionally slowing blob downloads.
+/// An HTTP proxy (one request per connection) recording request lines, counting the
+/// blob bytes it passed on, and optionally slowing blob downloads.
 pub struct Proxy {
+    /// `127.0.0.1:<port>`.
     pub addr: String,
     requests: Arc<Mutex<Vec<String>>>,
     /// Milliseconds of pause per 8 KiB of blob body.
     pub delay_ms: Arc<AtomicU64>,
+    blob_bytes: Arc<AtomicU64>,
+}
+
+/// What every connection of a proxy shares.
+#[derive(Clone)]
+struct ProxyState {
+    upstream: String,
+    requests: Arc<Mutex<Vec<String>>>,
+    delay_ms: Arc<AtomicU64>,
+    blob_bytes: Arc<AtomicU64>,
 }
 
 impl Proxy {
+    /// A proxy on a free loopback port forwarding to `upstream` (`host:port`).
     pub async fn start(upstream: &str) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let delay_ms = Arc::new(AtomicU64::new(0));
-        let (upstream, reqs, delay) = (upstream.to_string(), requests.clone(), delay_ms.clone());
+        let state = ProxyState {
+            upstream: upstream.to_string(),
+            requests: Arc::default(),
+            delay_ms: Arc::default(),
+            blob_bytes: Arc::default(),
+        };
+        let proxy = Proxy {
+            addr,
+            requests: state.requests.clone(),
+            delay_ms: state.delay_ms.clone(),
+            blob_bytes: state.blob_bytes.clone(),
+        };
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (upstream, reqs, delay) = (upstream.clone(), reqs.clone(), delay.clone());
-                tokio::spawn(async move { proxy_one(client, &upstream, &reqs, &delay).await });
+                let state = state.clone();
+                tokio::spawn(async move { proxy_one(client, &state).await });
             }
         });
-        Proxy {
-            addr,
-            requests,
-            delay_ms,
-        }
+        proxy
+    }
+
+    /// Bytes of blob bodies (response heads not counted) written to clients so far.
+    pub fn blob_bytes(&self) -> u64 {
+        self.blob_bytes.load(Ordering::SeqCst)
     }
 
     /// Request lines seen so far.
@@ -162,17 +210,40 @@ impl Proxy {
     }
 }
 
-async fn proxy_one(
-    mut client: TcpStream,
-    upstream: &str,
-    reqs: &Mutex<Vec<String>>,
-    delay: &AtomicU64,
-) {
+/// A real registry holding one image, and a proxy in front of it that counts and
+/// can slow down what pulls through `reference` fetch.
+pub struct Proxied {
+    /// Kept running while the proxy forwards to it.
+    pub registry: Registry,
+    /// The way in.
+    pub proxy: Proxy,
+    /// `<proxy>/<repo>:<tag>`: the image by its name through the proxy.
+    pub reference: String,
+}
+
+impl Proxied {
+    /// Pushes `image` as `repo:tag` to a new registry and puts a proxy pausing
+    /// `delay_ms` per 8 KiB of blob in front of it.
+    pub async fn start(repo: &str, tag: &str, image: &Image, delay_ms: u64) -> Proxied {
+        let registry = Registry::start().await;
+        push(&registry.addr, repo, tag, image).await;
+        let proxy = Proxy::start(&registry.addr).await;
+        proxy.delay_ms.store(delay_ms, Ordering::Relaxed);
+        let reference = format!("{}/{repo}:{tag}", proxy.addr);
+        Proxied {
+            registry,
+            proxy,
+            reference,
+        }
+    }
+}
+
+async fn proxy_one(mut client: TcpStream, state: &ProxyState) {
     let Some(head) = read_head(&mut client).await else {
         return;
     };
     let request_line = head.lines().next().unwrap_or_default().to_string();
-    reqs.lock().unwrap().push(request_line.clone());
+    state.requests.lock().unwrap().push(request_line.clone());
     let mut rewritten: Vec<String> = head
         .trim_end()
         .lines()
@@ -180,7 +251,7 @@ async fn proxy_one(
         .map(str::to_string)
         .collect();
     rewritten.push("Connection: close".into());
-    let Ok(mut server) = TcpStream::connect(upstream).await else {
+    let Ok(mut server) = TcpStream::connect(&state.upstream).await else {
         return;
     };
     if server
@@ -191,6 +262,8 @@ async fn proxy_one(
         return;
     }
     let slow = request_line.contains("/blobs/");
+    // The response head as far as it has come; `None` once the body started.
+    let mut head: Option<Vec<u8>> = Some(Vec::new());
     let mut buf = vec![0u8; 8192];
     loop {
         let n = match server.read(&mut buf).await {
@@ -200,7 +273,24 @@ async fn proxy_one(
         if client.write_all(&buf[..n]).await.is_err() {
             break;
         }
-        let ms = delay.load(Ordering::Relaxed);
+        let body = match head.as_mut() {
+            None => n,
+            Some(seen) => {
+                seen.extend_from_slice(&buf[..n]);
+                match seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                    Some(end) => {
+                        let body = seen.len() - end - 4;
+                        head = None;
+                        body
+                    }
+                    None => 0,
+                }
+            }
+        };
+        if slow {
+            state.blob_bytes.fetch_add(body as u64, Ordering::SeqCst);
+        }
+        let ms = state.delay_ms.load(Ordering::Relaxed);
         if slow && ms > 0 {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
@@ -220,13 +310,33 @@ pub struct FakeContent {
 
 /// A minimal registry over raw TCP, one request per connection.
 pub struct FakeRegistry {
+    /// `127.0.0.1:<port>`.
     pub addr: String,
     /// Milliseconds of pause per 4 KiB of blob body.
     pub delay_ms: Arc<AtomicU64>,
+    /// Request lines seen so far.
     pub requests: Arc<Mutex<Vec<String>>>,
 }
 
 impl FakeRegistry {
+    /// Serves, as `<any repo>:1`, a two-layer image whose second layer arrives
+    /// corrupted; returns the registry and that layer.
+    pub async fn with_a_corrupt_layer() -> (FakeRegistry, Layer) {
+        let good = layer(&[("ok", b"fine")]);
+        let bad = layer(&[("bad", b"will be corrupted in transit")]);
+        let img = image(
+            vec![good, bad.clone()],
+            crate::host_arch(),
+            &["x"],
+            DOCKER_MANIFEST,
+        );
+        let content = FakeContent::default()
+            .with_image("1", &img)
+            .corrupt_blob(&bad.digest);
+        (FakeRegistry::start(content).await, bad)
+    }
+
+    /// Serves `content` on a free loopback port.
     pub async fn start(content: FakeContent) -> FakeRegistry {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -376,7 +486,7 @@ fn reply_for(
                 status: "200 OK",
                 headers: vec![
                     ("Content-Type".into(), media_type.clone()),
-                    ("Docker-Content-Digest".into(), super::images::sha256(bytes)),
+                    ("Docker-Content-Digest".into(), sha256(bytes)),
                 ],
                 body: bytes.clone(),
                 slow: false,
@@ -399,8 +509,20 @@ fn reply_for(
 }
 
 impl FakeContent {
+    /// Serves blob `digest` with its last byte changed: same length, wrong content,
+    /// so only a digest check can tell.
+    pub fn corrupt_blob(mut self, digest: &str) -> FakeContent {
+        let blob = self
+            .blobs
+            .get_mut(digest)
+            .expect("corrupt a blob that is served");
+        let last = blob.len() - 1;
+        blob[last] ^= 0xff;
+        self
+    }
+
     /// Serves `image` as `repo:tag` (the repo is not checked) and by digest.
-    pub fn with_image(mut self, tag: &str, image: &super::images::Image) -> FakeContent {
+    pub fn with_image(mut self, tag: &str, image: &Image) -> FakeContent {
         let manifest = (image.media_type.to_string(), image.manifest.clone());
         self.manifests.insert(tag.into(), manifest.clone());
         self.manifests

@@ -1,0 +1,54 @@
+//! What berth's integration tests share: Debian's real `docker-registry` on a free
+//! loopback port, a counting and throttling proxy in front of it, a hand-written
+//! registry that can lie, and images built and pushed by the test itself.
+//!
+//! Used by the image store's tests (`runtimes/tests/image_store`) and by the black-box
+//! tests of the `berth` binary (`agent/tests/serve`). Test code: it panics on failure.
+
+pub mod images;
+pub mod servers;
+
+use std::path::Path;
+
+/// The OCI architecture of this host.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => panic!("no test image for {other}"),
+    }
+}
+
+/// An architecture this host does not run.
+pub fn other_arch() -> &'static str {
+    if host_arch() == "amd64" {
+        "arm64"
+    } else {
+        "amd64"
+    }
+}
+
+/// Names in `dir`, sorted (empty when it does not exist).
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Asserts the image store at `root` keeps no content at all: no blobs, layers or
+/// temp files.
+pub fn assert_empty(root: &Path) {
+    for dir in ["blobs/sha256", "layers", "tmp"] {
+        assert_eq!(
+            names(&root.join(dir)),
+            Vec::<String>::new(),
+            "{} should be empty",
+            root.join(dir).display()
+        );
+    }
+}
