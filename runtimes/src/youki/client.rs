@@ -29,27 +29,29 @@ pub enum CallError {
 }
 
 impl CallError {
-    /// This failure as the crate's error, about `what` (naming the object).
-    pub fn into_error(self, what: &str) -> Error {
+    /// This failure as the crate's error, about the `kind` object `id`.
+    pub fn into_error(self, kind: &'static str, id: &str) -> Error {
         match self {
             CallError::Gone => Error::FailedPrecondition(format!(
-                "{what}: the pod's supervisor is not running (the pod must be recreated)"
+                "{kind} {id}: the pod's supervisor is not running (the pod must be recreated)"
             )),
-            CallError::Io(e) => Error::io(format!("{what}: talking to the pod's supervisor"), e),
-            CallError::Refused(Code::NotFound, m) => Error::NotFound {
-                kind: "container",
-                id: format!("{what} ({m})"),
+            CallError::Io(e) => {
+                Error::io(format!("{kind} {id}: talking to the pod's supervisor"), e)
+            }
+            CallError::Refused(Code::NotFound, _) => Error::NotFound {
+                kind,
+                id: id.to_string(),
             },
-            CallError::Refused(Code::AlreadyExists, m) => Error::AlreadyExists {
-                kind: "container",
-                id: format!("{what} ({m})"),
+            CallError::Refused(Code::AlreadyExists, _) => Error::AlreadyExists {
+                kind,
+                id: id.to_string(),
             },
             CallError::Refused(Code::FailedPrecondition, m) => {
-                Error::FailedPrecondition(format!("{what}: {m}"))
+                Error::FailedPrecondition(format!("{kind} {id}: {m}"))
             }
-            CallError::Refused(Code::Invalid, m) => Error::InvalidSpec(format!("{what}: {m}")),
+            CallError::Refused(Code::Invalid, m) => Error::InvalidSpec(format!("{kind} {id}: {m}")),
             CallError::Refused(Code::Internal, m) => {
-                Error::backend("youki", format!("{what}: {m}"))
+                Error::backend("youki", format!("{kind} {id}: {m}"))
             }
         }
     }
@@ -96,7 +98,11 @@ impl Client {
                 kind: Some(request),
             },
         )
-        .map_err(CallError::Io)?;
+        .map_err(|e| match e.kind() {
+            // Accepted by a supervisor that was exiting.
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => CallError::Gone,
+            _ => CallError::Io(e),
+        })?;
         let reply: Reply = wire::read_msg(&mut conn).map_err(|e| match e.kind() {
             // The supervisor died (or shut down) while we waited.
             io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => CallError::Gone,

@@ -4,9 +4,10 @@
 //! - `root.path`: the container's overlay (`root.readonly` is the agent's);
 //! - namespaces: the pod decides network, IPC and UTS (CRI shares them pod-wide): a
 //!   `Node` mode removes the entry (the host's), a `Pod` mode points it at the pod's
-//!   pin; UTS follows the network (a host-network pod has the host's hostname). A `pid`
-//!   entry without a path joins the pod's PID namespace when the pod has one, else is
-//!   the container's own; a `pid` entry with a path (a `Target`) is kept;
+//!   pin; UTS follows the network (a host-network pod has the host's hostname). The
+//!   `pid` entry joins the namespace the caller resolved from the container's PID mode
+//!   (the pod's holder for `Pod`, the target's init for `Target`), or stays the
+//!   container's own (`Container`) or absent (`Node`);
 //! - `linux.cgroupsPath`, when empty: `<pod cgroup>/<container key>`;
 //! - `process.user` from the resolved user;
 //! - `process.oom_score_adj` raised to the supervisor's own (lowering needs
@@ -36,8 +37,9 @@ pub struct PodParts {
     pub ipcns: Option<PathBuf>,
     /// Pinned UTS namespace (for a pod with its own network).
     pub utsns: Option<PathBuf>,
-    /// The PID-namespace holder's pid, for a pod-level PID namespace.
-    pub pid_holder: Option<u32>,
+    /// The PID namespace the container joins (`/proc/<pid>/ns/pid` of the pod's
+    /// holder or of a target container), if it joins one.
+    pub pid_namespace: Option<PathBuf>,
     /// Directory with the pod's `hosts`, `hostname` and `resolv.conf`.
     pub etc: PathBuf,
     /// The pod's `/dev/shm` (a tmpfs), for `Pod` IPC.
@@ -144,17 +146,19 @@ fn namespaces(
     for entry in requested {
         match entry.typ() {
             T::Network | T::Ipc | T::Uts => {} // the pod decides, below
-            T::Pid if entry.path().is_none() => match pod.pid_holder {
-                Some(holder) => {
-                    let path = PathBuf::from(format!("/proc/{holder}/ns/pid"));
-                    out.push(ns(T::Pid, Some(&path))?);
-                }
+            T::Pid => match &pod.pid_namespace {
+                Some(path) => out.push(ns(T::Pid, Some(path))?),
                 None => {
-                    own_pid = true;
+                    own_pid = entry.path().is_none();
                     out.push(entry);
                 }
             },
             _ => out.push(entry),
+        }
+    }
+    if let Some(path) = &pod.pid_namespace {
+        if !out.iter().any(|n| n.typ() == T::Pid) {
+            out.push(ns(T::Pid, Some(path))?);
         }
     }
     let own_network = pod.namespaces.network != NamespaceMode::Node;
@@ -221,7 +225,7 @@ mod tests {
             netns: Some("/run/berth/netns/p".into()),
             ipcns: Some("/run/berth/ipcns/p".into()),
             utsns: Some("/run/berth/utsns/p".into()),
-            pid_holder: None,
+            pid_namespace: None,
             etc: "/var/lib/berth/youki/pods/p/etc".into(),
             shm: "/run/berth/youki/pods/p/shm".into(),
             cgroup: "/berth/p".into(),
@@ -328,9 +332,9 @@ mod tests {
     }
 
     #[test]
-    fn a_pod_pid_namespace_is_joined_through_its_holder() {
+    fn a_joined_pid_namespace_is_set_on_the_entry() {
         let mut p = pod();
-        p.pid_holder = Some(4321);
+        p.pid_namespace = Some("/proc/4321/ns/pid".into());
         let mut s = spec();
         let f = finish_spec(&mut s, &p);
         assert!(!f.own_pid_namespace);

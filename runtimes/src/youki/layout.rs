@@ -107,9 +107,14 @@ impl Layout {
         self.pod(key).join("etc")
     }
 
+    /// Directory of every pod's runtime directory.
+    pub fn pods_run(&self) -> PathBuf {
+        self.run.join("pods")
+    }
+
     /// A pod's runtime directory: the supervisor's socket, log and pid file.
     pub fn pod_run(&self, key: &str) -> PathBuf {
-        self.run.join("pods").join(key)
+        self.pods_run().join(key)
     }
 
     /// The supervisor's socket.

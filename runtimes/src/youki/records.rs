@@ -109,6 +109,25 @@ pub struct ExitRecord {
     pub finished_at: SystemTime,
     /// True when the kernel's OOM killer killed a process of its cgroup.
     pub oom_killed: bool,
+    /// True when the supervisor died before the container and the exit status was
+    /// lost (`exit_code` is then 255, and `finished_at` when berth noticed).
+    #[serde(default)]
+    pub lost: bool,
+}
+
+impl ExitRecord {
+    /// The exit of a container whose supervisor died first: status unknown (255),
+    /// finished when berth noticed.
+    pub fn lost(started_at: Option<SystemTime>) -> ExitRecord {
+        ExitRecord {
+            pid: 0,
+            exit_code: 255,
+            started_at,
+            finished_at: SystemTime::now(),
+            oom_killed: false,
+            lost: true,
+        }
+    }
 }
 
 /// Writes `data` to `path` so that a reader (or a crash) never sees a half-written
@@ -163,6 +182,7 @@ mod tests {
             started_at: Some(SystemTime::UNIX_EPOCH),
             finished_at: SystemTime::now(),
             oom_killed: true,
+            lost: false,
         };
         save(&path, &record).unwrap();
         assert_eq!(load::<ExitRecord>(&path).unwrap(), Some(record));

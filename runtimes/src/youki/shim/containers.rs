@@ -35,17 +35,7 @@ impl Stdio {
 /// An error with its whole source chain (libcontainer's top-level messages alone,
 /// such as "failed to create container: io error", say too little).
 fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
+    crate::error::error_chain(e)
 }
 
 fn builder(id: &str, root: &Path, stdio: Stdio) -> Result<ContainerBuilder, String> {

@@ -17,7 +17,7 @@ pub fn spawn() -> std::io::Result<Pid> {
     // async-signal-safe calls and never returns.
     let pid = unsafe {
         nix::sched::clone(
-            Box::new(|| hold()),
+            Box::new(hold),
             &mut stack,
             CloneFlags::CLONE_NEWPID,
             Some(libc::SIGCHLD),

@@ -324,6 +324,7 @@ impl Supervisor {
             started_at: c.started_at,
             finished_at: SystemTime::now(),
             oom_killed: hierarchy.is_some_and(|h| h.oom_kills(&c.cgroup) > 0),
+            lost: false,
         };
         let path = c.state_dir.join("exit.json");
         if let Err(e) = crate::youki::records::save(&path, &record) {

@@ -282,6 +282,8 @@ impl Supervisor {
         if !failures.is_empty() {
             return Err(internal(failures.join("; ")));
         }
+        // Gone from now on: a client connecting after this reply finds no socket.
+        let _ = std::fs::remove_file(self.pod_dir.join("shim.sock"));
         self.shutdown = true;
         Ok(reply::Kind::Done(Done {}))
     }
