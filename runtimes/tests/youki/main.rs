@@ -455,3 +455,21 @@ pub async fn remove_all(env: &Env, runtime: &YoukiRuntime, pods: &[&ContainerId]
     }
     env.assert_clean();
 }
+
+/// VmRSS, RssAnon and Pss of `pid`, in KiB.
+pub fn memory(pid: i32) -> (u64, u64, u64) {
+    let field = |file: &str, key: &str| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    (
+        field("status", "VmRSS:"),
+        field("status", "RssAnon:"),
+        field("smaps_rollup", "Pss:"),
+    )
+}

@@ -195,3 +195,73 @@ async fn a_shared_pid_namespace_is_held_by_the_supervisor() {
     assert_eq!(status.reason, "Error");
     remove_all(&env, &rt, &[&pod]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_pods_at_once_then_nothing_left() {
+    let env = Env::new().await;
+    let (rt, image) = env.open().await;
+    let rt = std::sync::Arc::new(rt);
+    let pods: Vec<_> = (0..20).map(|i| env.pod_id(&format!("many{i}"))).collect();
+    let mut tasks = Vec::new();
+    for (i, pod) in pods.iter().enumerate() {
+        let (rt, pod, image) = (rt.clone(), pod.clone(), image.clone());
+        tasks.push(tokio::spawn(async move {
+            let status = rt
+                .run_pod_sandbox(&pod, &sandbox(&format!("many{i}"), NamespaceMode::Pod))
+                .await
+                .unwrap();
+            let id = pod.with_role("app").unwrap();
+            rt.create_container(&pod, &id, &container(&image, &["sleep", "1000"], None))
+                .await
+                .unwrap();
+            rt.start_container(&id).await.unwrap();
+            status.ips[0].clone()
+        }));
+    }
+    let mut ips = Vec::new();
+    for t in tasks {
+        ips.push(t.await.unwrap());
+    }
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 20, "every pod has an address of its own");
+    let (mut anon, mut pss) = (0, 0);
+    for pod in &pods {
+        let pid_file = env
+            .run_dir()
+            .join("youki/pods")
+            .join(runtimes::youki::layout::key(pod))
+            .join("shim.pid");
+        let pid = std::fs::read_to_string(pid_file).unwrap();
+        let (_, a, p) = crate::memory(pid.trim().parse().unwrap());
+        anon += a;
+        pss += p;
+    }
+    eprintln!(
+        "20 supervisors with a container each: RssAnon {} KiB, Pss {} KiB on average",
+        anon / 20,
+        pss / 20
+    );
+    let mut tasks = Vec::new();
+    for pod in pods.clone() {
+        let rt = rt.clone();
+        tasks.push(tokio::spawn(async move {
+            rt.stop_pod_sandbox(&pod).await.unwrap();
+            rt.remove_pod_sandbox(&pod).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    env.assert_clean();
+    let ipam = env.run_dir().canonicalize().unwrap().join("cni/ipam");
+    let held: Vec<String> = walk_files(&ipam)
+        .into_iter()
+        .filter(|n| n.starts_with(&env.prefix))
+        .collect();
+    assert_eq!(held, Vec::<String>::new(), "every address was given back");
+    let bridge_ports = std::fs::read_dir(format!("/sys/class/net/{}/brif", env.bridge()))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(bridge_ports, 0, "no veth left on the bridge");
+}

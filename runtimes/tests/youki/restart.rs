@@ -11,7 +11,9 @@ use runtimes::types::{ContainerState, ExecRequest, NamespaceMode, SandboxState};
 use runtimes::youki::layout::key;
 use runtimes::Runtime;
 
-use crate::{container, log_text, processes_mentioning, remove_all, sandbox, wait_status, Env};
+use crate::{
+    container, log_text, memory, processes_mentioning, remove_all, sandbox, wait_status, Env,
+};
 
 /// The agent side in a process of its own, which the test SIGKILLs. Runs only when
 /// `agent_dies_and_its_containers_live_on` starts it.
@@ -196,13 +198,6 @@ async fn a_dead_supervisors_containers_are_buried() {
     rt.run_pod_sandbox(&pod, &sandbox("orphans", NamespaceMode::Node))
         .await
         .unwrap();
-    let id = pod.with_role("app").unwrap();
-    rt.create_container(&pod, &id, &container(&image, &["sleep", "1000"], None))
-        .await
-        .unwrap();
-    rt.start_container(&id).await.unwrap();
-    let pid = rt.container_status(&id).await.unwrap().pid.unwrap();
-
     // Supervisor memory, idle and with a running container (printed for the record).
     let shim_pid: i32 = std::fs::read_to_string(
         env.run_dir()
@@ -214,6 +209,15 @@ async fn a_dead_supervisors_containers_are_buried() {
     .trim()
     .parse()
     .unwrap();
+    let (rss, anon, pss) = memory(shim_pid);
+    eprintln!("idle supervisor: VmRSS {rss} KiB, RssAnon {anon} KiB, Pss {pss} KiB");
+    let id = pod.with_role("app").unwrap();
+    rt.create_container(&pod, &id, &container(&image, &["sleep", "1000"], None))
+        .await
+        .unwrap();
+    rt.start_container(&id).await.unwrap();
+    let pid = rt.container_status(&id).await.unwrap().pid.unwrap();
+
     let (rss, anon, pss) = memory(shim_pid);
     eprintln!("supervisor with one container: VmRSS {rss} KiB, RssAnon {anon} KiB, Pss {pss} KiB");
     assert!(anon < 4096, "the supervisor's anonymous memory: {anon} KiB");
@@ -247,22 +251,4 @@ async fn a_dead_supervisors_containers_are_buried() {
         Vec::<String>::new()
     );
     remove_all(&env, &rt, &[&pod]).await;
-}
-
-/// VmRSS, RssAnon and Pss of `pid`, in KiB.
-fn memory(pid: i32) -> (u64, u64, u64) {
-    let field = |file: &str, key: &str| -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/{file}"))
-            .unwrap()
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap()
-    };
-    (
-        field("status", "VmRSS:"),
-        field("status", "RssAnon:"),
-        field("smaps_rollup", "Pss:"),
-    )
 }

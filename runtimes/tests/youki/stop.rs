@@ -88,6 +88,22 @@ async fn stop_signals_then_kills() {
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     assert_eq!(rt.container_status(&quick).await.unwrap().exit_code, 137);
 
+    // A container that was never started is killed at once, whatever the timeout.
+    let never = pod.with_role("never").unwrap();
+    rt.create_container(&pod, &never, &container(&image, &["sleep", "1000"], None))
+        .await
+        .unwrap();
+    let t = Instant::now();
+    rt.stop_container(&never, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    let status = rt.container_status(&never).await.unwrap();
+    assert_eq!(
+        (status.state, status.exit_code),
+        (ContainerState::Exited, 137)
+    );
+
     // Stopping again is fine.
     rt.stop_container(&quick, Duration::ZERO).await.unwrap();
     remove_all(&env, &rt, &[&pod]).await;

@@ -48,8 +48,14 @@ impl Backend {
         let k = key(&record.id);
         let name = record.id.to_string();
         let fail = |e: CallError| e.into_error("container", &name);
+        // A container that never started has no process to ask politely: its init
+        // waits for the start signal.
+        let mut timeout = timeout;
         match client.call(request::Kind::State(State { id: k.clone() }), CALL_TIMEOUT) {
             Ok(reply::Kind::State(s)) if s.status == Status::Exited as i32 => return Ok(()),
+            Ok(reply::Kind::State(s)) if s.status == Status::Created as i32 => {
+                timeout = Duration::ZERO;
+            }
             Ok(_) => {}
             // No supervisor: whatever is left of the container has nobody to reap it.
             Err(CallError::Gone) | Err(CallError::Refused(Code::NotFound, _)) => {
