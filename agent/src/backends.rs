@@ -12,10 +12,9 @@ use crate::store::Store;
 
 /// What the CRI services run on.
 pub struct Backends {
-    /// The runtime every CRI call goes to: a `CompositeRuntime` over the backends.
-    pub runtime: Arc<dyn Runtime>,
-    /// The runtime handlers this node serves, the default `""` first, for `Status`.
-    pub handlers: Vec<String>,
+    /// The runtime every CRI call goes to: a `CompositeRuntime` over the backends
+    /// (the composite itself, so the services can ask where an object was dispatched).
+    pub runtime: Arc<CompositeRuntime>,
 }
 
 /// Builds the backends from the config, behind a `CompositeRuntime` whose dispatch
@@ -25,7 +24,6 @@ pub fn build(config: &Config, store: Arc<Store>) -> Result<Backends> {
     let primary: Arc<dyn Runtime> = Arc::new(YoukiRuntime::new(Arc::new(images)));
     let composite = CompositeRuntime::new(primary, store)?;
     Ok(Backends {
-        handlers: composite.runtime_handlers(),
         runtime: Arc::new(composite),
     })
 }

@@ -192,42 +192,6 @@ async fn an_unknown_config_field_is_named() -> Result<()> {
 }
 
 #[tokio::test]
-async fn pod_and_container_verbs_are_unimplemented() -> Result<()> {
-    let home = Home::new("")?;
-    let berth = home.start().await?;
-    let mut client = berth.runtime().await?;
-    let answers = [
-        client
-            .run_pod_sandbox(RunPodSandboxRequest::default())
-            .await
-            .map(drop),
-        client
-            .list_pod_sandbox(ListPodSandboxRequest::default())
-            .await
-            .map(drop),
-        client
-            .create_container(CreateContainerRequest::default())
-            .await
-            .map(drop),
-        client
-            .list_containers(ListContainersRequest::default())
-            .await
-            .map(drop),
-        client.exec_sync(ExecSyncRequest::default()).await.map(drop),
-        client
-            .get_container_events(GetEventsRequest::default())
-            .await
-            .map(drop),
-    ];
-    for answer in answers {
-        let status = answer.expect_err("a pod verb succeeded");
-        assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
-        assert!(status.message().contains("youki backend"), "{status:?}");
-    }
-    Ok(())
-}
-
-#[tokio::test]
 async fn an_empty_image_is_an_invalid_argument() -> Result<()> {
     let home = Home::new("")?;
     let berth = home.start().await?;
