@@ -9,6 +9,7 @@ pub mod id;
 pub mod image;
 #[cfg(any(test, feature = "mock"))]
 pub mod mock;
+pub mod network;
 pub mod runtime;
 pub mod types;
 pub mod youki;

@@ -1,0 +1,152 @@
+//! Pod networking for the youki backend: namespaces pinned without a pause process, and
+//! CNI 1.0 plugins run against them.
+//!
+//! - [`Network::pin`] creates a pod's network, IPC or UTS namespace in a short-lived
+//!   thread and bind-mounts it under `<run_dir>/{netns,ipcns,utsns}/<key>`.
+//! - [`Network::attach`] brings `lo` up in the pod's network namespace and runs the
+//!   network list found in `conf_dir` (first valid `*.conflist`/`*.conf`/`*.json`, as
+//!   libcni) with CNI ADD; [`Network::detach`] runs DEL with what the ADD used, cached
+//!   under `<run_dir>/cni/cache`. Both are safe to repeat; a failed or cancelled attach
+//!   is undone (at once, or by the next detach).
+//! - When `conf_dir` holds no config, [`Network::new`] writes berth's default: a bridge
+//!   (gateway, no masquerade, hairpin) with host-local IPAM under `<run_dir>/cni/ipam`,
+//!   then portmap for hostPorts. The bridge plugin turns on `net.ipv4.ip_forward` itself
+//!   when it is a gateway (every ADD), so berth does not touch that sysctl.
+//!
+//! CHECK is never run: Debian's portmap 1.1.1 fails it for IPv4-only pods
+//! (containernetworking/plugins#819) and CRI does not need it.
+//!
+//! Under the run dir this module owns `netns/`, `ipcns/`, `utsns/` (pins), `cni/cache/`
+//! (attachments) and `cni/ipam/` (the default network's addresses). `attach` and
+//! `detach` run plugins as Tokio child processes with a deadline: they need a runtime
+//! with the I/O and time drivers enabled.
+
+mod attach;
+mod cache;
+mod chain;
+mod config;
+mod conflist;
+mod detach;
+mod exec;
+mod locks;
+mod ns;
+mod pod;
+mod stats;
+#[cfg(test)]
+mod tests;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use config::{NetworkConfig, DEFAULT_CONFLIST_FILE, DEFAULT_NETWORK_NAME};
+pub use ns::{in_namespace, NsKind};
+pub use pod::{Attachment, PodNetwork};
+
+use crate::error::{IoContext, Result};
+use crate::types::NetworkStats;
+use cache::Cache;
+use conflist::NetworkList;
+use exec::Plugins;
+use locks::KeyLocks;
+use ns::Pins;
+
+/// The interface CNI creates inside every pod (`CNI_IFNAME`).
+pub const POD_INTERFACE: &str = "eth0";
+
+/// How long one plugin run may take before it is killed. ADD of bridge + portmap takes
+/// tens of milliseconds and DEL a few hundred (iptables); this only bounds a hung plugin.
+pub const PLUGIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The node's pod network: namespace pins and CNI attachments under one run dir.
+pub struct Network {
+    config: NetworkConfig,
+    plugins: Plugins,
+    pins: Pins,
+    cache: Cache,
+    locks: KeyLocks,
+}
+
+impl Network {
+    /// Sets up the run dir and writes the default conflist into `conf_dir` when it holds
+    /// no config file. Does not require the plugins to be present ([`Network::status`]
+    /// reports that).
+    pub fn new(config: NetworkConfig, run_dir: &Path) -> Result<Self> {
+        Self::with_timeout(config, run_dir, PLUGIN_TIMEOUT)
+    }
+
+    fn with_timeout(config: NetworkConfig, run_dir: &Path, timeout: Duration) -> Result<Self> {
+        config.validate()?;
+        fs::create_dir_all(run_dir).io_context(|| format!("creating {}", run_dir.display()))?;
+        // Canonical, because pin dirs are found again in /proc/self/mountinfo by path.
+        let run_dir = run_dir
+            .canonicalize()
+            .io_context(|| format!("resolving {}", run_dir.display()))?;
+        let cache = Cache::open(run_dir.join("cni").join("cache"))?;
+        let default = config.default_conflist(&run_dir.join("cni").join("ipam"));
+        if conflist::write_if_none(&config.conf_dir, DEFAULT_CONFLIST_FILE, &default)? {
+            tracing::info!(
+                file = %config.conf_dir.join(DEFAULT_CONFLIST_FILE).display(),
+                "wrote the default CNI network config"
+            );
+        }
+        Ok(Network {
+            plugins: Plugins::new(config.plugin_dirs.clone(), timeout),
+            pins: Pins::new(run_dir),
+            cache,
+            locks: KeyLocks::default(),
+            config,
+        })
+    }
+
+    /// NetworkReady: `Ok` when `conf_dir` has a valid network config and every plugin it
+    /// names (IPAM included) is in `plugin_dirs`; otherwise what is missing.
+    pub fn status(&self) -> std::result::Result<(), String> {
+        self.ready_list().map(drop)
+    }
+
+    /// The network list attach would use now, if it can run.
+    fn ready_list(&self) -> std::result::Result<NetworkList, String> {
+        let (list, file) = conflist::load(&self.config.conf_dir)?;
+        let missing: Vec<&str> = list
+            .binaries()
+            .into_iter()
+            .filter(|ty| self.plugins.find(ty).is_none())
+            .collect();
+        if missing.is_empty() {
+            Ok(list)
+        } else {
+            Err(format!(
+                "CNI plugin(s) {} of network {} ({}) not found in {}",
+                missing.join(", "),
+                list.name,
+                file.display(),
+                self.plugins.cni_path()
+            ))
+        }
+    }
+
+    /// Pins a new `kind` namespace for the pod `key` and returns its path; returns the
+    /// existing pin when there is one. Blocking (a thread and a mount, a few ms).
+    pub fn pin(&self, kind: NsKind, key: &str) -> Result<PathBuf> {
+        pod::check_key(key)?;
+        self.pins.pin(kind, key)
+    }
+
+    /// Removes the pin of `kind` for `key`; a missing pin is fine. Detach first: the
+    /// network namespace's veth and addresses are CNI's to remove.
+    pub fn unpin(&self, kind: NsKind, key: &str) -> Result<()> {
+        pod::check_key(key)?;
+        self.pins.unpin(kind, key)
+    }
+
+    /// Where the pin of `kind` for `key` is (or would be).
+    pub fn pin_path(&self, kind: NsKind, key: &str) -> PathBuf {
+        self.pins.path(kind, key)
+    }
+
+    /// Receive/transmit counters of `ifname` inside the network namespace at `netns`.
+    pub fn interface_stats(&self, netns: &Path, ifname: &str) -> Result<NetworkStats> {
+        stats::interface_stats(netns, ifname)
+    }
+}
