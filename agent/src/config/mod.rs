@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 pub use runtimes::image::RegistryConfig;
+pub use runtimes::network::NetworkConfig;
 
 /// Where `berth serve` looks for its config when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/config.yaml";
@@ -38,6 +39,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Image registries: mirrors, plain-http hosts, credentials.
     pub registries: RegistryConfig,
+    /// Pod networking: where CNI configs and plugins are, and the default network.
+    pub network: NetworkConfig,
 }
 
 /// The `log` section.
@@ -71,6 +74,7 @@ impl Default for Config {
             node_id: hostname(),
             log: LogConfig::default(),
             registries: RegistryConfig::default(),
+            network: NetworkConfig::default(),
         }
     }
 }

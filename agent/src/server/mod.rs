@@ -50,9 +50,9 @@ pub async fn serve(config: Config) -> Result<()> {
         kept = reconciled.kept,
         "reconciled pod sandboxes and containers with the backends"
     );
-    // INTEGRATOR: wire NetworkReady here: `.with_network_readiness(Arc::new(move ||
-    // network.status()))` with the `runtimes::network::Network` the backends use.
-    let cri = Cri::new(backends.runtime, store, &config);
+    let network = backends.network;
+    let cri = Cri::new(backends.runtime, store, &config)
+        .with_network_readiness(Arc::new(move || network.status()));
     let listener = socket.bind()?;
     tracing::info!(
         socket = %socket.path().display(),

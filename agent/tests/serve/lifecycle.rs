@@ -33,9 +33,11 @@ async fn answers_version_status_and_runtime_config() -> Result<()> {
         .into_inner();
     let conditions = status.status.context("no status")?.conditions;
     let condition = |kind: &str| conditions.iter().find(|c| c.r#type == kind).cloned();
+    // The test's CNI conf dir starts empty: berth writes its default bridge network
+    // there, and Debian's plugins (hack/install-deps) make it ready.
     let network = condition("NetworkReady").context("no NetworkReady")?;
-    assert!(!network.status);
-    assert_eq!(network.reason, "NetworkPluginNotReady");
+    assert!(network.status, "{network:?}");
+    assert!(home.dir.path().join("cni/10-berth.conflist").is_file());
     // RuntimeReady must tell the truth: it is true exactly when the runtime answers.
     let runtime_ready = condition("RuntimeReady").context("no RuntimeReady")?;
     let fs_info = berth
