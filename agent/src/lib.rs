@@ -8,6 +8,8 @@ pub mod backends;
 pub mod config;
 pub mod cri;
 pub mod error;
+pub mod identity;
+pub mod reconcile;
 pub mod server;
 pub mod spec;
 pub mod status;

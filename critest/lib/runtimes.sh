@@ -75,11 +75,16 @@ berth_start() {
   mkdir -p "$rt_dir"
   endpoint=unix://$rt_dir/berth.sock
   check_socket_path "$rt_dir/berth.sock"
-  # The config contract (notes/CONFIG-CONTRACT.md): a socket and state dir of
-  # its own, and every registry critest names mirrored to the local registry.
+  # A socket, state, run dir, cgroup parent and CNI conf dir of its own (berth
+  # writes its default bridge network there), and every registry critest names
+  # mirrored to the local registry.
   cat >"$config" <<YAML
 socket: $rt_dir/berth.sock
 state_dir: $rt_dir/state
+run_dir: $rt_dir/run
+cgroup_parent: /berth-critest
+network:
+  conf_dir: $rt_dir/cni
 log:
   level: ${BERTH_LOG_LEVEL:-info}
   format: text

@@ -4,7 +4,7 @@
 //! and the sandboxes and containers it was asked to make; it records every call, and
 //! can be told to fail an operation.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -14,8 +14,9 @@ use crate::error::{Error, Result};
 use crate::id::ContainerId;
 use crate::runtime::Runtime;
 use crate::types::{
-    ContainerSpec, ContainerState, ContainerStatus, ExecOutput, ExecRequest, FsUsage, ImageInfo,
-    PullRequest, SandboxSpec, SandboxState, SandboxStatus,
+    ContainerSpec, ContainerState, ContainerStats, ContainerStatus, ExecOutput, ExecRequest,
+    FsUsage, ImageInfo, NetworkStats, PullRequest, ResolvedUser, SandboxSpec, SandboxState,
+    SandboxStats, SandboxStatus,
 };
 
 /// One call a [`MockRuntime`] received.
@@ -35,11 +36,23 @@ type Failure = Box<dyn Fn() -> Error + Send + Sync>;
 struct State {
     registry: Vec<ImageInfo>,
     images: Vec<ImageInfo>,
-    sandboxes: BTreeSet<ContainerId>,
-    /// Container → (its sandbox, its state).
-    containers: BTreeMap<ContainerId, (ContainerId, ContainerState)>,
+    /// Sandbox → its state, in creation order of their ids.
+    sandboxes: BTreeMap<ContainerId, SandboxState>,
+    containers: BTreeMap<ContainerId, MockContainer>,
+    /// The pid the next started container gets.
+    next_pid: u32,
     failures: HashMap<&'static str, Failure>,
 }
+
+/// A container the mock made.
+struct MockContainer {
+    sandbox: ContainerId,
+    status: ContainerStatus,
+    resources: Option<oci_spec::runtime::LinuxResources>,
+}
+
+/// The exit code a stopped mock container reports (killed by SIGKILL).
+const STOPPED_EXIT_CODE: i32 = 137;
 
 /// A test backend named `name` that runs workloads of the given OSes.
 #[derive(Clone)]
@@ -98,12 +111,40 @@ impl MockRuntime {
 
     /// True when this backend holds the sandbox `id`.
     pub fn holds_sandbox(&self, id: &ContainerId) -> bool {
-        self.state().sandboxes.contains(id)
+        self.state().sandboxes.contains_key(id)
+    }
+
+    /// The state of the sandbox `id`, when this backend holds it.
+    pub fn sandbox_state(&self, id: &ContainerId) -> Option<SandboxState> {
+        self.state().sandboxes.get(id).copied()
     }
 
     /// The state of the container `id`, when this backend holds it.
     pub fn container_state(&self, id: &ContainerId) -> Option<ContainerState> {
-        self.state().containers.get(id).map(|(_, state)| *state)
+        self.state().containers.get(id).map(|c| c.status.state)
+    }
+
+    /// The resources last applied to the container `id`.
+    pub fn container_resources(
+        &self,
+        id: &ContainerId,
+    ) -> Option<oci_spec::runtime::LinuxResources> {
+        self.state()
+            .containers
+            .get(id)
+            .and_then(|c| c.resources.clone())
+    }
+
+    /// Makes the running container `id` exit with `code`, as if its process ended.
+    pub fn exit_container(&self, id: &ContainerId, code: i32) {
+        if let Some(c) = self.state().containers.get_mut(id) {
+            exit(&mut c.status, code);
+        }
+    }
+
+    /// Makes the sandbox `id` not ready, as if its namespaces were lost.
+    pub fn lose_sandbox(&self, id: &ContainerId) {
+        self.state().sandboxes.remove(id);
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -202,26 +243,60 @@ impl Runtime for MockRuntime {
         _spec: &SandboxSpec,
     ) -> Result<SandboxStatus> {
         let mut state = self.enter("run_pod_sandbox", id)?;
-        state.sandboxes.insert(id.clone());
-        Ok(sandbox_status(state.sandboxes.len()))
+        state.sandboxes.insert(id.clone(), SandboxState::Ready);
+        Ok(sandbox_status(state.sandboxes.len(), SandboxState::Ready))
     }
 
     async fn pod_sandbox_status(&self, id: &ContainerId) -> Result<SandboxStatus> {
         let state = self.enter("pod_sandbox_status", id)?;
-        let index = state
+        let (index, (_, sandbox)) = state
             .sandboxes
             .iter()
-            .position(|s| s == id)
+            .enumerate()
+            .find(|(_, (s, _))| *s == id)
             .ok_or_else(|| Error::not_found("pod sandbox", id))?;
-        Ok(sandbox_status(index + 1))
+        Ok(sandbox_status(index + 1, *sandbox))
+    }
+
+    /// Fixed numbers: 1 s of CPU and 1 MiB per container, 8 MiB more for the pod.
+    async fn pod_sandbox_stats(&self, id: &ContainerId) -> Result<SandboxStats> {
+        let state = self.enter("pod_sandbox_stats", id)?;
+        if !state.sandboxes.contains_key(id) {
+            return Err(Error::not_found("pod sandbox", id));
+        }
+        let running = state
+            .containers
+            .values()
+            .filter(|c| c.sandbox == *id && c.status.state == ContainerState::Running)
+            .count() as u64;
+        Ok(SandboxStats {
+            timestamp: SystemTime::now(),
+            cpu_usage_ns: running * 1_000_000_000,
+            memory_working_set: (8 + running) << 20,
+            memory_usage: (9 + running) << 20,
+            memory_rss: running << 20,
+            page_faults: 10,
+            major_page_faults: 1,
+            processes: running,
+            network: Some(NetworkStats {
+                interface: "eth0".into(),
+                rx_bytes: 100,
+                rx_errors: 0,
+                tx_bytes: 200,
+                tx_errors: 0,
+            }),
+        })
     }
 
     async fn stop_pod_sandbox(&self, id: &ContainerId) -> Result<()> {
         let mut state = self.enter("stop_pod_sandbox", id)?;
-        for (sandbox, container) in state.containers.values_mut() {
-            if sandbox == id && *container == ContainerState::Running {
-                *container = ContainerState::Exited;
+        for container in state.containers.values_mut() {
+            if container.sandbox == *id && container.status.state == ContainerState::Running {
+                exit(&mut container.status, STOPPED_EXIT_CODE);
             }
+        }
+        if let Some(sandbox) = state.sandboxes.get_mut(id) {
+            *sandbox = SandboxState::NotReady;
         }
         Ok(())
     }
@@ -229,7 +304,7 @@ impl Runtime for MockRuntime {
     async fn remove_pod_sandbox(&self, id: &ContainerId) -> Result<()> {
         let mut state = self.enter("remove_pod_sandbox", id)?;
         state.sandboxes.remove(id);
-        state.containers.retain(|_, (sandbox, _)| sandbox != id);
+        state.containers.retain(|_, c| c.sandbox != *id);
         Ok(())
     }
 
@@ -237,31 +312,59 @@ impl Runtime for MockRuntime {
         &self,
         sandbox: &ContainerId,
         id: &ContainerId,
-        _spec: &ContainerSpec,
+        spec: &ContainerSpec,
     ) -> Result<()> {
         let mut state = self.enter("create_container", id)?;
-        if !state.sandboxes.contains(sandbox) {
+        if state.sandboxes.get(sandbox) != Some(&SandboxState::Ready) {
             return Err(Error::not_found("pod sandbox", sandbox));
         }
-        state
-            .containers
-            .insert(id.clone(), (sandbox.clone(), ContainerState::Created));
+        // The mock "resolves" users without an /etc/passwd: names are root.
+        let user = ResolvedUser {
+            uid: spec.user.uid.unwrap_or(0),
+            gid: spec.user.gid.unwrap_or(0),
+            supplemental_groups: spec.user.supplemental_groups.clone(),
+        };
+        let container = MockContainer {
+            sandbox: sandbox.clone(),
+            status: ContainerStatus {
+                user: Some(user),
+                ..Default::default()
+            },
+            resources: spec
+                .oci
+                .linux()
+                .as_ref()
+                .and_then(|l| l.resources().clone()),
+        };
+        state.containers.insert(id.clone(), container);
         Ok(())
     }
 
     async fn start_container(&self, id: &ContainerId) -> Result<()> {
         let mut state = self.enter("start_container", id)?;
-        let (_, container) = state
+        state.next_pid += 1;
+        let pid = 1000 + state.next_pid;
+        let container = state
             .containers
             .get_mut(id)
             .ok_or_else(|| Error::not_found("container", id))?;
-        *container = ContainerState::Running;
+        if container.status.state != ContainerState::Created {
+            return Err(Error::FailedPrecondition(format!(
+                "container {id} is {:?}, not created",
+                container.status.state
+            )));
+        }
+        container.status.state = ContainerState::Running;
+        container.status.pid = Some(pid);
+        container.status.started_at = Some(SystemTime::now());
         Ok(())
     }
 
     async fn stop_container(&self, id: &ContainerId, _timeout: Duration) -> Result<()> {
-        if let Some((_, container)) = self.enter("stop_container", id)?.containers.get_mut(id) {
-            *container = ContainerState::Exited;
+        if let Some(container) = self.enter("stop_container", id)?.containers.get_mut(id) {
+            if container.status.state == ContainerState::Running {
+                exit(&mut container.status, STOPPED_EXIT_CODE);
+            }
         }
         Ok(())
     }
@@ -273,21 +376,43 @@ impl Runtime for MockRuntime {
 
     async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus> {
         let state = self.enter("container_status", id)?;
-        let (_, container) = state
+        state
             .containers
             .get(id)
+            .map(|c| c.status.clone())
+            .ok_or_else(|| Error::not_found("container", id))
+    }
+
+    async fn update_container_resources(
+        &self,
+        id: &ContainerId,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        let mut state = self.enter("update_container_resources", id)?;
+        let container = state
+            .containers
+            .get_mut(id)
             .ok_or_else(|| Error::not_found("container", id))?;
-        Ok(ContainerStatus {
-            state: *container,
-            ..Default::default()
-        })
+        container.resources = Some(resources.clone());
+        Ok(())
+    }
+
+    async fn reopen_container_log(&self, id: &ContainerId) -> Result<()> {
+        let state = self.enter("reopen_container_log", id)?;
+        match state.containers.get(id) {
+            Some(c) if c.status.state == ContainerState::Running => Ok(()),
+            Some(_) => Err(Error::FailedPrecondition(format!(
+                "container {id} is not running"
+            ))),
+            None => Err(Error::not_found("container", id)),
+        }
     }
 
     /// Echoes the command: stdout is the arguments joined by spaces.
     async fn exec_sync(&self, id: &ContainerId, request: &ExecRequest) -> Result<ExecOutput> {
         let state = self.enter("exec_sync", id)?;
-        match state.containers.get(id) {
-            Some((_, ContainerState::Running)) => Ok(ExecOutput {
+        match state.containers.get(id).map(|c| c.status.state) {
+            Some(ContainerState::Running) => Ok(ExecOutput {
                 stdout: request.cmd.join(" ").into_bytes(),
                 ..Default::default()
             }),
@@ -297,14 +422,49 @@ impl Runtime for MockRuntime {
             None => Err(Error::not_found("container", id)),
         }
     }
+
+    /// Fixed numbers for a running container: 1 s of CPU, 1 MiB of memory, 4 KiB of
+    /// writable layer.
+    async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats> {
+        let state = self.enter("container_stats", id)?;
+        let container = state
+            .containers
+            .get(id)
+            .ok_or_else(|| Error::not_found("container", id))?;
+        if container.status.state != ContainerState::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "container {id} is not running"
+            )));
+        }
+        Ok(ContainerStats {
+            timestamp: SystemTime::now(),
+            cpu_usage_ns: 1_000_000_000,
+            memory_working_set: 1 << 20,
+            memory_usage: 2 << 20,
+            memory_rss: 1 << 19,
+            page_faults: 5,
+            major_page_faults: 0,
+            writable_layer: format!("/mock/{}/{id}/upper", self.name).into(),
+            writable_layer_bytes: 4096,
+            writable_layer_inodes: 3,
+        })
+    }
 }
 
-/// The n-th sandbox's status: ready, with the address 10.88.0.n.
-fn sandbox_status(n: usize) -> SandboxStatus {
+/// Marks a container exited with `code` now.
+fn exit(status: &mut ContainerStatus, code: i32) {
+    status.state = ContainerState::Exited;
+    status.exit_code = code;
+    status.pid = None;
+    status.finished_at = Some(SystemTime::now());
+}
+
+/// The n-th sandbox's status, with the address 10.88.0.n.
+fn sandbox_status(n: usize, state: SandboxState) -> SandboxStatus {
     SandboxStatus {
-        state: SandboxState::Ready,
+        state,
         ips: vec![format!("10.88.0.{n}")],
-        netns_path: None,
+        netns_path: Some(format!("/run/mock/netns/{n}").into()),
     }
 }
 

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 pub use runtimes::image::RegistryConfig;
+pub use runtimes::network::NetworkConfig;
 
 /// Where `berth serve` looks for its config when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/config.yaml";
@@ -26,12 +27,20 @@ pub struct Config {
     pub socket: PathBuf,
     /// berth's persistent state (`state.redb`, `images/`); default `/var/lib/berth`.
     pub state_dir: PathBuf,
+    /// Runtime state that must not outlive a reboot (namespace pins, supervisor
+    /// sockets, libcontainer state); default `/run/berth`.
+    pub run_dir: PathBuf,
+    /// The cgroup (cgroupfs path) under which pods go when kubelet names no parent;
+    /// default `/berth`.
+    pub cgroup_parent: String,
     /// The node part of every ContainerId; default the hostname.
     pub node_id: String,
     /// Logging.
     pub log: LogConfig,
     /// Image registries: mirrors, plain-http hosts, credentials.
     pub registries: RegistryConfig,
+    /// Pod networking: where CNI configs and plugins are, and the default network.
+    pub network: NetworkConfig,
 }
 
 /// The `log` section.
@@ -60,9 +69,12 @@ impl Default for Config {
         Self {
             socket: PathBuf::from("/run/berth/berth.sock"),
             state_dir: PathBuf::from("/var/lib/berth"),
+            run_dir: PathBuf::from("/run/berth"),
+            cgroup_parent: "/berth".to_string(),
             node_id: hostname(),
             log: LogConfig::default(),
             registries: RegistryConfig::default(),
+            network: NetworkConfig::default(),
         }
     }
 }
@@ -137,6 +149,18 @@ impl Config {
         }
         if self.state_dir.as_os_str().is_empty() {
             return Err("state_dir: must not be empty".to_string());
+        }
+        if !self.run_dir.is_absolute() {
+            return Err(format!(
+                "run_dir: `{}` must be an absolute path",
+                self.run_dir.display()
+            ));
+        }
+        if !self.cgroup_parent.starts_with('/') || self.cgroup_parent.contains("..") {
+            return Err(format!(
+                "cgroup_parent: `{}` must be an absolute cgroup path without `..`",
+                self.cgroup_parent
+            ));
         }
         // The node id must be usable in a ContainerId; reuse its rule rather than restate it.
         runtimes::ContainerId::new("berth", runtimes::id::SANDBOX_ROLE, 0, &self.node_id)

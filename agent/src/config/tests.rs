@@ -6,6 +6,8 @@ use super::*;
 const CONTRACT_EXAMPLE: &str = r#"
 socket: /run/berth/test.sock
 state_dir: /var/lib/berth-test
+run_dir: /run/berth-test
+cgroup_parent: /berth-test
 node_id: node-a
 log:
   level: debug
@@ -26,6 +28,8 @@ fn contract_example_parses_into_every_field() {
     let config = Config::from_yaml(CONTRACT_EXAMPLE).unwrap();
     assert_eq!(config.socket, Path::new("/run/berth/test.sock"));
     assert_eq!(config.state_dir, Path::new("/var/lib/berth-test"));
+    assert_eq!(config.run_dir, Path::new("/run/berth-test"));
+    assert_eq!(config.cgroup_parent, "/berth-test");
     assert_eq!(config.node_id, "node-a");
     assert_eq!(config.log.level, "debug");
     assert_eq!(config.log.format, LogFormat::Json);
@@ -90,6 +94,9 @@ fn bad_values_are_rejected_naming_the_field() {
         ("node_id: 'two words'\n", "node_id"),
         ("socket: ''\n", "socket"),
         ("state_dir: ''\n", "state_dir"),
+        ("run_dir: run\n", "run_dir"),
+        ("cgroup_parent: berth\n", "cgroup_parent"),
+        ("cgroup_parent: /a/../b\n", "cgroup_parent"),
     ];
     for (text, needle) in cases {
         let message = Config::from_yaml(text).unwrap_err();

@@ -1,27 +1,62 @@
 //! The CRI v1 gRPC services. One file per verb (or a small group): validate the
 //! request into `runtimes` values, call the runtime, map the answer back. Runtime
 //! errors become statuses only through [`crate::status`].
+//!
+//! Pod sandboxes and containers are recorded in the [`Store`] before the backend is
+//! asked to make them (`Creating`), and updated once it has: a crash in between
+//! leaves a record that start-up ([`crate::reconcile`]) rolls back. No store
+//! transaction is ever open across a backend call.
 
+mod container;
+mod container_stats;
+mod container_status;
+mod create_container;
+mod exec_sync;
 mod image;
 mod image_fs_info;
 mod image_service;
 mod image_status;
+mod list_container_stats;
+mod list_containers;
 mod list_images;
+mod list_pod_sandbox;
+mod list_pod_sandbox_stats;
+mod objects;
+mod pod_sandbox_stats;
+mod pod_sandbox_status;
 mod pull_image;
+mod remove_container;
 mod remove_image;
+mod remove_pod_sandbox;
+mod reopen_container_log;
+mod run_pod_sandbox;
 mod runtime_config;
 mod runtime_service;
 mod runtime_status;
+mod sandbox;
+mod sandbox_spec;
+mod start_container;
+mod stats;
+mod stop_container;
+mod stop_pod_sandbox;
 mod unimplemented;
+mod update_container_resources;
 mod version;
+
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::sync::Arc;
 
 use k8s_cri::v1::image_service_server::ImageServiceServer;
 use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
-use runtimes::Runtime;
+use runtimes::CompositeRuntime;
 
 use crate::config::Config;
+use crate::spec::HostFacts;
+use crate::store::Store;
+
+pub use runtime_status::{network_not_wired, NetworkReadiness};
 
 /// kubelet's limit for CRI messages (16 MiB); tonic's default of 4 MiB is too small
 /// for large `ListImages`/`ListContainers` answers.
@@ -29,21 +64,46 @@ const MAX_MESSAGE_SIZE: usize = 16 << 20;
 
 /// State shared by both CRI services.
 pub struct Cri {
-    runtime: Arc<dyn Runtime>,
+    /// The composite itself (not only `dyn Runtime`): verbose status shows which
+    /// backend an object was dispatched to.
+    runtime: Arc<CompositeRuntime>,
+    store: Arc<Store>,
+    node_id: String,
+    host: HostFacts,
     handlers: Vec<String>,
     config_json: String,
+    network_ready: NetworkReadiness,
+    cpu: stats::CpuRates,
 }
 
 impl Cri {
-    /// The services over `runtime`. `handlers` are the runtime handlers this node
-    /// serves (the default `""` is always listed); `config` is shown by
-    /// `Status{verbose}` with its secrets redacted.
-    pub fn new(runtime: Arc<dyn Runtime>, handlers: Vec<String>, config: &Config) -> Self {
+    /// The services over `runtime`, recording pods and containers in `store`. `config`
+    /// gives the node id and is shown by `Status{verbose}` with its secrets redacted.
+    /// NetworkReady stays false until [`Cri::with_network_readiness`] wires a check.
+    pub fn new(runtime: Arc<CompositeRuntime>, store: Arc<Store>, config: &Config) -> Self {
         Self {
+            handlers: runtime.runtime_handlers(),
             runtime,
-            handlers,
+            store,
+            node_id: config.node_id.clone(),
+            host: HostFacts::detect(),
             config_json: config.redacted_json().to_string(),
+            network_ready: network_not_wired(),
+            cpu: stats::CpuRates::default(),
         }
+    }
+
+    /// Reports NetworkReady from `check` (`Ok` when pod networking is ready, else why
+    /// not).
+    pub fn with_network_readiness(mut self, check: NetworkReadiness) -> Self {
+        self.network_ready = check;
+        self
+    }
+
+    /// Replaces the detected host facts the container specs are built with.
+    pub fn with_host_facts(mut self, host: HostFacts) -> Self {
+        self.host = host;
+        self
     }
 
     /// The tonic services to add to a server.

@@ -1,29 +1,38 @@
-//! CRI's `RuntimeService`: `Version`, `Status` and `RuntimeConfig` are answered here;
-//! every pod and container verb answers `Unimplemented` until the youki backend lands.
+//! CRI's `RuntimeService`: each verb hands its request to its own file and maps the
+//! answer with [`answer`]; the streaming verbs and a few others answer
+//! `Unimplemented`.
 
 use k8s_cri::v1::runtime_service_server::RuntimeService;
 use k8s_cri::v1::*;
 use tonic::{Request, Response, Status};
 
-use super::unimplemented::pods_and_containers;
-use super::{runtime_config, runtime_status, version, Cri};
+use super::unimplemented::{not_in_this_version, streaming};
+use super::*;
+use crate::status::answer;
 
-/// The `RuntimeService` impl: the verbs written out in `answered`, plus one method per
-/// `verb = "Name": Request -> Response;` line that answers
-/// [`pods_and_containers`]. (The impl is built whole inside the macro so
-/// `async_trait` sees the generated methods.)
+/// The `RuntimeService` impl: the verbs written out in `answered`, one method per
+/// `verb: Request => Response;` line of `delegated` that calls `verb::verb(self,
+/// request)`, and one per line of `unimplemented` that answers `$why(name)`. (The
+/// impl is built whole inside the macro so `async_trait` sees the generated methods.)
 macro_rules! runtime_service {
     (
         answered { $($answered:tt)* }
-        not_in_this_version { $($verb:ident = $name:literal : $req:ty => $resp:ty;)* }
+        delegated { $($verb:ident : $req:ty => $resp:ty;)* }
+        unimplemented { $($missing:ident = $name:literal : $mreq:ty => $mresp:ty, $why:ident;)* }
     ) => {
         #[tonic::async_trait]
         impl RuntimeService for Cri {
             $($answered)*
 
             $(
-                async fn $verb(&self, _: Request<$req>) -> Result<Response<$resp>, Status> {
-                    Err(pods_and_containers($name))
+                async fn $verb(&self, request: Request<$req>) -> Result<Response<$resp>, Status> {
+                    answer($verb::$verb(self, request.into_inner()).await)
+                }
+            )*
+
+            $(
+                async fn $missing(&self, _: Request<$mreq>) -> Result<Response<$mresp>, Status> {
+                    Err($why($name))
                 }
             )*
         }
@@ -48,6 +57,7 @@ runtime_service! {
         ) -> Result<Response<StatusResponse>, Status> {
             let answer = runtime_status::status(
                 self.runtime.as_ref(),
+                &self.network_ready,
                 &self.handlers,
                 &self.config_json,
                 request.into_inner(),
@@ -68,36 +78,41 @@ runtime_service! {
             &self,
             _: Request<GetEventsRequest>,
         ) -> Result<Response<ContainerEvents>, Status> {
-            Err(pods_and_containers("GetContainerEvents"))
+            Err(not_in_this_version("GetContainerEvents"))
         }
     }
-    not_in_this_version {
-        run_pod_sandbox = "RunPodSandbox": RunPodSandboxRequest => RunPodSandboxResponse;
-        stop_pod_sandbox = "StopPodSandbox": StopPodSandboxRequest => StopPodSandboxResponse;
-        remove_pod_sandbox = "RemovePodSandbox": RemovePodSandboxRequest => RemovePodSandboxResponse;
-        pod_sandbox_status = "PodSandboxStatus": PodSandboxStatusRequest => PodSandboxStatusResponse;
-        list_pod_sandbox = "ListPodSandbox": ListPodSandboxRequest => ListPodSandboxResponse;
-        create_container = "CreateContainer": CreateContainerRequest => CreateContainerResponse;
-        start_container = "StartContainer": StartContainerRequest => StartContainerResponse;
-        stop_container = "StopContainer": StopContainerRequest => StopContainerResponse;
-        remove_container = "RemoveContainer": RemoveContainerRequest => RemoveContainerResponse;
-        list_containers = "ListContainers": ListContainersRequest => ListContainersResponse;
-        container_status = "ContainerStatus": ContainerStatusRequest => ContainerStatusResponse;
-        update_container_resources = "UpdateContainerResources":
-            UpdateContainerResourcesRequest => UpdateContainerResourcesResponse;
-        reopen_container_log = "ReopenContainerLog": ReopenContainerLogRequest => ReopenContainerLogResponse;
-        exec_sync = "ExecSync": ExecSyncRequest => ExecSyncResponse;
-        exec = "Exec": ExecRequest => ExecResponse;
-        attach = "Attach": AttachRequest => AttachResponse;
-        port_forward = "PortForward": PortForwardRequest => PortForwardResponse;
-        container_stats = "ContainerStats": ContainerStatsRequest => ContainerStatsResponse;
-        list_container_stats = "ListContainerStats": ListContainerStatsRequest => ListContainerStatsResponse;
-        pod_sandbox_stats = "PodSandboxStats": PodSandboxStatsRequest => PodSandboxStatsResponse;
-        list_pod_sandbox_stats = "ListPodSandboxStats": ListPodSandboxStatsRequest => ListPodSandboxStatsResponse;
-        // The pod CIDR kubelet sends is for pod networking, which comes with the pods.
-        update_runtime_config = "UpdateRuntimeConfig": UpdateRuntimeConfigRequest => UpdateRuntimeConfigResponse;
-        checkpoint_container = "CheckpointContainer": CheckpointContainerRequest => CheckpointContainerResponse;
-        list_metric_descriptors = "ListMetricDescriptors": ListMetricDescriptorsRequest => ListMetricDescriptorsResponse;
-        list_pod_sandbox_metrics = "ListPodSandboxMetrics": ListPodSandboxMetricsRequest => ListPodSandboxMetricsResponse;
+    delegated {
+        run_pod_sandbox: RunPodSandboxRequest => RunPodSandboxResponse;
+        stop_pod_sandbox: StopPodSandboxRequest => StopPodSandboxResponse;
+        remove_pod_sandbox: RemovePodSandboxRequest => RemovePodSandboxResponse;
+        pod_sandbox_status: PodSandboxStatusRequest => PodSandboxStatusResponse;
+        list_pod_sandbox: ListPodSandboxRequest => ListPodSandboxResponse;
+        create_container: CreateContainerRequest => CreateContainerResponse;
+        start_container: StartContainerRequest => StartContainerResponse;
+        stop_container: StopContainerRequest => StopContainerResponse;
+        remove_container: RemoveContainerRequest => RemoveContainerResponse;
+        list_containers: ListContainersRequest => ListContainersResponse;
+        container_status: ContainerStatusRequest => ContainerStatusResponse;
+        update_container_resources: UpdateContainerResourcesRequest => UpdateContainerResourcesResponse;
+        reopen_container_log: ReopenContainerLogRequest => ReopenContainerLogResponse;
+        exec_sync: ExecSyncRequest => ExecSyncResponse;
+        container_stats: ContainerStatsRequest => ContainerStatsResponse;
+        list_container_stats: ListContainerStatsRequest => ListContainerStatsResponse;
+        pod_sandbox_stats: PodSandboxStatsRequest => PodSandboxStatsResponse;
+        list_pod_sandbox_stats: ListPodSandboxStatsRequest => ListPodSandboxStatsResponse;
+    }
+    unimplemented {
+        exec = "Exec": ExecRequest => ExecResponse, streaming;
+        attach = "Attach": AttachRequest => AttachResponse, streaming;
+        port_forward = "PortForward": PortForwardRequest => PortForwardResponse, streaming;
+        // The pod CIDR kubelet sends matters only to CNI configs templated from it.
+        update_runtime_config = "UpdateRuntimeConfig":
+            UpdateRuntimeConfigRequest => UpdateRuntimeConfigResponse, not_in_this_version;
+        checkpoint_container = "CheckpointContainer":
+            CheckpointContainerRequest => CheckpointContainerResponse, not_in_this_version;
+        list_metric_descriptors = "ListMetricDescriptors":
+            ListMetricDescriptorsRequest => ListMetricDescriptorsResponse, not_in_this_version;
+        list_pod_sandbox_metrics = "ListPodSandboxMetrics":
+            ListPodSandboxMetricsRequest => ListPodSandboxMetricsResponse, not_in_this_version;
     }
 }

@@ -2,6 +2,7 @@
 //! handlers this node serves.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use k8s_cri::v1::{
     RuntimeCondition, RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus,
@@ -14,11 +15,22 @@ const RUNTIME_READY: &str = "RuntimeReady";
 /// CRI's condition type for the pod network.
 const NETWORK_READY: &str = "NetworkReady";
 
+/// The hook that says whether pod networking is ready: `Ok` when it is, else why
+/// not. The integrator wires the network's own check here
+/// ([`Cri::with_network_readiness`](super::Cri::with_network_readiness)).
+pub type NetworkReadiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// The readiness of a berth whose network is not wired in: never ready.
+pub fn network_not_wired() -> NetworkReadiness {
+    Arc::new(|| Err("pod networking is not set up in this build of berth".to_string()))
+}
+
 /// The answer to `Status`. The runtime is ready when it answers `image_fs_info`; the
-/// network is not, as berth does not set up pod networking yet. The default handler
-/// `""` is listed first whether or not `handlers` names it.
+/// network when `network` says so. The default handler `""` is listed first whether
+/// or not `handlers` names it.
 pub(super) async fn status(
     runtime: &dyn Runtime,
+    network: &NetworkReadiness,
     handlers: &[String],
     config_json: &str,
     request: StatusRequest,
@@ -32,12 +44,10 @@ pub(super) async fn status(
             format!("the {} backend does not answer: {err}", runtime.name()),
         ),
     };
-    let network_ready = condition(
-        NETWORK_READY,
-        false,
-        "NetworkPluginNotReady",
-        "pod networking is not implemented in this version of berth".to_string(),
-    );
+    let network_ready = match network() {
+        Ok(()) => condition(NETWORK_READY, true, "", String::new()),
+        Err(why) => condition(NETWORK_READY, false, "NetworkPluginNotReady", why),
+    };
     let info = if request.verbose {
         HashMap::from([("config".to_string(), config_json.to_string())])
     } else {
@@ -88,6 +98,18 @@ mod tests {
     use super::*;
     use runtimes::mock::MockRuntime;
 
+    /// `Status` with no network wired, no handlers and an empty config.
+    async fn unwired(runtime: &MockRuntime) -> StatusResponse {
+        status(
+            runtime,
+            &network_not_wired(),
+            &[],
+            "{}",
+            StatusRequest::default(),
+        )
+        .await
+    }
+
     fn conditions(answer: &StatusResponse) -> Vec<(String, bool, String)> {
         let status = answer.status.as_ref().unwrap();
         status
@@ -100,7 +122,7 @@ mod tests {
     #[tokio::test]
     async fn the_runtime_is_ready_when_it_answers_and_the_network_is_not() {
         let runtime = MockRuntime::new("mock", &["linux"]);
-        let answer = status(&runtime, &[], "{}", StatusRequest::default()).await;
+        let answer = unwired(&runtime).await;
         assert_eq!(
             conditions(&answer),
             [
@@ -114,13 +136,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_network_is_ready_when_its_hook_says_so() {
+        let runtime = MockRuntime::new("mock", &["linux"]);
+        let ready: NetworkReadiness = Arc::new(|| Ok(()));
+        let answer = status(&runtime, &ready, &[], "{}", StatusRequest::default()).await;
+        assert_eq!(
+            conditions(&answer)[1],
+            ("NetworkReady".into(), true, "".into())
+        );
+        let missing: NetworkReadiness = Arc::new(|| Err("no conflist in /etc/cni/net.d".into()));
+        let answer = status(&runtime, &missing, &[], "{}", StatusRequest::default()).await;
+        let network = &answer.status.as_ref().unwrap().conditions[1];
+        assert!(!network.status);
+        assert_eq!(network.message, "no conflist in /etc/cni/net.d");
+    }
+
+    #[tokio::test]
     async fn a_failing_runtime_is_not_ready_and_says_why() {
         let runtime = MockRuntime::new("mock", &["linux"]);
         runtime.fail("image_fs_info", || runtimes::Error::Unavailable {
             service: "containerd".into(),
             message: "socket gone".into(),
         });
-        let answer = status(&runtime, &[], "{}", StatusRequest::default()).await;
+        let answer = unwired(&runtime).await;
         let ready = &answer.status.as_ref().unwrap().conditions[0];
         assert_eq!(ready.r#type, "RuntimeReady");
         assert!(!ready.status);
@@ -133,7 +171,14 @@ mod tests {
     async fn lists_the_default_handler_then_the_configured_ones() {
         let runtime = MockRuntime::new("mock", &["linux"]);
         let handlers = ["".to_string(), "kata".to_string(), "windows".to_string()];
-        let answer = status(&runtime, &handlers, "{}", StatusRequest::default()).await;
+        let answer = status(
+            &runtime,
+            &network_not_wired(),
+            &handlers,
+            "{}",
+            StatusRequest::default(),
+        )
+        .await;
         let names: Vec<_> = answer
             .runtime_handlers
             .iter()
@@ -146,7 +191,14 @@ mod tests {
     async fn verbose_shows_the_config() {
         let runtime = MockRuntime::new("mock", &["linux"]);
         let request = StatusRequest { verbose: true };
-        let answer = status(&runtime, &[], r#"{"socket":"/s"}"#, request).await;
+        let answer = status(
+            &runtime,
+            &network_not_wired(),
+            &[],
+            r#"{"socket":"/s"}"#,
+            request,
+        )
+        .await;
         assert_eq!(answer.info["config"], r#"{"socket":"/s"}"#);
     }
 }

@@ -19,6 +19,7 @@ use crate::backends;
 use crate::config::Config;
 use crate::cri::Cri;
 use crate::error::{Error, Result};
+use crate::reconcile::reconcile;
 use crate::store::Store;
 use crate::telemetry::CriTraceLayer;
 
@@ -35,8 +36,23 @@ pub async fn serve(config: Config) -> Result<()> {
     let signals = Signals::new()?;
     let socket = SocketGuard::acquire(&config.socket)?;
     let store = Arc::new(Store::open(&config.state_dir)?);
-    let backends = backends::build(&config, store)?;
-    let cri = Cri::new(backends.runtime, backends.handlers, &config);
+    let backends = backends::build(&config, store.clone())?;
+    let reconciled = reconcile(&store, backends.runtime.as_ref()).await;
+    for failure in &reconciled.failures {
+        tracing::warn!(
+            failure,
+            "start-up reconciliation left something for the next start"
+        );
+    }
+    tracing::info!(
+        rolled_back = reconciled.rolled_back,
+        marked_not_ready = reconciled.marked_not_ready,
+        kept = reconciled.kept,
+        "reconciled pod sandboxes and containers with the backends"
+    );
+    let network = backends.network;
+    let cri = Cri::new(backends.runtime, store, &config)
+        .with_network_readiness(Arc::new(move || network.status()));
     let listener = socket.bind()?;
     tracing::info!(
         socket = %socket.path().display(),

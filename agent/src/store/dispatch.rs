@@ -5,7 +5,7 @@ use redb::{ReadableTable, ReadableTableMetadata, TableHandle};
 use runtimes::{ContainerId, DispatchLog};
 
 use super::tables::DISPATCH;
-use super::Store;
+use super::{into_runtime, Store};
 use crate::error::{Error, Result};
 
 impl Store {
@@ -63,29 +63,5 @@ impl DispatchLog for Store {
 
     fn forget(&self, id: &ContainerId) -> runtimes::Result<()> {
         self.forget_dispatch(id).map_err(into_runtime)
-    }
-}
-
-/// A store failure as the runtime layer reports it: a disk error stays an I/O error,
-/// unreadable content is data loss, anything else is an internal failure of the store.
-fn into_runtime(err: Error) -> runtimes::Error {
-    const STORE: &str = "state store";
-    match err {
-        Error::Store {
-            path,
-            source: redb::Error::Io(source),
-        } => runtimes::Error::io(format!("{STORE} {}", path.display()), source),
-        Error::Store {
-            path,
-            source: redb::Error::Corrupted(message),
-        } => runtimes::Error::DataLoss {
-            what: format!("{STORE} {}", path.display()),
-            message,
-        },
-        err @ Error::StoreCorrupt { .. } => runtimes::Error::DataLoss {
-            what: STORE.to_string(),
-            message: err.to_string(),
-        },
-        err => runtimes::Error::backend(STORE, err),
     }
 }

@@ -2,12 +2,18 @@
 //! `<state_dir>/state.redb`.
 //!
 //! Each kind of record has a table in [`tables`] and typed accessors in its own file
-//! (`dispatch.rs`); callers never see redb types. Transactions are short and never
+//! (`dispatch.rs`, `objects.rs` for pod sandboxes and containers); callers never see
+//! redb types. Transactions are short and never
 //! span a backend call: record the intent, commit, call the backend, then record the
 //! outcome. Every commit is durable before it returns.
 
 mod dispatch;
+mod objects;
+mod records;
 mod tables;
+
+pub use objects::{Record, Snapshot, Table};
+pub use records::{ContainerPhase, ContainerRecord, SandboxPhase, SandboxRecord};
 
 use std::fs::DirBuilder;
 use std::os::unix::fs::DirBuilderExt;
@@ -71,6 +77,9 @@ impl Store {
             if found.is_none_or(|v| v <= tables::SCHEMA_VERSION) {
                 meta.insert(tables::SCHEMA_VERSION_KEY, tables::SCHEMA_VERSION)?;
                 txn.open_table(tables::DISPATCH)?;
+                txn.open_table(tables::SANDBOXES)?;
+                txn.open_table(tables::CONTAINERS)?;
+                txn.open_table(tables::CONTAINER_IDS)?;
             }
             Ok(found)
         })?;
@@ -99,11 +108,55 @@ impl Store {
         Ok(value)
     }
 
+    /// Runs `f` in a write transaction and commits it only when `f` returns
+    /// `Ok(Ok(_))`: `Ok(Err(_))` is a refusal (the request's fault) that writes nothing,
+    /// like an `Err(_)` failure of the store.
+    fn write_checked<T>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<runtimes::Result<T>>,
+    ) -> Result<runtimes::Result<T>> {
+        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        match f(&txn)? {
+            Ok(value) => {
+                txn.commit().map_err(|e| self.error(e))?;
+                Ok(Ok(value))
+            }
+            Err(refused) => {
+                txn.abort().map_err(|e| self.error(e))?;
+                Ok(Err(refused))
+            }
+        }
+    }
+
     fn error(&self, source: impl Into<redb::Error>) -> Error {
         Error::Store {
             path: self.path.clone(),
             source: source.into(),
         }
+    }
+}
+
+/// A store failure as the runtime layer reports it: a disk error stays an I/O error,
+/// unreadable content is data loss, anything else is an internal failure of the store.
+pub(super) fn into_runtime(err: Error) -> runtimes::Error {
+    const STORE: &str = "state store";
+    match err {
+        Error::Store {
+            path,
+            source: redb::Error::Io(source),
+        } => runtimes::Error::io(format!("{STORE} {}", path.display()), source),
+        Error::Store {
+            path,
+            source: redb::Error::Corrupted(message),
+        } => runtimes::Error::DataLoss {
+            what: format!("{STORE} {}", path.display()),
+            message,
+        },
+        err @ Error::StoreCorrupt { .. } => runtimes::Error::DataLoss {
+            what: STORE.to_string(),
+            message: err.to_string(),
+        },
+        err => runtimes::Error::backend(STORE, err),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The tables of the state store and the schema version they make up.
 //!
 //! A table is added here (a `TableDefinition`, its key and value types documented),
-//! created in `Store::open` (`create_tables`), and given typed
+//! created in `Store::open` (`prepare`), and given typed
 //! accessors in its own file next to `dispatch.rs`. Objects of the CRI are keyed by
 //! their CRI id; structured values are stored as JSON bytes behind a typed accessor.
 //! Adding a table is backwards compatible; changing the meaning of an existing key or
@@ -21,3 +21,13 @@ pub(super) const SCHEMA_VERSION_KEY: &str = "schema_version";
 /// CompositeRuntime's dispatch records: a ContainerId's display form → the name of
 /// the backend that holds the object.
 pub(super) const DISPATCH: TableDefinition<&str, &str> = TableDefinition::new("dispatch");
+
+/// Pod sandboxes: CRI id → a [`SandboxRecord`](super::SandboxRecord) as JSON.
+pub(super) const SANDBOXES: TableDefinition<&str, &[u8]> = TableDefinition::new("sandboxes");
+
+/// Containers: CRI id → a [`ContainerRecord`](super::ContainerRecord) as JSON.
+pub(super) const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("containers");
+
+/// The ContainerIds in use: display form → the CRI id of the sandbox or container
+/// that holds it. A ContainerId is unique among these.
+pub(super) const CONTAINER_IDS: TableDefinition<&str, &str> = TableDefinition::new("container_ids");

@@ -3,6 +3,7 @@ use std::os::unix::fs::PermissionsExt;
 use runtimes::{ContainerId, DispatchLog};
 
 use super::*;
+use crate::store::{ContainerRecord, SandboxPhase, SandboxRecord};
 
 fn id(service: &str, role: &str, replica: u32) -> ContainerId {
     ContainerId::new(service, role, replica, "node-a").unwrap()
@@ -98,4 +99,119 @@ fn a_failed_write_leaves_nothing_behind() {
     });
     assert!(result.is_err());
     assert!(store.dispatch_records().unwrap().is_empty());
+}
+
+fn sandbox(id: &str, container_id: ContainerId) -> SandboxRecord {
+    SandboxRecord {
+        id: id.to_string(),
+        container_id,
+        phase: SandboxPhase::Creating,
+        created_at: 1,
+        runtime_handler: String::new(),
+        config: Default::default(),
+        ips: vec![],
+    }
+}
+
+#[test]
+fn records_and_their_ids_are_written_together_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = id("web.default", "sandbox", 0);
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let inserted = store
+            .insert(|snapshot| {
+                assert!(snapshot.allocated.is_empty() && snapshot.sandboxes.is_empty());
+                Ok(sandbox("aa", web.clone()))
+            })
+            .unwrap();
+        assert_eq!(inserted.phase, SandboxPhase::Creating);
+        let updated = store
+            .update::<SandboxRecord>("aa", |r| {
+                r.phase = SandboxPhase::Ready;
+                r.ips = vec!["10.0.0.2".into()];
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(updated.phase, SandboxPhase::Ready);
+        assert!(store
+            .update::<SandboxRecord>("zz", |_| {})
+            .unwrap()
+            .is_none());
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let records = store.list::<SandboxRecord>().unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].ips, ["10.0.0.2"]);
+    assert_eq!(records[0].container_id, web);
+    assert_eq!(store.allocated_ids().unwrap()[&web], "aa");
+    // The next insert sees what is recorded.
+    store
+        .insert(|snapshot| {
+            assert!(snapshot.allocated.contains(&web));
+            assert_eq!(snapshot.sandboxes.len(), 1);
+            Ok(sandbox("bb", web.with_replica(1)))
+        })
+        .unwrap();
+    store.remove::<SandboxRecord>("aa").unwrap();
+    store.remove::<SandboxRecord>("aa").unwrap();
+    assert!(store.get::<SandboxRecord>("aa").unwrap().is_none());
+    let ids: Vec<ContainerId> = store.allocated_ids().unwrap().into_keys().collect();
+    assert_eq!(ids, [web.with_replica(1)]);
+}
+
+#[test]
+fn a_refused_or_conflicting_insert_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let web = id("web.default", "sandbox", 0);
+    let refused = store
+        .insert::<SandboxRecord>(|_| Err(runtimes::Error::InvalidSpec("no".into())))
+        .unwrap_err();
+    assert!(matches!(refused, runtimes::Error::InvalidSpec(_)));
+    store.insert(|_| Ok(sandbox("aa", web.clone()))).unwrap();
+    // The same ContainerId twice, or the same CRI id twice, is refused.
+    let taken = store
+        .insert(|_| Ok(sandbox("bb", web.clone())))
+        .unwrap_err();
+    assert!(taken.to_string().contains("already allocated"), "{taken}");
+    let twice = store
+        .insert(|_| Ok(sandbox("aa", web.with_replica(5))))
+        .unwrap_err();
+    assert!(
+        matches!(twice, runtimes::Error::AlreadyExists { .. }),
+        "{twice:?}"
+    );
+    assert_eq!(store.list::<SandboxRecord>().unwrap().len(), 1);
+    assert_eq!(store.allocated_ids().unwrap().len(), 1);
+    // An update may not change the identity.
+    let moved = store
+        .update::<SandboxRecord>("aa", |r| r.container_id = web.with_replica(9))
+        .unwrap_err();
+    assert!(moved.to_string().contains("identity"), "{moved}");
+    assert_eq!(
+        store
+            .get::<SandboxRecord>("aa")
+            .unwrap()
+            .unwrap()
+            .container_id,
+        web
+    );
+}
+
+#[test]
+fn an_undecodable_object_record_is_data_loss_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .write(|txn| {
+            txn.open_table(tables::CONTAINERS)?
+                .insert("c0ffee", b"{not json".as_slice())?;
+            Ok(())
+        })
+        .unwrap();
+    let err = store.list::<ContainerRecord>().unwrap_err();
+    assert!(matches!(err, runtimes::Error::DataLoss { .. }), "{err:?}");
+    assert!(err.to_string().contains("c0ffee"), "{err}");
+    assert!(store.get::<ContainerRecord>("c0ffee").is_err());
 }

@@ -33,9 +33,11 @@ async fn answers_version_status_and_runtime_config() -> Result<()> {
         .into_inner();
     let conditions = status.status.context("no status")?.conditions;
     let condition = |kind: &str| conditions.iter().find(|c| c.r#type == kind).cloned();
+    // The test's CNI conf dir starts empty: berth writes its default bridge network
+    // there, and Debian's plugins (hack/install-deps) make it ready.
     let network = condition("NetworkReady").context("no NetworkReady")?;
-    assert!(!network.status);
-    assert_eq!(network.reason, "NetworkPluginNotReady");
+    assert!(network.status, "{network:?}");
+    assert!(home.dir.path().join("cni/10-berth.conflist").is_file());
     // RuntimeReady must tell the truth: it is true exactly when the runtime answers.
     let runtime_ready = condition("RuntimeReady").context("no RuntimeReady")?;
     let fs_info = berth
@@ -188,42 +190,6 @@ async fn an_unknown_config_field_is_named() -> Result<()> {
     );
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(!home.socket().exists());
-    Ok(())
-}
-
-#[tokio::test]
-async fn pod_and_container_verbs_are_unimplemented() -> Result<()> {
-    let home = Home::new("")?;
-    let berth = home.start().await?;
-    let mut client = berth.runtime().await?;
-    let answers = [
-        client
-            .run_pod_sandbox(RunPodSandboxRequest::default())
-            .await
-            .map(drop),
-        client
-            .list_pod_sandbox(ListPodSandboxRequest::default())
-            .await
-            .map(drop),
-        client
-            .create_container(CreateContainerRequest::default())
-            .await
-            .map(drop),
-        client
-            .list_containers(ListContainersRequest::default())
-            .await
-            .map(drop),
-        client.exec_sync(ExecSyncRequest::default()).await.map(drop),
-        client
-            .get_container_events(GetEventsRequest::default())
-            .await
-            .map(drop),
-    ];
-    for answer in answers {
-        let status = answer.expect_err("a pod verb succeeded");
-        assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
-        assert!(status.message().contains("youki backend"), "{status:?}");
-    }
     Ok(())
 }
 

@@ -8,6 +8,7 @@ mod image_errors;
 mod image_pull;
 mod image_verbs;
 mod lifecycle;
+mod pods;
 
 use std::fs::{self, File};
 use std::future::Future;
@@ -42,9 +43,11 @@ impl Home {
             dir: tempfile::tempdir()?,
         };
         let config = format!(
-            "socket: {}\nstate_dir: {}\nnode_id: test-node\nlog:\n  level: info,berth=debug\n{extra_config}",
+            "socket: {}\nstate_dir: {}\nrun_dir: {}\nnode_id: test-node\nnetwork:\n  conf_dir: {}\nlog:\n  level: info,berth=debug\n{extra_config}",
             home.socket().display(),
-            home.dir.path().join("state").display()
+            home.dir.path().join("state").display(),
+            home.dir.path().join("run-state").display(),
+            home.dir.path().join("cni").display()
         );
         fs::write(home.config(), config)?;
         Ok(home)

@@ -66,18 +66,12 @@ impl Network {
                 return Err(with_cleanup(error, cleanup));
             }
         };
-        let saved = attachment_from_result(&result, POD_INTERFACE).and_then(|attachment| {
-            let done = CacheRecord {
-                result: Some(result.clone()),
-                ..record.clone()
-            };
-            self.cache.write(key, &done)?;
-            Ok(attachment)
-        });
+        let attachment = attachment_from_result(&result, POD_INTERFACE);
+        record.result = Some(result);
+        let saved = attachment.and_then(|a| self.cache.write(key, &record).map(|()| a));
         match saved {
             Ok(attachment) => Ok(attachment),
             Err(error) => {
-                record.result = Some(result);
                 let mut cleanup =
                     chain::del(&self.plugins, &list, &inv, caps, record.result.as_ref()).await;
                 if cleanup.is_empty() {

@@ -135,7 +135,7 @@ pub(crate) fn with_cleanup(error: Error, cleanup: Vec<Error>) -> Error {
 }
 
 /// An error's text without the `cni: ` prefix our own backend errors carry.
-fn message(e: &Error) -> String {
+pub(crate) fn message(e: &Error) -> String {
     match e {
         Error::Backend { backend, message } if backend == "cni" => message.clone(),
         other => other.to_string(),

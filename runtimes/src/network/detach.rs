@@ -41,6 +41,7 @@ impl Network {
         let (list, record) = match cached {
             Ok(found) => found,
             Err(unreadable) => self.current_record(key, netns, pod).map_err(|e| {
+                let unreadable = chain::message(&unreadable);
                 Error::backend("cni", format!("cannot detach pod {key}: {unreadable}; {e}"))
             })?,
         };
@@ -67,7 +68,7 @@ impl Network {
         if errors.is_empty() {
             return self.cache.remove(key);
         }
-        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let errors: Vec<String> = errors.iter().map(chain::message).collect();
         Err(Error::backend(
             "cni",
             format!("detaching pod {key}: {}", errors.join("; ")),

@@ -123,6 +123,7 @@ impl Plugins {
             // A plugin that outlives its time is killed when the future is dropped.
             .kill_on_drop(true);
         let mut child = spawn(&mut cmd)
+            .await
             .map_err(|e| Error::io(format!("{}: starting {}", what(), bin.display()), e))?;
         let stdin = child.stdin.take();
         let run = async move {
@@ -177,13 +178,13 @@ impl Plugins {
 
 /// Spawns, retrying briefly on ETXTBSY: a binary being written (a plugin upgrade, or a
 /// test writing a fake plugin while another thread forks) cannot be executed for a moment.
-fn spawn(cmd: &mut Command) -> std::io::Result<tokio::process::Child> {
+async fn spawn(cmd: &mut Command) -> std::io::Result<tokio::process::Child> {
     let mut tries = 0;
     loop {
         match cmd.spawn() {
             Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 5 => {
                 tries += 1;
-                std::thread::sleep(Duration::from_millis(20 * tries));
+                tokio::time::sleep(Duration::from_millis(20 * tries)).await;
             }
             other => return other,
         }

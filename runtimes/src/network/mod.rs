@@ -15,6 +15,11 @@
 //!
 //! CHECK is never run: Debian's portmap 1.1.1 fails it for IPv4-only pods
 //! (containernetworking/plugins#819) and CRI does not need it.
+//!
+//! Under the run dir this module owns `netns/`, `ipcns/`, `utsns/` (pins), `cni/cache/`
+//! (attachments) and `cni/ipam/` (the default network's addresses). `attach` and
+//! `detach` run plugins as Tokio child processes with a deadline: they need a runtime
+//! with the I/O and time drivers enabled.
 
 mod attach;
 mod cache;

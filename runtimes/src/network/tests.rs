@@ -473,3 +473,13 @@ fn new_writes_the_default_conflist_and_status_says_what_is_missing() {
     let status = net.status().unwrap_err();
     assert!(status.starts_with("no CNI network config in"), "{status}");
 }
+
+/// The youki backend holds an `Arc<Network>` and awaits these in `Send` futures.
+#[allow(dead_code)]
+fn network_is_shareable_and_its_futures_are_send(net: &Network, pod: &PodNetwork) {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: T) {}
+    send_sync(net);
+    send(net.attach(KEY, Path::new("/"), pod));
+    send(net.detach(KEY, None, pod));
+}

@@ -74,6 +74,7 @@ fn free_subnet_octet() -> u8 {
 /// One test's private network: conf dir, run dir, bridge and subnet.
 pub struct Env {
     pub dir: tempfile::TempDir,
+    pub config: NetworkConfig,
     pub net: Network,
     pub bridge: String,
     /// `10.X.`: every pod address starts with it.
@@ -129,9 +130,10 @@ impl Env {
             default_subnet: format!("10.{x}.0.0/16"),
             default_bridge: bridge.clone(),
         };
-        let net = Network::new(config, &dir.path().join("run")).unwrap();
+        let net = Network::new(config.clone(), &dir.path().join("run")).unwrap();
         Env {
             dir,
+            config,
             net,
             bridge,
             prefix: format!("10.{x}."),

@@ -4,7 +4,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use runtimes::network::{in_namespace, NsKind};
+use runtimes::network::{in_namespace, Network, NsKind};
 
 use crate::Env;
 
@@ -62,4 +62,18 @@ fn pins_are_idempotent_separate_and_leave_no_mount() {
     }
     assert!(env.pin_mounts().is_empty(), "{:#?}", env.pin_mounts());
     assert!(env.net.pin(NsKind::Net, "../escape").is_err());
+
+    // A restarted agent (a new Network on the same run dir) reuses the pin dir's mount
+    // instead of stacking another one.
+    let again = Network::new(env.config.clone(), &env.run_dir()).unwrap();
+    let c = env.key("c");
+    again.pin(NsKind::Net, &c).unwrap();
+    let netns_dir = env.run_dir().join("netns");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let dir_mounts = mounts
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == netns_dir.to_str())
+        .count();
+    assert_eq!(dir_mounts, 1, "{mounts}");
+    again.unpin(NsKind::Net, &c).unwrap();
 }

@@ -1,0 +1,90 @@
+//! A container record, with its backend's view of it, as CRI shows it.
+
+use k8s_cri::v1 as cri;
+use runtimes::types::{ContainerState, ContainerStatus};
+use runtimes::Runtime;
+
+use super::objects::shown_labels;
+use super::Cri;
+use crate::store::ContainerRecord;
+
+/// The exit code reported for a container its backend lost track of (as containerd).
+const UNKNOWN_EXIT_CODE: i32 = 255;
+
+/// The backend's status of `record`. A container the backend no longer knows (lost
+/// in a reboot, say) has exited for an unknown reason, so kubelet replaces it; any
+/// other failure to ask makes its state unknown, with the failure as message.
+pub(super) async fn observe(cri: &Cri, record: &ContainerRecord) -> ContainerStatus {
+    match cri.runtime.container_status(&record.container_id).await {
+        Ok(status) => status,
+        Err(err) if err.is_not_found() => ContainerStatus {
+            state: ContainerState::Exited,
+            exit_code: UNKNOWN_EXIT_CODE,
+            reason: "Unknown".to_string(),
+            message: format!(
+                "the backend no longer knows container {}",
+                record.container_id
+            ),
+            ..ContainerStatus::default()
+        },
+        Err(err) => ContainerStatus {
+            state: ContainerState::Unknown,
+            message: err.to_string(),
+            ..ContainerStatus::default()
+        },
+    }
+}
+
+/// CRI's state for a backend state.
+pub(super) fn cri_state(state: ContainerState) -> cri::ContainerState {
+    match state {
+        ContainerState::Created => cri::ContainerState::ContainerCreated,
+        ContainerState::Running => cri::ContainerState::ContainerRunning,
+        ContainerState::Exited => cri::ContainerState::ContainerExited,
+        ContainerState::Unknown => cri::ContainerState::ContainerUnknown,
+    }
+}
+
+/// The image as kubelet sees it: its first repo tag (what the request named when it
+/// has none), as containerd reports it.
+pub(super) fn image_spec(record: &ContainerRecord) -> cri::ImageSpec {
+    let requested = record.config.image.clone().unwrap_or_default();
+    cri::ImageSpec {
+        image: record.image_tag.clone().unwrap_or(requested.image),
+        ..requested
+    }
+}
+
+/// The image reference: its first repo digest, else its id.
+pub(super) fn image_ref(record: &ContainerRecord) -> String {
+    record
+        .image_digest
+        .clone()
+        .unwrap_or_else(|| record.image_id.clone())
+}
+
+/// The `ListContainers` entry of `record` in `state`.
+pub(super) fn to_cri_container(record: &ContainerRecord, state: ContainerState) -> cri::Container {
+    cri::Container {
+        id: record.id.clone(),
+        pod_sandbox_id: record.sandbox_id.clone(),
+        metadata: record.config.metadata.clone(),
+        image: Some(image_spec(record)),
+        image_ref: image_ref(record),
+        state: cri_state(state) as i32,
+        created_at: record.created_at,
+        labels: shown_labels(&record.config.labels, &record.container_id),
+        annotations: record.config.annotations.clone(),
+        image_id: record.image_id.clone(),
+    }
+}
+
+/// The `ContainerStats` attributes of `record`.
+pub(super) fn attributes(record: &ContainerRecord) -> cri::ContainerAttributes {
+    cri::ContainerAttributes {
+        id: record.id.clone(),
+        metadata: record.config.metadata.clone(),
+        labels: shown_labels(&record.config.labels, &record.container_id),
+        annotations: record.config.annotations.clone(),
+    }
+}

@@ -1,0 +1,274 @@
+//! `CreateContainer`.
+
+use k8s_cri::v1::{CreateContainerRequest, CreateContainerResponse};
+use runtimes::{Error, Runtime};
+
+use super::image::requested_image;
+use super::objects::{abandon, mark, new_cri_id, now_nanos, resolve};
+use super::Cri;
+use crate::identity;
+use crate::spec::{self, SpecInput};
+use crate::store::{ContainerPhase, ContainerRecord, SandboxPhase, SandboxRecord};
+use crate::telemetry::{self, CallField};
+
+const METHOD: &str = "CreateContainer";
+
+fn not_ready(sandbox: &SandboxRecord) -> Error {
+    Error::FailedPrecondition(format!(
+        "{METHOD}: pod sandbox {} ({}) is not ready",
+        sandbox.id, sandbox.container_id
+    ))
+}
+
+/// Builds the container's spec from the request and its (pulled) image, records it as
+/// `Creating` with a fresh ContainerId, asks the backend to create it, then marks it
+/// `Created`. Its name (`name_attempt`) must be unique in the pod; the pod must be
+/// ready; the image must have been pulled. On failure nothing is left.
+pub(super) async fn create_container(
+    cri: &Cri,
+    request: CreateContainerRequest,
+) -> runtimes::Result<CreateContainerResponse> {
+    let sandbox: SandboxRecord = resolve(&cri.store, METHOD, &request.pod_sandbox_id)?;
+    if sandbox.phase != SandboxPhase::Ready {
+        return Err(not_ready(&sandbox));
+    }
+    let config = request
+        .config
+        .ok_or_else(|| Error::InvalidSpec(format!("{METHOD}: config is missing")))?;
+    let name = config
+        .metadata
+        .as_ref()
+        .map(|m| m.name.clone())
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| Error::InvalidSpec(format!("{METHOD}: config.metadata.name is empty")))?;
+    let image_name = requested_image(METHOD, config.image.as_ref())?;
+    // The image must be pulled first (kubelet always does); never pull here.
+    let image = cri
+        .runtime
+        .image_status(image_name)
+        .await?
+        .ok_or_else(|| Error::not_found("image", image_name))?;
+    let sandbox_config = request.sandbox_config.as_ref().unwrap_or(&sandbox.config);
+    let spec = spec::build(&SpecInput {
+        container: &config,
+        sandbox: sandbox_config,
+        image: &image,
+        host: &cri.host,
+        lookup: &spec::SystemLookup,
+    })?;
+
+    let id = new_cri_id()?;
+    telemetry::record(CallField::ContainerId, &id);
+    let unique_name = ContainerRecord::name_of(&config);
+    let record = cri.store.insert(|snapshot| {
+        // Checked again here, atomically with the insert: the pod may have changed.
+        let pod = snapshot
+            .sandboxes
+            .iter()
+            .find(|s| s.id == sandbox.id && s.phase != SandboxPhase::Creating)
+            .ok_or_else(|| Error::not_found("pod sandbox", &sandbox.id))?;
+        if pod.phase != SandboxPhase::Ready {
+            return Err(not_ready(pod));
+        }
+        if let Some(holder) = snapshot
+            .containers
+            .iter()
+            .find(|c| c.sandbox_id == pod.id && c.name() == unique_name)
+        {
+            return Err(Error::AlreadyExists {
+                kind: "container",
+                id: format!(
+                    "named {unique_name} in pod sandbox {} (id {}, {})",
+                    pod.id, holder.id, holder.container_id
+                ),
+            });
+        }
+        let container_id = identity::container_id(&pod.container_id, &name, &snapshot.allocated)
+            .map_err(|e| Error::backend("identity", format!("{METHOD}: {e}")))?;
+        Ok(ContainerRecord {
+            id: id.clone(),
+            sandbox_id: pod.id.clone(),
+            container_id,
+            phase: ContainerPhase::Creating,
+            created_at: now_nanos(),
+            config: config.clone(),
+            image_id: image.id.clone(),
+            image_tag: image.repo_tags.first().cloned(),
+            image_digest: image.repo_digests.first().cloned(),
+            log_path: spec.log_path.clone(),
+            resources: config.linux.as_ref().and_then(|l| l.resources.clone()),
+        })
+    })?;
+
+    let cid = &record.container_id;
+    let created = cri
+        .runtime
+        .create_container(&sandbox.container_id, cid, &spec)
+        .await;
+    if let Err(err) = created {
+        // The backend cleaned up after itself.
+        return Err(abandon(&cri.store, &record, err, Ok(())));
+    }
+    if let Err(err) =
+        mark::<ContainerRecord>(&cri.store, &id, |r| r.phase = ContainerPhase::Created)
+    {
+        // Created but not recorded as such: undo it rather than leak it.
+        let undone = cri.runtime.remove_container(cid).await;
+        return Err(abandon(&cri.store, &record, err, undone));
+    }
+    Ok(CreateContainerResponse { container_id: id })
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_cri::v1 as cri;
+
+    use super::*;
+    use crate::cri::stop_pod_sandbox::stop_pod_sandbox;
+    use crate::cri::testing::{container_request, Harness};
+    use crate::identity::CONTAINER_ID_LABEL;
+
+    async fn create_err(h: &Harness, request: CreateContainerRequest) -> Error {
+        let err = create_container(&h.cri, request).await.unwrap_err();
+        assert!(h.store().list::<ContainerRecord>().unwrap().len() <= 1);
+        err
+    }
+
+    #[tokio::test]
+    async fn creates_a_container_whose_id_follows_its_pod() {
+        let h = Harness::new().await;
+        let pod = h.run_pod("web").await;
+        let id = h.create(&pod, "Nginx_Main").await;
+        let record = h.store().get::<ContainerRecord>(&id).unwrap().unwrap();
+        assert_eq!(record.phase, ContainerPhase::Created);
+        assert_eq!(record.sandbox_id, pod);
+        assert_eq!(
+            record.container_id.to_string(),
+            "web.default-nginx--main-0-on-node-a"
+        );
+        assert_eq!(record.image_id, "sha256:aaaa");
+        assert_eq!(
+            record.image_tag.as_deref(),
+            Some("docker.io/library/busybox:1.36")
+        );
+        assert_eq!(
+            record.log_path.as_deref(),
+            Some(std::path::Path::new("/var/log/pods/web/Nginx_Main/0.log"))
+        );
+        assert_eq!(
+            h.mock.container_state(&record.container_id),
+            Some(runtimes::types::ContainerState::Created)
+        );
+        let listed = super::super::list_containers::list_containers(&h.cri, Default::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            listed.containers[0].labels[CONTAINER_ID_LABEL],
+            record.container_id.to_string()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_name_in_the_pod_is_already_exists_but_a_new_attempt_is_not() {
+        let h = Harness::new().await;
+        let pod = h.run_pod("web").await;
+        let first = h.create(&pod, "app").await;
+        let err = create_container(&h.cri, container_request(&pod, "app", 0))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("app_0") && err.to_string().contains(&first),
+            "{err}"
+        );
+        // The next attempt coexists with the previous one, under another ContainerId.
+        let second = create_container(&h.cri, container_request(&pod, "app", 1))
+            .await
+            .unwrap()
+            .container_id;
+        let cid = |id: &str| h.container_id_of(id).to_string();
+        assert_eq!(cid(&first), "web.default-app-0-on-node-a");
+        assert_eq!(cid(&second), "web.default-app-1-on-node-a");
+        // The same name in another pod is fine.
+        let other = h.run_pod("db").await;
+        h.create(&other, "app").await;
+    }
+
+    #[tokio::test]
+    async fn an_unknown_pod_is_not_found() {
+        let h = Harness::new().await;
+        let err = create_err(&h, container_request("feedface", "app", 0)).await;
+        assert!(err.is_not_found(), "{err:?}");
+        assert!(err.to_string().contains("feedface"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_stopped_pod_is_a_failed_precondition() {
+        let h = Harness::new().await;
+        let pod = h.run_pod("web").await;
+        stop_pod_sandbox(
+            &h.cri,
+            cri::StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        let err = create_err(&h, container_request(&pod, "app", 0)).await;
+        assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
+        assert!(err.to_string().contains("not ready"), "{err}");
+        assert!(h.store().list::<ContainerRecord>().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_image_not_pulled_is_not_found_naming_it() {
+        let h = Harness::new().await;
+        let pod = h.run_pod("web").await;
+        let mut request = container_request(&pod, "app", 0);
+        request
+            .config
+            .as_mut()
+            .unwrap()
+            .image
+            .as_mut()
+            .unwrap()
+            .image = "nginx:1.25".into();
+        let err = create_err(&h, request).await;
+        assert!(err.is_not_found(), "{err:?}");
+        assert!(err.to_string().contains("image nginx:1.25"), "{err}");
+        assert!(h.store().list::<ContainerRecord>().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn invalid_configs_are_invalid_arguments() {
+        let h = Harness::new().await;
+        let pod = h.run_pod("web").await;
+        let mut missing = container_request(&pod, "app", 0);
+        missing.config = None;
+        let mut unnamed = container_request(&pod, "app", 0);
+        unnamed.config.as_mut().unwrap().metadata = None;
+        let mut no_image = container_request(&pod, "app", 0);
+        no_image.config.as_mut().unwrap().image = None;
+        for request in [missing, unnamed, no_image] {
+            let err = create_err(&h, request).await;
+            assert!(matches!(err, Error::InvalidSpec(_)), "{err:?}");
+            assert!(err.to_string().starts_with("CreateContainer: "), "{err}");
+        }
+        assert!(h.store().list::<ContainerRecord>().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_backend_failure_leaves_nothing() {
+        let h = Harness::new().await;
+        let pod = h.run_pod("web").await;
+        h.mock.fail("create_container", || {
+            Error::backend("mock", "rootfs failed")
+        });
+        let err = create_err(&h, container_request(&pod, "app", 0)).await;
+        assert!(err.to_string().contains("rootfs failed"), "{err}");
+        assert!(h.store().list::<ContainerRecord>().unwrap().is_empty());
+        // Only the sandbox's id and dispatch record remain.
+        assert_eq!(h.store().allocated_ids().unwrap().len(), 1);
+        assert_eq!(h.store().dispatch_records().unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,131 @@
+//! `ListPodSandbox`.
+
+use k8s_cri::v1::{ListPodSandboxRequest, ListPodSandboxResponse};
+
+use super::objects::{id_matches, labels_match, visible};
+use super::sandbox::{cri_state, to_cri_sandbox};
+use super::Cri;
+use crate::store::SandboxRecord;
+
+/// The recorded pods, filtered by id (a prefix, as containerd), state and labels.
+pub(super) async fn list_pod_sandbox(
+    cri: &Cri,
+    request: ListPodSandboxRequest,
+) -> runtimes::Result<ListPodSandboxResponse> {
+    let filter = request.filter.unwrap_or_default();
+    let items = visible::<SandboxRecord>(&cri.store)?
+        .iter()
+        .filter(|r| id_matches(&filter.id, &r.id))
+        .filter(|r| {
+            filter
+                .state
+                .as_ref()
+                .is_none_or(|s| s.state == cri_state(r.phase) as i32)
+        })
+        .filter(|r| labels_match(&filter.label_selector, &r.config.labels, &r.container_id))
+        .map(to_cri_sandbox)
+        .collect();
+    Ok(ListPodSandboxResponse { items })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use k8s_cri::v1 as cri;
+
+    use super::*;
+    use crate::cri::stop_pod_sandbox::stop_pod_sandbox;
+    use crate::cri::testing::{sorted, Harness};
+    use crate::identity::CONTAINER_ID_LABEL;
+
+    async fn list(h: &Harness, filter: cri::PodSandboxFilter) -> Vec<String> {
+        let request = ListPodSandboxRequest {
+            filter: Some(filter),
+        };
+        sorted(
+            list_pod_sandbox(&h.cri, request)
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|s| s.metadata.unwrap().name),
+        )
+    }
+
+    #[tokio::test]
+    async fn filters_by_id_prefix_state_and_labels() {
+        let h = Harness::new().await;
+        let web = h.run_pod("web").await;
+        let db = h.run_pod("db").await;
+        stop_pod_sandbox(
+            &h.cri,
+            cri::StopPodSandboxRequest {
+                pod_sandbox_id: db.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        let all = list_pod_sandbox(&h.cri, ListPodSandboxRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(all.items.len(), 2);
+
+        let by = |id: &str| cri::PodSandboxFilter {
+            id: id.into(),
+            ..Default::default()
+        };
+        assert_eq!(list(&h, by(&web)).await, ["web"]);
+        assert_eq!(list(&h, by(&db[..6])).await, ["db"]);
+        assert!(list(&h, by("zz")).await.is_empty());
+
+        let state = |s: cri::PodSandboxState| cri::PodSandboxFilter {
+            state: Some(cri::PodSandboxStateValue { state: s as i32 }),
+            ..Default::default()
+        };
+        assert_eq!(
+            list(&h, state(cri::PodSandboxState::SandboxReady)).await,
+            ["web"]
+        );
+        assert_eq!(
+            list(&h, state(cri::PodSandboxState::SandboxNotready)).await,
+            ["db"]
+        );
+
+        let labels = |pairs: &[(&str, &str)]| cri::PodSandboxFilter {
+            label_selector: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>(),
+            ..Default::default()
+        };
+        assert_eq!(list(&h, labels(&[("app", "db")])).await, ["db"]);
+        assert_eq!(
+            list(
+                &h,
+                labels(&[(CONTAINER_ID_LABEL, "web.default-sandbox-0-on-node-a")])
+            )
+            .await,
+            ["web"]
+        );
+        assert!(list(&h, labels(&[("app", "db"), ("x", "y")]))
+            .await
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_pod_being_created_is_not_listed() {
+        let h = Harness::new().await;
+        let creating = h.creating_sandbox("web").await;
+        assert!(list(&h, Default::default()).await.is_empty());
+        assert!(list(
+            &h,
+            cri::PodSandboxFilter {
+                id: creating.id,
+                ..Default::default()
+            }
+        )
+        .await
+        .is_empty());
+    }
+}

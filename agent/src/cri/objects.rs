@@ -1,0 +1,296 @@
+//! What the pod and container verbs share: finding a record by CRI id (or a unique
+//! prefix, like containerd), filters, CRI ids, timestamps and combined errors.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use runtimes::{ContainerId, Error};
+
+use crate::identity::CONTAINER_ID_LABEL;
+use crate::store::{Record, Store, Table};
+use crate::telemetry::{self, CallField};
+
+/// The record `id` names: its CRI id, or a prefix of exactly one. Records whose creation
+/// is in flight do not exist yet for CRI. Unknown → `NotFound`; empty or ambiguous →
+/// `InvalidSpec`, naming `method`.
+pub(super) fn resolve<R: Record>(store: &Store, method: &str, id: &str) -> runtimes::Result<R> {
+    find(store, method, id)?.ok_or_else(|| Error::not_found(R::KIND, id))
+}
+
+/// Like [`resolve`], but an unknown id is `None`: for the teardown verbs, which
+/// succeed on objects that do not exist.
+pub(super) fn find<R: Record>(
+    store: &Store,
+    method: &str,
+    id: &str,
+) -> runtimes::Result<Option<R>> {
+    record_call_field::<R>(id);
+    if id.is_empty() {
+        return Err(Error::InvalidSpec(format!(
+            "{method}: the {} id is empty",
+            R::KIND
+        )));
+    }
+    if let Some(record) = store.get::<R>(id)?.filter(|r| !r.is_creating()) {
+        return Ok(Some(record));
+    }
+    let mut matches = store
+        .list::<R>()?
+        .into_iter()
+        .filter(|r| !r.is_creating() && r.id().starts_with(id));
+    let first = matches.next();
+    if matches.next().is_some() {
+        return Err(Error::InvalidSpec(format!(
+            "{method}: `{id}` is the prefix of several {} ids; give more of it",
+            R::KIND
+        )));
+    }
+    Ok(first)
+}
+
+/// Every record of kind `R` whose creation finished.
+pub(super) fn visible<R: Record>(store: &Store) -> runtimes::Result<Vec<R>> {
+    Ok(store
+        .list::<R>()?
+        .into_iter()
+        .filter(|r| !r.is_creating())
+        .collect())
+}
+
+fn record_call_field<R: Record>(id: &str) {
+    let field = if R::TABLE == Table::Containers {
+        CallField::ContainerId
+    } else {
+        CallField::PodSandboxId
+    };
+    telemetry::record(field, id);
+}
+
+/// A list filter's id: empty matches everything, else a prefix of the CRI id.
+pub(super) fn id_matches(filter: &str, id: &str) -> bool {
+    id.starts_with(filter)
+}
+
+/// A label selector: every pair must be among the labels shown for the object `id`
+/// (`labels` and the ContainerId label, see [`shown_labels`]).
+pub(super) fn labels_match(
+    selector: &HashMap<String, String>,
+    labels: &HashMap<String, String>,
+    id: &ContainerId,
+) -> bool {
+    selector.iter().all(|(k, v)| {
+        if k == CONTAINER_ID_LABEL {
+            *v == id.to_string()
+        } else {
+            labels.get(k) == Some(v)
+        }
+    })
+}
+
+/// kubelet's labels plus the ContainerId label, as CRI answers show them.
+pub(super) fn shown_labels(
+    labels: &HashMap<String, String>,
+    id: &ContainerId,
+) -> HashMap<String, String> {
+    let mut labels = labels.clone();
+    labels.insert(CONTAINER_ID_LABEL.to_string(), id.to_string());
+    labels
+}
+
+/// A new CRI id: 32 random bytes in hex, like containerd's.
+pub(super) fn new_cri_id() -> runtimes::Result<String> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| Error::io("reading /dev/urandom for a new CRI id", e))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Applies `change` to the record `id` of a creation in flight; its record vanishing
+/// meanwhile is a failure of the store (nothing else removes a `Creating` record).
+pub(super) fn mark<R: Record>(
+    store: &Store,
+    id: &str,
+    change: impl FnOnce(&mut R),
+) -> runtimes::Result<R> {
+    store.update::<R>(id, change)?.ok_or_else(|| {
+        Error::backend(
+            "state store",
+            format!(
+                "the record of {} {id} vanished while it was created",
+                R::KIND
+            ),
+        )
+    })
+}
+
+/// The error of a creation that failed with `failure` after `record` was inserted:
+/// drops the record and its ContainerId; `undone` is the outcome of undoing the
+/// creation in the backend. Names every failure.
+pub(super) fn abandon<R: Record>(
+    store: &Store,
+    record: &R,
+    failure: Error,
+    undone: runtimes::Result<()>,
+) -> Error {
+    let mut errors = vec![failure];
+    errors.extend(undone.err());
+    errors.extend(store.remove::<R>(record.id()).err());
+    let what = format!(
+        "creating {} {} ({})",
+        R::KIND,
+        record.id(),
+        record.container_id()
+    );
+    combine(&what, errors)
+        .err()
+        .unwrap_or_else(|| Error::backend("berth", format!("{what}: failed without a reason")))
+}
+
+/// Now, in nanoseconds since the Unix epoch.
+pub(super) fn now_nanos() -> i64 {
+    unix_nanos(SystemTime::now())
+}
+
+/// `time` in nanoseconds since the Unix epoch (0 before it, saturating far after).
+pub(super) fn unix_nanos(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// One error for several teardown failures: the only one as it is, or all of them
+/// named in one message.
+pub(super) fn combine(what: &str, mut errors: Vec<Error>) -> runtimes::Result<()> {
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        n => {
+            let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            Err(Error::backend(
+                "berth",
+                format!("{what}: {n} steps failed: {}", all.join("; ")),
+            ))
+        }
+    }
+}
+
+/// The successful results of a per-record operation over `records` (in the same
+/// order); a failure only leaves its record out of a list answer, logged at debug.
+pub(super) fn successes<R: Record, T>(
+    what: &str,
+    records: &[R],
+    results: Vec<runtimes::Result<T>>,
+) -> Vec<T> {
+    records
+        .iter()
+        .zip(results)
+        .filter_map(|(record, result)| {
+            result
+                .inspect_err(|err| {
+                    tracing::debug!(kind = R::KIND, id = record.id(), error = %err, "no {what}");
+                })
+                .ok()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cri_ids_are_64_distinct_hex_digits() {
+        let a = new_cri_id().unwrap();
+        let b = new_cri_id().unwrap();
+        assert_eq!(a.len(), 64);
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn label_selectors_need_every_pair() {
+        let labels = HashMap::from([("a".to_string(), "1".to_string()), ("b".into(), "2".into())]);
+        let id = ContainerId::new("web.ns", "app", 0, "n").unwrap();
+        let sel = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>()
+        };
+        assert!(labels_match(&sel(&[]), &labels, &id));
+        assert!(labels_match(&sel(&[("a", "1")]), &labels, &id));
+        assert!(labels_match(&sel(&[("a", "1"), ("b", "2")]), &labels, &id));
+        assert!(!labels_match(&sel(&[("a", "2")]), &labels, &id));
+        assert!(!labels_match(&sel(&[("a", "1"), ("c", "3")]), &labels, &id));
+        let by_id = sel(&[(CONTAINER_ID_LABEL, "web.ns-app-0-on-n")]);
+        assert!(labels_match(&by_id, &labels, &id));
+        assert!(!labels_match(
+            &sel(&[(CONTAINER_ID_LABEL, "x")]),
+            &labels,
+            &id
+        ));
+    }
+
+    #[test]
+    fn several_failures_are_named_together() {
+        assert!(combine("x", vec![]).is_ok());
+        let one = combine("x", vec![Error::not_found("container", "c1")]).unwrap_err();
+        assert!(one.is_not_found());
+        let two = combine(
+            "stopping pod p",
+            vec![
+                Error::not_found("container", "c1"),
+                Error::backend("youki", "boom"),
+            ],
+        )
+        .unwrap_err();
+        let text = two.to_string();
+        assert!(
+            text.contains("stopping pod p") && text.contains("c1") && text.contains("boom"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_creation_drops_its_record_and_names_every_failure() {
+        let h = crate::cri::testing::Harness::new().await;
+        let record = h.creating_sandbox("web").await;
+        let vanished = mark::<crate::store::SandboxRecord>(h.store(), "ab", |_| {}).unwrap_err();
+        assert!(vanished.to_string().contains("vanished"), "{vanished}");
+        let err = abandon(
+            h.store(),
+            &record,
+            Error::backend("state store", "disk full"),
+            Err(Error::backend("mock", "still mounted")),
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("disk full") && text.contains("still mounted"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&record.id) && text.contains("web.default-sandbox-0"),
+            "{text}"
+        );
+        assert!(h.store().allocated_ids().unwrap().is_empty());
+        assert!(h
+            .store()
+            .list::<crate::store::SandboxRecord>()
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn times_before_the_epoch_are_zero() {
+        assert_eq!(unix_nanos(UNIX_EPOCH), 0);
+        assert_eq!(
+            unix_nanos(UNIX_EPOCH - std::time::Duration::from_secs(1)),
+            0
+        );
+        assert!(now_nanos() > 1_600_000_000_000_000_000);
+    }
+}

@@ -1,0 +1,117 @@
+//! `RemovePodSandbox`.
+
+use futures::future::join_all;
+use k8s_cri::v1::{RemovePodSandboxRequest, RemovePodSandboxResponse};
+use runtimes::Runtime;
+
+use super::objects::{combine, find, visible};
+use super::remove_container::remove as remove_one;
+use super::stop_pod_sandbox::stop;
+use super::Cri;
+use crate::store::{ContainerRecord, SandboxPhase, SandboxRecord};
+
+const METHOD: &str = "RemovePodSandbox";
+
+/// Removes the pod: stops it if still ready, removes its containers, then the
+/// sandbox, then its record and ContainerId. Removing an unknown pod succeeds. When a
+/// step fails the pod's record stays, so kubelet's retry finishes the job.
+pub(super) async fn remove_pod_sandbox(
+    cri: &Cri,
+    request: RemovePodSandboxRequest,
+) -> runtimes::Result<RemovePodSandboxResponse> {
+    let Some(record) = find::<SandboxRecord>(&cri.store, METHOD, &request.pod_sandbox_id)? else {
+        return Ok(RemovePodSandboxResponse {});
+    };
+    if record.phase == SandboxPhase::Ready {
+        stop(cri, &record).await?;
+    }
+    let containers: Vec<ContainerRecord> = visible::<ContainerRecord>(&cri.store)?
+        .into_iter()
+        .filter(|c| c.sandbox_id == record.id)
+        .collect();
+    let removed = join_all(containers.iter().map(|c| remove_one(cri, c))).await;
+    combine(
+        &format!(
+            "removing the containers of pod sandbox {} ({})",
+            record.id, record.container_id
+        ),
+        removed.into_iter().filter_map(Result::err).collect(),
+    )?;
+    match cri.runtime.remove_pod_sandbox(&record.container_id).await {
+        Err(err) if !err.is_not_found() => return Err(err),
+        _ => {}
+    }
+    cri.cpu.forget(&record.id);
+    cri.store.remove::<SandboxRecord>(&record.id)?;
+    Ok(RemovePodSandboxResponse {})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cri::testing::Harness;
+
+    fn request(id: &str) -> RemovePodSandboxRequest {
+        RemovePodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn removes_a_ready_pod_with_its_containers_and_ids() {
+        let h = Harness::new().await;
+        let pod = h.run_pod("web").await;
+        h.start(&pod, "a").await;
+        h.create(&pod, "b").await;
+        let other = h.run_pod("db").await;
+        let kept = h.start(&other, "a").await;
+        let cid = h.sandbox_id_of(&pod);
+        remove_pod_sandbox(&h.cri, request(&pod)).await.unwrap();
+        assert!(!h.mock.holds_sandbox(&cid));
+        assert!(h.store().get::<SandboxRecord>(&pod).unwrap().is_none());
+        let left: Vec<String> = h
+            .store()
+            .list::<ContainerRecord>()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(left, [kept]);
+        let ids: Vec<String> = h
+            .store()
+            .allocated_ids()
+            .unwrap()
+            .into_keys()
+            .map(|i| i.to_string())
+            .collect();
+        assert_eq!(
+            ids,
+            ["db.default-a-0-on-node-a", "db.default-sandbox-0-on-node-a"]
+        );
+        assert_eq!(h.store().dispatch_records().unwrap().len(), 2);
+        // Idempotent, and fine for unknown ids.
+        remove_pod_sandbox(&h.cri, request(&pod)).await.unwrap();
+        remove_pod_sandbox(&h.cri, request("ffff0000"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failed_container_removal_keeps_the_pod_for_a_retry() {
+        let h = Harness::new().await;
+        let pod = h.run_pod("web").await;
+        let container = h.create(&pod, "a").await;
+        h.mock.fail("remove_container", || {
+            runtimes::Error::backend("mock", "umount busy")
+        });
+        let err = remove_pod_sandbox(&h.cri, request(&pod)).await.unwrap_err();
+        assert!(err.to_string().contains("umount busy"), "{err}");
+        assert!(h.store().get::<SandboxRecord>(&pod).unwrap().is_some());
+        assert!(h
+            .store()
+            .get::<ContainerRecord>(&container)
+            .unwrap()
+            .is_some());
+        assert!(!h.called("remove_pod_sandbox"));
+    }
+}

@@ -1,0 +1,62 @@
+//! `StartContainer`.
+
+use k8s_cri::v1::{StartContainerRequest, StartContainerResponse};
+use runtimes::Runtime;
+
+use super::objects::resolve;
+use super::Cri;
+use crate::store::ContainerRecord;
+
+const METHOD: &str = "StartContainer";
+
+/// Starts the created container; an unknown one is `NotFound`.
+pub(super) async fn start_container(
+    cri: &Cri,
+    request: StartContainerRequest,
+) -> runtimes::Result<StartContainerResponse> {
+    let record: ContainerRecord = resolve(&cri.store, METHOD, &request.container_id)?;
+    cri.runtime.start_container(&record.container_id).await?;
+    Ok(StartContainerResponse {})
+}
+
+#[cfg(test)]
+mod tests {
+    use runtimes::types::ContainerState;
+
+    use super::*;
+    use crate::cri::testing::Harness;
+
+    #[tokio::test]
+    async fn starts_a_created_container_and_refuses_unknown_ones() {
+        let h = Harness::new().await;
+        let pod = h.run_pod("web").await;
+        let id = h.create(&pod, "app").await;
+        start_container(
+            &h.cri,
+            StartContainerRequest {
+                container_id: id.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        let cid = h.container_id_of(&id);
+        assert_eq!(h.mock.container_state(&cid), Some(ContainerState::Running));
+        // A second start is the backend's to refuse.
+        let again = start_container(&h.cri, StartContainerRequest { container_id: id })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(again, runtimes::Error::FailedPrecondition(_)),
+            "{again:?}"
+        );
+        let unknown = start_container(
+            &h.cri,
+            StartContainerRequest {
+                container_id: "0ff".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(unknown.is_not_found(), "{unknown:?}");
+    }
+}
