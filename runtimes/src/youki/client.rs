@@ -3,6 +3,7 @@
 //! longer); the backend runs these calls on tokio's blocking pool.
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -75,7 +76,7 @@ impl Client {
         request: request::Kind,
         timeout: Duration,
     ) -> Result<reply::Kind, CallError> {
-        let mut conn = match UnixStream::connect(&self.socket) {
+        let mut conn = match connect(&self.socket) {
             Ok(c) => c,
             Err(e)
                 if matches!(
@@ -131,6 +132,19 @@ impl Client {
             other => Err(unexpected(other)),
         }
     }
+}
+
+/// Connects to the socket at `path` of any length: through `/proc/self/fd/<dir>/<name>`
+/// with the socket's directory open, since a unix socket address holds only 107 bytes
+/// and the agent, being multi-threaded, cannot `chdir` to shorten it.
+fn connect(path: &Path) -> io::Result<UnixStream> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return UnixStream::connect(path);
+    };
+    let dir = std::fs::File::open(dir)?;
+    let mut short = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    short.push(name);
+    UnixStream::connect(short)
 }
 
 /// A reply of the wrong kind: a protocol mismatch.

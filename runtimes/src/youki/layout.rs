@@ -22,12 +22,8 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::id::ContainerId;
 
-/// The longest key: a socket path `<run_dir>/youki/pods/<key>/shim.sock` must fit in
-/// `sun_path` (108 bytes) with a run_dir of up to [`MAX_RUN_DIR`] bytes.
+/// The longest key, so paths stay readable (and far from file-name limits).
 const MAX_KEY: usize = 48;
-
-/// The longest run_dir the socket paths fit under.
-pub const MAX_RUN_DIR: usize = 107 - "/youki/pods/".len() - MAX_KEY - "/shim.sock".len();
 
 /// The directory, libcontainer and CNI name of `id`: its display form when that is
 /// made of the characters both accept (`[A-Za-z0-9_.-]`, starting with a letter or
@@ -60,19 +56,12 @@ pub struct Layout {
 
 impl Layout {
     /// The layout under `<state_dir>/youki` and `<run_dir>/youki`; `InvalidSpec` when
-    /// run_dir is too long for the supervisors' socket paths or either is relative.
+    /// either is relative.
     pub fn new(state_dir: &Path, run_dir: &Path) -> Result<Layout> {
         if !state_dir.is_absolute() || !run_dir.is_absolute() {
             return Err(Error::InvalidSpec(format!(
                 "youki: state_dir ({}) and run_dir ({}) must be absolute",
                 state_dir.display(),
-                run_dir.display()
-            )));
-        }
-        let run_len = run_dir.as_os_str().len();
-        if run_len > MAX_RUN_DIR {
-            return Err(Error::InvalidSpec(format!(
-                "youki: run_dir {} is {run_len} bytes; at most {MAX_RUN_DIR} fit the supervisors' unix socket paths",
                 run_dir.display()
             )));
         }
@@ -197,15 +186,9 @@ mod tests {
     }
 
     #[test]
-    fn socket_paths_fit_sun_path() {
-        let run = PathBuf::from("/").join("r".repeat(MAX_RUN_DIR - 1));
-        let layout = Layout::new(Path::new("/var/lib/berth"), &run).unwrap();
-        let socket = layout.socket(&key(&id(&"s".repeat(100), "app", "n")));
-        assert!(socket.as_os_str().len() <= 107, "{}", socket.display());
-        let too_long = PathBuf::from("/").join("r".repeat(MAX_RUN_DIR));
-        assert!(matches!(
-            Layout::new(Path::new("/var/lib/berth"), &too_long),
-            Err(Error::InvalidSpec(_))
-        ));
+    fn relative_dirs_are_refused() {
+        assert!(Layout::new(Path::new("state"), Path::new("/run")).is_err());
+        assert!(Layout::new(Path::new("/var/lib/berth"), Path::new("run")).is_err());
+        assert!(Layout::new(Path::new("/var/lib/berth"), Path::new("/run/berth")).is_ok());
     }
 }

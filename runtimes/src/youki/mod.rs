@@ -52,7 +52,6 @@ pub struct YoukiConfig {
     /// berth's persistent state directory (records under `<state_dir>/youki`).
     pub state_dir: PathBuf,
     /// berth's runtime directory (sockets, libcontainer state; `<run_dir>/youki`).
-    /// At most [`layout::MAX_RUN_DIR`] bytes, for the supervisors' socket paths.
     pub run_dir: PathBuf,
     /// The executable started as `<shim> shim …` for each pod's supervisor: berth's
     /// own binary (`std::env::current_exe()`).

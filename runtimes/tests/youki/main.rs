@@ -135,8 +135,11 @@ impl Env {
         self.root.join("state")
     }
 
+    /// Long on purpose: the supervisors' socket paths are then longer than a unix
+    /// socket address holds (108 bytes), which the backend must cope with.
     pub fn run_dir(&self) -> PathBuf {
-        self.root.join("run")
+        self.root
+            .join("run-dir-long-enough-that-a-socket-path-below-it-exceeds-sun-path")
     }
 
     pub fn bridge(&self) -> String {

@@ -145,8 +145,12 @@ impl Supervisor {
             }
             _ => {}
         }
-        let listener = UnixListener::bind(&socket)
-            .map_err(|e| format!("binding {}: {e}", socket.display()))?;
+        // Bound by its short relative name from inside the directory: a unix socket
+        // address holds only 107 bytes, and the pod directory may be longer.
+        let bound =
+            std::env::set_current_dir(&args.pod_dir).and_then(|()| UnixListener::bind("shim.sock"));
+        let _ = std::env::set_current_dir("/");
+        let listener = bound.map_err(|e| format!("binding {}: {e}", socket.display()))?;
         listener
             .set_nonblocking(true)
             .map_err(|e| format!("socket: {e}"))?;
