@@ -17,8 +17,8 @@ use super::super::records::{PodPhase, PodRecord};
 use super::super::{shim, NAME};
 use super::{files, pod_network, sysctl};
 
-/// The longest hostname the kernel takes.
-const MAX_HOSTNAME: usize = 64;
+/// The longest hostname Kubernetes gives a pod (the kernel takes 64 bytes).
+const MAX_HOSTNAME: usize = 63;
 
 /// Refuses what the backend cannot set up, before anything is made.
 fn validate(id: &ContainerId, spec: &SandboxSpec) -> Result<String> {
@@ -55,14 +55,26 @@ fn validate(id: &ContainerId, spec: &SandboxSpec) -> Result<String> {
         spec.hostname.clone()
     };
     if hostname.is_empty()
-        || hostname.len() > MAX_HOSTNAME
         || hostname
             .chars()
             .any(|c| c.is_whitespace() || c.is_control())
     {
         return bad(&format!("hostname {hostname:?} is not valid"));
     }
-    Ok(hostname)
+    Ok(fit_hostname(&hostname))
+}
+
+/// `name` cut to what the kernel takes as Kubernetes cuts pod hostnames: at most 63
+/// bytes, without a trailing `-` or `.` (a pod name used as hostname can be longer).
+fn fit_hostname(name: &str) -> String {
+    if name.len() <= MAX_HOSTNAME {
+        return name.to_string();
+    }
+    let mut end = MAX_HOSTNAME;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].trim_end_matches(['-', '.']).to_string()
 }
 
 impl Backend {
@@ -221,5 +233,18 @@ impl Backend {
             pid_namespace: record.namespaces.pid == NamespaceMode::Pod,
         };
         client::spawn(&self.shim, &args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_hostnames_are_cut_like_kubernetes_does() {
+        assert_eq!(fit_hostname("web-0"), "web-0");
+        let long = format!("{}-abc", "a".repeat(62));
+        assert_eq!(fit_hostname(&long), "a".repeat(62));
+        assert_eq!(fit_hostname(&"b".repeat(100)).len(), 63);
     }
 }
