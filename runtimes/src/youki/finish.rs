@@ -14,7 +14,9 @@
 //!   CAP_SYS_RESOURCE, which berth does not have; containerd's `restrict_oom_score_adj`);
 //! - bind mounts of the pod's `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf` and its
 //!   shared `/dev/shm`, unless the request mounts those paths itself;
-//! - `process.terminal` off until attach and a console exist (next issue).
+//! - `process.terminal` off until attach and a console exist (next issue);
+//! - `process.noNewPrivileges: false` written as absent (a libcontainer quirk, see
+//!   [`finish`]).
 
 use std::path::{Path, PathBuf};
 
@@ -93,6 +95,13 @@ pub fn finish(
     let oom = process.oom_score_adj().unwrap_or(min_oom_score_adj);
     process.set_oom_score_adj(Some(oom.max(min_oom_score_adj)));
     process.set_terminal(Some(false));
+    // libcontainer 0.7 loads seccomp while still privileged only when
+    // `noNewPrivileges` is absent; an explicit `false` takes the late path, after the
+    // capabilities are dropped, where seccomp_load fails with EACCES. Both mean "do
+    // not set no_new_privs".
+    if process.no_new_privileges() == Some(false) {
+        process.set_no_new_privileges(None);
+    }
     let cwd = process.cwd().display().to_string();
     spec.set_process(Some(process));
 
@@ -356,6 +365,10 @@ mod tests {
             .as_mut()
             .unwrap()
             .set_oom_score_adj(Some(-500));
+        s.process_mut()
+            .as_mut()
+            .unwrap()
+            .set_no_new_privileges(Some(false));
         finish(&mut s, "k", Path::new("/merged"), &user(), 100, &pod()).unwrap();
         let process = s.process().as_ref().unwrap();
         assert_eq!(process.user().uid(), 1000);
@@ -366,6 +379,11 @@ mod tests {
             "raised to the supervisor's own"
         );
         assert_eq!(process.terminal(), Some(false));
+        assert_eq!(
+            process.no_new_privileges(),
+            None,
+            "false is written as absent"
+        );
         let root = s.root().as_ref().unwrap();
         assert_eq!(root.path(), Path::new("/merged"));
         assert_eq!(root.readonly(), Some(false));

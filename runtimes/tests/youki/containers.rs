@@ -370,3 +370,51 @@ async fn bad_requests_are_refused_and_leave_nothing() {
     // Twice: idempotent.
     remove_all(&env, &rt, &[&pod]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seccomp_applies_with_and_without_no_new_privs() {
+    use oci_spec::runtime::{LinuxSeccompAction, LinuxSeccompBuilder, LinuxSyscallBuilder};
+
+    let env = Env::new().await;
+    let (rt, image) = env.open().await;
+    let pod = env.pod_id("seccomp");
+    rt.run_pod_sandbox(&pod, &sandbox("seccomp", NamespaceMode::Pod))
+        .await
+        .unwrap();
+    // Everything allowed but sethostname, which fails with EPERM.
+    let filter = LinuxSeccompBuilder::default()
+        .default_action(LinuxSeccompAction::ScmpActAllow)
+        .syscalls(vec![LinuxSyscallBuilder::default()
+            .names(vec!["sethostname".to_string()])
+            .action(LinuxSeccompAction::ScmpActErrno)
+            .errno_ret(libc::EPERM as u32)
+            .build()
+            .unwrap()])
+        .build()
+        .unwrap();
+    for (role, no_new_privs) in [("nnp", Some(true)), ("privs", Some(false)), ("unset", None)] {
+        let id = pod.with_role(role).unwrap();
+        let log = env.root.join(format!("{role}.log"));
+        let script = "grep Seccomp: /proc/self/status; hostname other || echo refused";
+        let mut spec = container(&image, &["sh", "-c", script], Some(log.clone()));
+        spec.oci
+            .process_mut()
+            .as_mut()
+            .unwrap()
+            .set_no_new_privileges(no_new_privs);
+        spec.oci
+            .linux_mut()
+            .as_mut()
+            .unwrap()
+            .set_seccomp(Some(filter.clone()));
+        rt.create_container(&pod, &id, &spec).await.unwrap();
+        rt.start_container(&id).await.unwrap();
+        assert_eq!(wait_exited(&rt, &id).await.exit_code, 0, "{role}");
+        let out = log_text(&log);
+        assert!(
+            out.contains("Seccomp:\t2") && out.contains("refused"),
+            "{role}: {out}"
+        );
+    }
+    remove_all(&env, &rt, &[&pod]).await;
+}
