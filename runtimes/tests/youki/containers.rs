@@ -373,7 +373,10 @@ async fn bad_requests_are_refused_and_leave_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seccomp_applies_with_and_without_no_new_privs() {
-    use oci_spec::runtime::{LinuxSeccompAction, LinuxSeccompBuilder, LinuxSyscallBuilder};
+    use oci_spec::runtime::{
+        Capability, LinuxCapabilitiesBuilder, LinuxSeccompAction, LinuxSeccompBuilder,
+        LinuxSyscallBuilder,
+    };
 
     let env = Env::new().await;
     let (rt, image) = env.open().await;
@@ -392,16 +395,33 @@ async fn seccomp_applies_with_and_without_no_new_privs() {
             .unwrap()])
         .build()
         .unwrap();
-    for (role, no_new_privs) in [("nnp", Some(true)), ("privs", Some(false)), ("unset", None)] {
+    let cases = [
+        ("nnp", Some(true), true),
+        ("privs", Some(false), true),
+        ("unset", None, true),
+        ("plain", Some(false), false),
+    ];
+    for (role, no_new_privs, sys_admin) in cases {
         let id = pod.with_role(role).unwrap();
         let log = env.root.join(format!("{role}.log"));
-        let script = "grep Seccomp: /proc/self/status; hostname other || echo refused";
+        let script = "grep Seccomp: /proc/self/status; hostname other || echo refused; sleep 1000";
         let mut spec = container(&image, &["sh", "-c", script], Some(log.clone()));
-        spec.oci
-            .process_mut()
-            .as_mut()
-            .unwrap()
-            .set_no_new_privileges(no_new_privs);
+        // CAP_SYS_ADMIN, so only the filter stands between the process and sethostname.
+        let mut caps: std::collections::HashSet<Capability> = [Capability::Chown].into();
+        if sys_admin {
+            caps.insert(Capability::SysAdmin);
+        }
+        let mut capabilities = LinuxCapabilitiesBuilder::default()
+            .bounding(caps.clone())
+            .effective(caps.clone())
+            .permitted(caps)
+            .build()
+            .unwrap();
+        capabilities.set_inheritable(None);
+        capabilities.set_ambient(None);
+        let process = spec.oci.process_mut().as_mut().unwrap();
+        process.set_no_new_privileges(no_new_privs);
+        process.set_capabilities(Some(capabilities));
         spec.oci
             .linux_mut()
             .as_mut()
@@ -409,12 +429,39 @@ async fn seccomp_applies_with_and_without_no_new_privs() {
             .set_seccomp(Some(filter.clone()));
         rt.create_container(&pod, &id, &spec).await.unwrap();
         rt.start_container(&id).await.unwrap();
-        assert_eq!(wait_exited(&rt, &id).await.exit_code, 0, "{role}");
-        let out = log_text(&log);
+        let out = crate::wait_status(&rt, &id, Duration::from_secs(10), |_| {
+            log_text(&log).contains("refused")
+        })
+        .await;
+        assert_eq!(out.state, ContainerState::Running, "{role}");
         assert!(
-            out.contains("Seccomp:\t2") && out.contains("refused"),
-            "{role}: {out}"
+            log_text(&log).contains("Seccomp:\t2"),
+            "{role}: {}",
+            log_text(&log)
         );
+        // Exec'd processes run under the container's filter too.
+        let exec = |cmd: &[&str]| runtimes::types::ExecRequest {
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout: None,
+        };
+        let out = rt
+            .exec_sync(&id, &exec(&["grep", "Seccomp:", "/proc/self/status"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "Seccomp:\t2\n",
+            "{role}"
+        );
+        let out = rt
+            .exec_sync(&id, &exec(&["hostname", "other"]))
+            .await
+            .unwrap();
+        assert_ne!(
+            out.exit_code, 0,
+            "{role}: sethostname is refused in an exec too"
+        );
+        rt.stop_container(&id, Duration::ZERO).await.unwrap();
     }
     remove_all(&env, &rt, &[&pod]).await;
 }

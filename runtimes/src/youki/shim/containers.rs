@@ -9,7 +9,10 @@ use std::path::Path;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxSeccomp, Spec};
 
 /// The descriptors that become a process's fd 0, 1 and 2.
 pub struct Stdio {
@@ -94,8 +97,9 @@ pub struct ExecUser {
     pub cwd: String,
 }
 
-/// Runs `args` in the running container `id` (joining its namespaces and cgroup).
-/// Returns the new process's host pid, our child.
+/// Runs `args` in the running container `id` (joining its namespaces and cgroup, with
+/// its capabilities, no_new_privs, seccomp filter and AppArmor profile). Returns the new
+/// process's host pid, our child.
 pub fn exec(
     id: &str,
     root: &Path,
@@ -103,8 +107,17 @@ pub fn exec(
     user: ExecUser,
     stdio: Stdio,
 ) -> Result<Pid, String> {
+    let container = Container::load(root.join(id)).map_err(|e| chain(&e))?;
+    let spec = Spec::load(container.bundle().join("config.json")).map_err(|e| chain(&e))?;
+    let process = spec.process().clone().unwrap_or_default();
+    let executor = FilteredExecutor {
+        seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+        no_new_privileges: process.no_new_privileges().unwrap_or(false),
+    };
     builder(id, root, stdio)?
+        .with_executor(executor)
         .as_tenant()
+        .with_apparmor(process.apparmor_profile().clone())
         .with_container_args(args)
         .with_user(Some(user.uid))
         .with_group(Some(user.gid))
@@ -113,6 +126,65 @@ pub fn exec(
         .with_detach(true)
         .build()
         .map_err(|e| chain(&e))
+}
+
+/// Runs an exec'd process under its container's seccomp filter. libcontainer's tenant
+/// builder keeps the container's capabilities and namespaces but drops its filter, so
+/// this executor loads it in the new process right before the `execvp`. It runs after
+/// the capabilities are dropped: without CAP_SYS_ADMIN the kernel accepts a filter only
+/// under no_new_privs, so a container whose own process runs without it gets its
+/// exec'd processes with it (they cannot gain privileges through setuid binaries)
+/// rather than without a filter.
+#[derive(Clone)]
+struct FilteredExecutor {
+    seccomp: Option<LinuxSeccomp>,
+    no_new_privileges: bool,
+}
+
+impl Executor for FilteredExecutor {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        if let Some(filter) = &self.seccomp {
+            if !self.no_new_privileges && !has_cap_sys_admin() {
+                // SAFETY: prctl with integer arguments on our own process.
+                if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+                    return Err(ExecutorError::Other(format!(
+                        "PR_SET_NO_NEW_PRIVS: {}",
+                        std::io::Error::last_os_error()
+                    )));
+                }
+            }
+            let notify = libcontainer::seccomp::initialize_seccomp(filter).map_err(|e| {
+                ExecutorError::Other(format!(
+                    "loading the container's seccomp filter: {}",
+                    chain(&e)
+                ))
+            })?;
+            if let Some(fd) = notify {
+                // SCMP_ACT_NOTIFY has no listener for exec'd processes.
+                let _ = nix::unistd::close(fd);
+            }
+        }
+        DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        DefaultExecutor {}.validate(spec)
+    }
+}
+
+/// CAP_SYS_ADMIN's bit number (linux/capability.h).
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// True when this process has CAP_SYS_ADMIN in its effective set.
+fn has_cap_sys_admin() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
 }
 
 /// Removes libcontainer's state and the container's cgroup (killing what is left in
