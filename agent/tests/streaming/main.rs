@@ -10,6 +10,7 @@ mod exec;
 mod http;
 mod local_runtime;
 mod port_forward;
+mod pty;
 mod record;
 mod tty;
 

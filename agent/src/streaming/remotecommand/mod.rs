@@ -15,8 +15,8 @@ use runtimes::{ContainerId, Runtime};
 use tokio::sync::mpsc;
 
 use super::channel::{pump_in, pump_out, Inbound, Outbound};
-use resize::ResizeParser;
-use status::{Outcome, StatusFormat};
+pub use resize::ResizeParser;
+pub use status::{Outcome, StatusFormat};
 
 pub use transport::{over_spdy, over_websocket, SPDY_PROTOCOLS, WEBSOCKET_PROTOCOLS};
 

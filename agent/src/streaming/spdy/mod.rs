@@ -12,6 +12,8 @@ mod frame;
 #[cfg(test)]
 mod frame_tests;
 mod headers;
+#[cfg(test)]
+mod vectors_tests;
 
 pub use conn::{serve, Handle, Incoming};
 pub use frame::rst;
