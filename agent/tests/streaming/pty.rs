@@ -120,8 +120,4 @@ impl PtyClient {
             .unwrap()
     }
 
-    /// The client's pid.
-    pub fn pid(&self) -> u32 {
-        self.child.id().unwrap_or(0)
-    }
 }

@@ -172,6 +172,8 @@ async fn forward_once(crictl: &Crictl, pod: &str, remote: &str) -> String {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let ready = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap().unwrap();
     assert!(ready.unwrap_or_default().contains("Forwarding from"));
+    // crictl prints a line per connection; a closed pipe would kill it (SIGPIPE).
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let mut conn = TcpStream::connect(("127.0.0.1", local)).await.unwrap();
     conn.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
     let mut answer = Vec::new();
