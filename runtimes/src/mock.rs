@@ -14,12 +14,12 @@ use crate::error::{Error, Result};
 use crate::id::ContainerId;
 use crate::runtime::Runtime;
 use crate::types::{
-    ContainerSpec, ContainerState, ContainerStatus, ExecOutput, ExecRequest, FsUsage, ImageInfo,
-    PullRequest, SandboxSpec, SandboxState, SandboxStatus,
-};
-use crate::types::{
     AttachRequest, ExecStreamRequest, PortStream, StdioRequest, StreamReader, StreamSession,
     StreamWriter,
+};
+use crate::types::{
+    ContainerSpec, ContainerState, ContainerStatus, ExecOutput, ExecRequest, FsUsage, ImageInfo,
+    PullRequest, SandboxSpec, SandboxState, SandboxStatus,
 };
 
 /// One call a [`MockRuntime`] received.
@@ -306,7 +306,10 @@ impl Runtime for MockRuntime {
     async fn exec(&self, id: &ContainerId, request: &ExecStreamRequest) -> Result<StreamSession> {
         let state = self.enter("exec", id)?;
         running(&state, id)?;
-        Ok(echo_session(request.cmd.join(" ").into_bytes(), &request.stdio))
+        Ok(echo_session(
+            request.cmd.join(" ").into_bytes(),
+            &request.stdio,
+        ))
     }
 
     /// A session with nothing on stdout that ends with exit code 0.

@@ -10,11 +10,11 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::id::ContainerId;
+use crate::types::{AttachRequest, ExecStreamRequest, PortStream, StreamSession};
 use crate::types::{
     ContainerSpec, ContainerStats, ContainerStatus, ExecOutput, ExecRequest, FsUsage, ImageInfo,
     PullRequest, SandboxSpec, SandboxStats, SandboxStatus,
 };
-use crate::types::{AttachRequest, ExecStreamRequest, PortStream, StreamSession};
 
 /// A container runtime backend.
 #[async_trait]

@@ -26,6 +26,8 @@ mod channel;
 pub mod config;
 mod portforward;
 mod remotecommand;
+#[cfg(test)]
+mod replay_tests;
 mod server;
 mod spdy;
 mod tokens;
@@ -75,9 +77,9 @@ impl StreamingServer {
         })?;
         let tls = config.tls.as_ref().map(load_tls).transpose()?;
         let requested = SocketAddr::new(config.address, config.port);
-        let listener = TcpListener::bind(requested)
-            .await
-            .map_err(|e| crate::Error::io(format!("streaming server: listening on {requested}"), e))?;
+        let listener = TcpListener::bind(requested).await.map_err(|e| {
+            crate::Error::io(format!("streaming server: listening on {requested}"), e)
+        })?;
         let local_addr = listener
             .local_addr()
             .map_err(|e| crate::Error::io("streaming server: reading the bound address", e))?;
@@ -110,7 +112,11 @@ impl StreamingServer {
 
     /// The URL for an interactive exec of `request.cmd` in the container `id`. The
     /// caller has checked that `id` exists and runs.
-    pub fn get_exec_url(&self, id: &ContainerId, request: ExecStreamRequest) -> runtimes::Result<String> {
+    pub fn get_exec_url(
+        &self,
+        id: &ContainerId,
+        request: ExecStreamRequest,
+    ) -> runtimes::Result<String> {
         validate_exec(&request)?;
         self.url(Pending::Exec {
             id: id.clone(),
@@ -120,7 +126,11 @@ impl StreamingServer {
 
     /// The URL for an attach to the container `id`. The caller has checked that
     /// `id` exists and runs.
-    pub fn get_attach_url(&self, id: &ContainerId, request: AttachRequest) -> runtimes::Result<String> {
+    pub fn get_attach_url(
+        &self,
+        id: &ContainerId,
+        request: AttachRequest,
+    ) -> runtimes::Result<String> {
         validate_stdio(&request.stdio)?;
         self.url(Pending::Attach {
             id: id.clone(),
@@ -131,7 +141,11 @@ impl StreamingServer {
     /// The URL for port forwarding into the sandbox `sandbox`. `ports` are the CRI
     /// request's (see [`validate_ports`]); only the WebSocket channel protocol uses
     /// them, SPDY clients name a port per stream.
-    pub fn get_port_forward_url(&self, sandbox: &ContainerId, ports: Vec<u16>) -> runtimes::Result<String> {
+    pub fn get_port_forward_url(
+        &self,
+        sandbox: &ContainerId,
+        ports: Vec<u16>,
+    ) -> runtimes::Result<String> {
         self.url(Pending::PortForward {
             sandbox: sandbox.clone(),
             ports,
@@ -187,10 +201,9 @@ pub fn validate_ports(ports: &[i32]) -> runtimes::Result<Vec<u16>> {
     ports
         .iter()
         .map(|&port| {
-            u16::try_from(port)
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| Error::InvalidSpec(format!("port: {port} is not a TCP port (1-65535)")))
+            u16::try_from(port).ok().filter(|p| *p != 0).ok_or_else(|| {
+                Error::InvalidSpec(format!("port: {port} is not a TCP port (1-65535)"))
+            })
         })
         .collect()
 }
@@ -249,7 +262,10 @@ mod tests {
         };
         assert!(matches!(validate_exec(&no_cmd), Err(Error::InvalidSpec(_))));
         let tty_stderr = validate_stdio(&stdio(true, true, true, true)).unwrap_err();
-        assert!(tty_stderr.to_string().contains("tty and stderr"), "{tty_stderr}");
+        assert!(
+            tty_stderr.to_string().contains("tty and stderr"),
+            "{tty_stderr}"
+        );
         let nothing = validate_stdio(&stdio(false, false, false, false)).unwrap_err();
         assert!(matches!(nothing, Error::InvalidSpec(_)));
         validate_stdio(&stdio(false, false, false, true)).unwrap();
@@ -259,7 +275,10 @@ mod tests {
     fn ports_must_be_tcp_ports() {
         assert_eq!(validate_ports(&[80, 65535]).unwrap(), [80, 65535]);
         for bad in [0, -1, 65536] {
-            assert!(matches!(validate_ports(&[bad]), Err(Error::InvalidSpec(_))), "{bad}");
+            assert!(
+                matches!(validate_ports(&[bad]), Err(Error::InvalidSpec(_))),
+                "{bad}"
+            );
         }
     }
 }

@@ -172,7 +172,9 @@ pub async fn over_spdy<IO>(
 /// Writes `message` on the pair's error stream, if it has one.
 async fn print_error(conn: &spdy::Handle, pair: &Pair, message: &str) {
     if let Some(error) = &pair.error {
-        let _ = conn.data(error.id, message.as_bytes().to_vec().into()).await;
+        let _ = conn
+            .data(error.id, message.as_bytes().to_vec().into())
+            .await;
     }
 }
 
@@ -186,7 +188,12 @@ async fn expire(conn: &spdy::Handle, pairs: &mut HashMap<String, Pair>, timeout:
         .collect();
     for id in expired {
         if let Some(pair) = pairs.remove(&id) {
-            print_error(conn, &pair, &format!("timed out waiting for streams of request {id}")).await;
+            print_error(
+                conn,
+                &pair,
+                &format!("timed out waiting for streams of request {id}"),
+            )
+            .await;
             for stream in [&pair.data, &pair.error].into_iter().flatten() {
                 let _ = conn.reset(stream.id, spdy::rst::CANCEL).await;
             }
@@ -249,20 +256,28 @@ pub async fn over_websocket<IO>(
     for (index, port) in ports.iter().enumerate() {
         let sender = conn.sender();
         let _ = sender.send(data_channel(index), &port.to_le_bytes()).await;
-        let _ = sender.send(data_channel(index) + 1, &port.to_le_bytes()).await;
+        let _ = sender
+            .send(data_channel(index) + 1, &port.to_le_bytes())
+            .await;
     }
-    let forwards = ports.iter().zip(queues).enumerate().map(|(index, (port, data))| {
-        let (runtime, sandbox, sender) = (&runtime, &sandbox, conn.sender());
-        async move {
-            let out = Outbound::WebSocket {
-                socket: sender.clone(),
-                channel: data_channel(index),
-            };
-            if let Err(message) = forward(&**runtime, sandbox, *port, data, &out).await {
-                let _ = sender.send(data_channel(index) + 1, message.as_bytes()).await;
+    let forwards = ports
+        .iter()
+        .zip(queues)
+        .enumerate()
+        .map(|(index, (port, data))| {
+            let (runtime, sandbox, sender) = (&runtime, &sandbox, conn.sender());
+            async move {
+                let out = Outbound::WebSocket {
+                    socket: sender.clone(),
+                    channel: data_channel(index),
+                };
+                if let Err(message) = forward(&**runtime, sandbox, *port, data, &out).await {
+                    let _ = sender
+                        .send(data_channel(index) + 1, message.as_bytes())
+                        .await;
+                }
             }
-        }
-    });
+        });
     tokio::select! {
         _ = join_all(forwards) => {}
         _ = conn.closed() => return,

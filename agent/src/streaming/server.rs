@@ -72,7 +72,9 @@ pub async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => serve_http(stream, shared).await,
-                        Ok(Err(e)) => tracing::debug!(error = %e, "streaming: TLS handshake failed"),
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "streaming: TLS handshake failed")
+                        }
                         Err(_) => tracing::debug!("streaming: TLS handshake timed out"),
                     }
                 }
@@ -197,7 +199,11 @@ fn spdy(shared: Arc<Shared>, headers: &HeaderMap, pending: Pending, upgrade: OnU
         }
         return answer;
     };
-    let upgrading = |name, token: &str| list(headers, name).iter().any(|v| v.eq_ignore_ascii_case(token));
+    let upgrading = |name, token: &str| {
+        list(headers, name)
+            .iter()
+            .any(|v| v.eq_ignore_ascii_case(token))
+    };
     if !upgrading("connection", "upgrade") || !upgrading("upgrade", "spdy/3.1") {
         return text(
             StatusCode::BAD_REQUEST,
@@ -250,16 +256,17 @@ fn websocket(
         _ => remotecommand::WEBSOCKET_PROTOCOLS.to_vec(),
     };
     // A client that offers no subprotocol gets the original one.
-    let protocol = match negotiate(&offered, &supported) {
-        Some(protocol) => Some(protocol),
-        None if offered.is_empty() => None,
-        None => {
-            return text(
+    let protocol =
+        match negotiate(&offered, &supported) {
+            Some(protocol) => Some(protocol),
+            None if offered.is_empty() => None,
+            None => return text(
                 StatusCode::FORBIDDEN,
-                format!("requested protocol(s) are not supported: {offered:?}; supports {supported:?}"),
-            )
-        }
-    };
+                format!(
+                    "requested protocol(s) are not supported: {offered:?}; supports {supported:?}"
+                ),
+            ),
+        };
     if let Pending::PortForward { ports, .. } = &pending {
         if protocol != Some(portforward::TUNNEL_PROTOCOL) {
             if ports.is_empty() {
@@ -295,7 +302,9 @@ fn websocket(
                 let target = Target::Attach { id, request };
                 remotecommand::over_websocket(socket, protocol, runtime, target, stop).await
             }
-            Pending::PortForward { sandbox, .. } if protocol == Some(portforward::TUNNEL_PROTOCOL) => {
+            Pending::PortForward { sandbox, .. }
+                if protocol == Some(portforward::TUNNEL_PROTOCOL) =>
+            {
                 let io = ws::tunnel(socket);
                 let timeout = shared.creation_timeout;
                 portforward::over_spdy(io, runtime, sandbox, timeout, stop).await
@@ -322,11 +331,17 @@ mod tests {
 
     #[test]
     fn negotiation_follows_the_clients_order() {
-        let offered = vec!["v3.channel.k8s.io".to_string(), "v4.channel.k8s.io".to_string()];
+        let offered = vec![
+            "v3.channel.k8s.io".to_string(),
+            "v4.channel.k8s.io".to_string(),
+        ];
         assert_eq!(
             negotiate(&offered, remotecommand::SPDY_PROTOCOLS),
             Some("v3.channel.k8s.io")
         );
-        assert_eq!(negotiate(&["v9".to_string()], remotecommand::SPDY_PROTOCOLS), None);
+        assert_eq!(
+            negotiate(&["v9".to_string()], remotecommand::SPDY_PROTOCOLS),
+            None
+        );
     }
 }

@@ -62,9 +62,7 @@ pub fn accept_key(headers: &HeaderMap) -> Result<String, String> {
     let key = headers
         .get("sec-websocket-key")
         .ok_or("missing Sec-WebSocket-Key")?;
-    Ok(tokio_tungstenite::tungstenite::handshake::derive_accept_key(
-        key.as_bytes(),
-    ))
+    Ok(tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()))
 }
 
 /// How a channel protocol encodes its messages.
@@ -98,9 +96,10 @@ impl Sender {
                 Message::text(text)
             }
         };
-        self.messages.send(message).await.map_err(|_| {
-            io::Error::new(io::ErrorKind::BrokenPipe, "the WebSocket is closed")
-        })
+        self.messages
+            .send(message)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the WebSocket is closed"))
     }
 }
 
@@ -318,7 +317,10 @@ mod tests {
         let h = headers(&[
             ("connection", "keep-alive, Upgrade"),
             ("upgrade", "WebSocket"),
-            ("sec-websocket-protocol", "v5.channel.k8s.io, v4.channel.k8s.io"),
+            (
+                "sec-websocket-protocol",
+                "v5.channel.k8s.io, v4.channel.k8s.io",
+            ),
             ("sec-websocket-protocol", "channel.k8s.io"),
         ]);
         assert!(is_websocket(&h));

@@ -17,7 +17,11 @@ async fn read_until(stdout: &mut tokio::process::ChildStdout, needle: &str) -> S
     tokio::time::timeout(WAIT, async {
         while !String::from_utf8_lossy(&seen).contains(needle) {
             let n = stdout.read(&mut buf).await.unwrap();
-            assert!(n > 0, "stdout ended before {needle:?}: {:?}", String::from_utf8_lossy(&seen));
+            assert!(
+                n > 0,
+                "stdout ended before {needle:?}: {:?}",
+                String::from_utf8_lossy(&seen)
+            );
             seen.extend_from_slice(&buf[..n]);
         }
     })
@@ -48,9 +52,16 @@ async fn clients_attach_and_detach_while_the_process_runs() {
             .await
             .unwrap();
         let seen = read_until(&mut stdout, &marker).await;
-        let main = h.runtime.main_pid(&ctr_id()).expect("attach started the process");
+        let main = h
+            .runtime
+            .main_pid(&ctr_id())
+            .expect("attach started the process");
         assert!(seen.contains(&format!("{marker} {main}")), "{seen}");
-        assert_eq!(*pid.get_or_insert(main), main, "the same process every time");
+        assert_eq!(
+            *pid.get_or_insert(main),
+            main,
+            "the same process every time"
+        );
 
         client.kill().await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;

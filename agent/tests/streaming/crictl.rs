@@ -81,7 +81,11 @@ impl Crictl {
     pub async fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Run {
         let mut command = self.command(args);
         command
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("starting crictl");

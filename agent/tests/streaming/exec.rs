@@ -9,7 +9,10 @@ async fn exec_carries_stdout_stderr_and_the_exit_code() {
         let script = "echo out; echo err >&2; exit 3";
         let run = h
             .crictl
-            .run(&["exec", "--transport", transport, CTR, "sh", "-c", script], None)
+            .run(
+                &["exec", "--transport", transport, CTR, "sh", "-c", script],
+                None,
+            )
             .await;
         assert_eq!(run.stdout, "out\n", "{transport}: {}", run.stderr);
         assert!(run.stderr.contains("err\n"), "{transport}: {}", run.stderr);
@@ -22,9 +25,17 @@ async fn exec_carries_stdout_stderr_and_the_exit_code() {
 
         let ok = h
             .crictl
-            .run(&["exec", "-r", transport, CTR, "sh", "-c", "echo fine"], None)
+            .run(
+                &["exec", "-r", transport, CTR, "sh", "-c", "echo fine"],
+                None,
+            )
             .await;
-        assert_eq!((ok.stdout.as_str(), ok.code), ("fine\n", Some(0)), "{transport}: {}", ok.stderr);
+        assert_eq!(
+            (ok.stdout.as_str(), ok.code),
+            ("fine\n", Some(0)),
+            "{transport}: {}",
+            ok.stderr
+        );
     }
 }
 
@@ -39,12 +50,24 @@ async fn exec_feeds_stdin_until_the_client_closes_it() {
             .run(&["exec", "-i", "-r", transport, CTR, "cat"], Some(&input))
             .await;
         assert_eq!(run.code, Some(0), "{transport}: {}", run.stderr);
-        assert!(run.raw_stdout == input, "{transport}: cat gave {} bytes back", run.raw_stdout.len());
+        assert!(
+            run.raw_stdout == input,
+            "{transport}: cat gave {} bytes back",
+            run.raw_stdout.len()
+        );
         let counted = h
             .crictl
-            .run(&["exec", "-i", "-r", transport, CTR, "wc", "-c"], Some(&input))
+            .run(
+                &["exec", "-i", "-r", transport, CTR, "wc", "-c"],
+                Some(&input),
+            )
             .await;
-        assert_eq!(counted.stdout.trim(), "300000", "{transport}: {}", counted.stderr);
+        assert_eq!(
+            counted.stdout.trim(),
+            "300000",
+            "{transport}: {}",
+            counted.stderr
+        );
     }
 }
 
@@ -58,7 +81,9 @@ async fn failures_reach_the_client_as_errors() {
             .await;
         assert_eq!(missing.code, Some(1), "{transport}");
         assert!(
-            missing.stderr.contains("error executing command in container")
+            missing
+                .stderr
+                .contains("error executing command in container")
                 && missing.stderr.contains("/no/such/binary"),
             "{transport}: {}",
             missing.stderr
@@ -68,6 +93,10 @@ async fn failures_reach_the_client_as_errors() {
             .run(&["exec", "-r", transport, "nope", "true"], None)
             .await;
         assert_eq!(unknown.code, Some(1), "{transport}");
-        assert!(unknown.stderr.contains("NotFound"), "{transport}: {}", unknown.stderr);
+        assert!(
+            unknown.stderr.contains("NotFound"),
+            "{transport}: {}",
+            unknown.stderr
+        );
     }
 }

@@ -125,9 +125,13 @@ fn stub(server: Arc<StreamingServer>) -> Stub {
             let server = forward.clone();
             Box::pin(async move {
                 if r.pod_sandbox_id != POD {
-                    return Err(Status::not_found(format!("pod sandbox {} not found", r.pod_sandbox_id)));
+                    return Err(Status::not_found(format!(
+                        "pod sandbox {} not found",
+                        r.pod_sandbox_id
+                    )));
                 }
-                let ports = berth::streaming::validate_ports(&r.port).map_err(berth::status::from_runtime)?;
+                let ports = berth::streaming::validate_ports(&r.port)
+                    .map_err(berth::status::from_runtime)?;
                 server
                     .get_port_forward_url(&pod_id(), ports)
                     .map_err(berth::status::from_runtime)

@@ -24,13 +24,18 @@ fn exec_request() -> ExecStreamRequest {
 /// Sends a raw HTTP/1.1 request and returns the response head.
 async fn head(server: &StreamingServer, method: &str, path: &str, headers: &str) -> String {
     let mut conn = TcpStream::connect(server.local_addr()).await.unwrap();
-    let request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: 0\r\n\r\n");
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: 0\r\n\r\n");
     conn.write_all(request.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
     let mut buf = [0u8; 1024];
     while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
         let n = conn.read(&mut buf).await.unwrap();
-        assert!(n > 0, "connection closed: {:?}", String::from_utf8_lossy(&answer));
+        assert!(
+            n > 0,
+            "connection closed: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
         answer.extend_from_slice(&buf[..n]);
     }
     String::from_utf8_lossy(&answer).into_owned()
@@ -56,12 +61,25 @@ async fn a_token_works_once_and_only_for_its_verb() {
 
     let attach = path_of(&h.server.get_exec_url(&ctr_id(), exec_request()).unwrap());
     let wrong_verb = attach.replacen("/exec/", "/attach/", 1);
-    assert!(head(&h.server, "GET", &wrong_verb, "").await.starts_with("HTTP/1.1 404"));
-    assert!(head(&h.server, "GET", &attach, "").await.starts_with("HTTP/1.1 404"), "spent");
-    assert!(head(&h.server, "GET", "/exec/made-up", "").await.starts_with("HTTP/1.1 404"));
-    assert!(head(&h.server, "GET", "/", "").await.starts_with("HTTP/1.1 404"));
+    assert!(head(&h.server, "GET", &wrong_verb, "")
+        .await
+        .starts_with("HTTP/1.1 404"));
+    assert!(
+        head(&h.server, "GET", &attach, "")
+            .await
+            .starts_with("HTTP/1.1 404"),
+        "spent"
+    );
+    assert!(head(&h.server, "GET", "/exec/made-up", "")
+        .await
+        .starts_with("HTTP/1.1 404"));
+    assert!(head(&h.server, "GET", "/", "")
+        .await
+        .starts_with("HTTP/1.1 404"));
     let put = path_of(&h.server.get_exec_url(&ctr_id(), exec_request()).unwrap());
-    assert!(head(&h.server, "PUT", &put, "").await.starts_with("HTTP/1.1 405"));
+    assert!(head(&h.server, "PUT", &put, "")
+        .await
+        .starts_with("HTTP/1.1 405"));
 }
 
 #[tokio::test]
@@ -85,7 +103,9 @@ async fn protocol_negotiation_failures_are_answered() {
     let refused = head(&h.server, "POST", &url(&h), &unknown).await;
     assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
     assert!(
-        refused.to_ascii_lowercase().contains("x-accepted-stream-protocol-versions: v4.channel.k8s.io"),
+        refused
+            .to_ascii_lowercase()
+            .contains("x-accepted-stream-protocol-versions: v4.channel.k8s.io"),
         "{refused}"
     );
     let no_upgrade = "X-Stream-Protocol-Version: v4.channel.k8s.io\r\n";
@@ -101,8 +121,23 @@ async fn protocol_negotiation_failures_are_answered() {
 fn self_signed(dir: &std::path::Path) -> TlsFiles {
     let (cert, key) = (dir.join("stream.crt"), dir.join("stream.key"));
     let status = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
-        .args(["-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args([
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -127,7 +162,10 @@ async fn tls_serves_https_urls() {
         // crictl trusts any certificate when given no CA (insecure TLS).
         let run = h
             .crictl
-            .run(&["exec", "-r", transport, CTR, "sh", "-c", "echo secret"], None)
+            .run(
+                &["exec", "-r", transport, CTR, "sh", "-c", "echo secret"],
+                None,
+            )
             .await;
         assert_eq!(run.stdout, "secret\n", "{transport}: {}", run.stderr);
     }
@@ -144,7 +182,10 @@ async fn start_up_errors_name_what_is_wrong() {
         }),
         ..Default::default()
     };
-    let err = StreamingServer::start(&missing, runtime.clone()).await.err().unwrap();
+    let err = StreamingServer::start(&missing, runtime.clone())
+        .await
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("none.crt"), "{err}");
 
     let first = StreamingServer::start(&StreamingConfig::default(), runtime.clone())
@@ -155,5 +196,8 @@ async fn start_up_errors_name_what_is_wrong() {
         ..Default::default()
     };
     let err = StreamingServer::start(&taken, runtime).await.err().unwrap();
-    assert!(err.to_string().contains(&first.local_addr().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&first.local_addr().to_string()),
+        "{err}"
+    );
 }

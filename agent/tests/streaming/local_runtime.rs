@@ -64,7 +64,10 @@ impl Drop for KillGroup {
 fn wait_for(mut child: Child) -> futures::future::BoxFuture<'static, Result<i32>> {
     let group = KillGroup(child.id().map(|p| p as i32).unwrap_or(0));
     Box::pin(async move {
-        let status = child.wait().await.map_err(|e| Error::io("waiting for exec", e))?;
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| Error::io("waiting for exec", e))?;
         drop(group);
         Ok(exit_code(status))
     })

@@ -17,4 +17,3 @@ mod tty;
 mod ws_port_forward;
 
 pub use harness::*;
-

@@ -62,9 +62,15 @@ async fn forward(h: &Harness, transport: &str, remote: u16) -> Forward {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap().unwrap();
+    let first = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
-        first.as_deref().unwrap_or_default().contains("Forwarding from 127.0.0.1"),
+        first
+            .as_deref()
+            .unwrap_or_default()
+            .contains("Forwarding from 127.0.0.1"),
         "{transport}: {first:?}"
     );
     // crictl prints a line per connection; a closed pipe would kill it (SIGPIPE).
@@ -92,10 +98,16 @@ async fn pages_come_through_several_connections_at_once() {
         let pages = futures::future::join_all((0..4).map(|_| get(fwd.local))).await;
         for page in pages {
             assert!(page.starts_with("HTTP/1.0 200 OK"), "{transport}: {page:?}");
-            assert!(page.ends_with("hello from the pod"), "{transport}: {page:?}");
+            assert!(
+                page.ends_with("hello from the pod"),
+                "{transport}: {page:?}"
+            );
         }
         // The forward stays up for later connections.
-        assert!(get(fwd.local).await.ends_with("hello from the pod"), "{transport}");
+        assert!(
+            get(fwd.local).await.ends_with("hello from the pod"),
+            "{transport}"
+        );
         fwd.child.kill().await.unwrap();
     }
 }
@@ -106,7 +118,11 @@ async fn a_closed_port_is_an_error_on_the_error_stream() {
     let port = closed_port().await;
     for transport in TRANSPORTS {
         let mut fwd = forward(&h, transport, port).await;
-        assert_eq!(get(fwd.local).await, "", "{transport}: no data from a closed port");
+        assert_eq!(
+            get(fwd.local).await,
+            "",
+            "{transport}: no data from a closed port"
+        );
         fwd.child.kill().await.unwrap();
         let mut stderr = String::new();
         fwd.child
@@ -118,6 +134,9 @@ async fn a_closed_port_is_an_error_on_the_error_stream() {
             .unwrap();
         let expected = format!("error forwarding port {port} to pod");
         assert!(stderr.contains(&expected), "{transport}: {stderr}");
-        assert!(stderr.contains("Connection refused") || stderr.contains("connection refused"), "{transport}: {stderr}");
+        assert!(
+            stderr.contains("Connection refused") || stderr.contains("connection refused"),
+            "{transport}: {stderr}"
+        );
     }
 }

@@ -44,7 +44,8 @@ impl PtyClient {
         }
         let child = command.spawn().expect("starting the client on a pty");
         drop(pty.slave);
-        let file = |fd: &OwnedFd| tokio::fs::File::from_std(std::fs::File::from(fd.try_clone().unwrap()));
+        let file =
+            |fd: &OwnedFd| tokio::fs::File::from_std(std::fs::File::from(fd.try_clone().unwrap()));
         let mut reader = file(&pty.master);
         let input = file(&pty.master);
         let output = Arc::new(Mutex::new(Vec::new()));
@@ -119,5 +120,4 @@ impl PtyClient {
             .unwrap_or_else(|_| panic!("the client did not exit; output: {:?}", self.output()))
             .unwrap()
     }
-
 }

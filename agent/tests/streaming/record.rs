@@ -45,7 +45,12 @@ impl Relay {
         let this = relay.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let upstream = this.upstream.lock().unwrap().clone().expect("no upstream yet");
+                let upstream = this
+                    .upstream
+                    .lock()
+                    .unwrap()
+                    .clone()
+                    .expect("no upstream yet");
                 let server = TcpStream::connect(upstream).await.unwrap();
                 let done = this.done.clone();
                 tokio::spawn(async move {
@@ -59,7 +64,9 @@ impl Relay {
 
     /// Points the relay at the URL's host and returns the URL through the relay.
     fn rewrite(&self, url: &str) -> String {
-        let rest = url.strip_prefix("http://").expect("containerd answers http URLs");
+        let rest = url
+            .strip_prefix("http://")
+            .expect("containerd answers http URLs");
         let (host, path) = rest.split_once('/').unwrap();
         *self.upstream.lock().unwrap() = Some(host.to_string());
         format!("http://{}/{path}", self.addr)
@@ -122,7 +129,11 @@ fn save(out: &std::path::Path, name: &str, (client, server): &Recording) {
         }
         std::fs::write(out.join(format!("{name}.{side}.hex")), text).unwrap();
     }
-    eprintln!("recorded {name}: {} bytes up, {} bytes down", client.len(), server.len());
+    eprintln!(
+        "recorded {name}: {} bytes up, {} bytes down",
+        client.len(),
+        server.len()
+    );
 }
 
 fn stub(client: RuntimeServiceClient<Channel>, relay: Relay) -> Stub {
@@ -170,7 +181,10 @@ async fn forward_once(crictl: &Crictl, pod: &str, remote: &str) -> String {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap().unwrap();
+    let ready = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(ready.unwrap_or_default().contains("Forwarding from"));
     // crictl prints a line per connection; a closed pipe would kill it (SIGPIPE).
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
@@ -202,7 +216,10 @@ async fn record_containerd_vectors() {
     let relay = Relay::start().await;
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("cri.sock");
-    let _cri = cri_stub::serve(stub(RuntimeServiceClient::new(channel), relay.clone()), &socket);
+    let _cri = cri_stub::serve(
+        stub(RuntimeServiceClient::new(channel), relay.clone()),
+        &socket,
+    );
     let crictl = Crictl::new(dir.path(), &socket);
 
     let script = "echo out; echo err >&2; exit 3";
@@ -210,7 +227,9 @@ async fn record_containerd_vectors() {
     assert!(run.stderr.contains("exit code 3"), "{}", run.stderr);
     save(&out, "exec", &relay.take().await);
 
-    let run = crictl.run(&["exec", "-i", &ctr, "cat"], Some(b"hello\n")).await;
+    let run = crictl
+        .run(&["exec", "-i", &ctr, "cat"], Some(b"hello\n"))
+        .await;
     assert_eq!(run.stdout, "hello\n", "{}", run.stderr);
     save(&out, "exec-stdin", &relay.take().await);
 

@@ -11,7 +11,9 @@ const WAIT: Duration = Duration::from_secs(20);
 async fn interactive_exec_with_a_terminal() {
     let h = Harness::start().await;
     for transport in TRANSPORTS {
-        let command = h.crictl.command(&["exec", "-it", "-r", transport, CTR, "sh"]);
+        let command = h
+            .crictl
+            .command(&["exec", "-it", "-r", transport, CTR, "sh"]);
         let mut client = PtyClient::spawn(command, 40, 100);
         // The client sends its terminal's size first; the remote shell sees it.
         client.type_text("stty size; echo typed-$((6*7))\r").await;
@@ -31,7 +33,11 @@ async fn interactive_exec_with_a_terminal() {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(seen, "{transport}: the resize never arrived: {:?}", client.output());
+        assert!(
+            seen,
+            "{transport}: the resize never arrived: {:?}",
+            client.output()
+        );
 
         let mark = client.mark();
         client.type_text("exit 7\r").await;

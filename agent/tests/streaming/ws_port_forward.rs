@@ -47,7 +47,10 @@ async fn connect(
     protocol: &str,
 ) -> tokio_tungstenite::WebSocketStream<TcpStream> {
     let url = h.server.get_port_forward_url(&pod_id(), ports).unwrap();
-    let mut request = url.replacen("http://", "ws://", 1).into_client_request().unwrap();
+    let mut request = url
+        .replacen("http://", "ws://", 1)
+        .into_client_request()
+        .unwrap();
     request
         .headers_mut()
         .insert("sec-websocket-protocol", protocol.parse().unwrap());

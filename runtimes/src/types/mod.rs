@@ -15,6 +15,6 @@ pub use pod::{
     SandboxSpec, SandboxState, SandboxStats, SandboxStatus, UserNamespace,
 };
 pub use stream::{
-    AttachRequest, Duplex, ExecStreamRequest, PortStream, StdioRequest, StreamReader, StreamSession,
-    StreamWriter, TerminalSize,
+    AttachRequest, Duplex, ExecStreamRequest, PortStream, StdioRequest, StreamReader,
+    StreamSession, StreamWriter, TerminalSize,
 };

@@ -98,7 +98,8 @@ pub async fn run(runtime: &dyn Runtime, target: &Target, streams: Streams, gone:
                 Target::Attach { .. } => "attaching to container",
             };
             tracing::warn!(error = %e, "streaming: {what} failed");
-            ends.finish(Outcome::Error(format!("error {what}: {e}"))).await;
+            ends.finish(Outcome::Error(format!("error {what}: {e}")))
+                .await;
             return;
         }
     };

@@ -70,7 +70,10 @@ mod tests {
             [size(80, 24)]
         );
         assert_eq!(parser.push(br#""Height":40}"#), [size(100, 40)]);
-        assert_eq!(parser.push(b"\n {\"width\":1,\"height\":2}\n"), [size(1, 2)]);
+        assert_eq!(
+            parser.push(b"\n {\"width\":1,\"height\":2}\n"),
+            [size(1, 2)]
+        );
     }
 
     #[test]

@@ -88,7 +88,10 @@ mod tests {
         let broken = parse(Outcome::Error("no such container".into()).encode(StatusFormat::Json));
         assert_eq!(broken["reason"], "InternalError");
         assert_eq!(broken["code"], 500);
-        assert_eq!(broken["message"], "Internal error occurred: no such container");
+        assert_eq!(
+            broken["message"],
+            "Internal error occurred: no such container"
+        );
     }
 
     #[test]

@@ -78,7 +78,9 @@ pub async fn over_spdy<IO>(
         Ok(Some(streams)) => streams,
         Ok(None) => return,
         Err(_) => {
-            tracing::warn!("streaming: the client did not open its streams within {creation_timeout:?}");
+            tracing::warn!(
+                "streaming: the client did not open its streams within {creation_timeout:?}"
+            );
             return;
         }
     };
@@ -130,7 +132,10 @@ async fn gather(
             "stderr" => fill(&mut streams.stderr, out),
             "resize" => fill(&mut streams.resize, stream.data),
             other => {
-                tracing::debug!(stream_type = other, "streaming: ignoring a stream of unknown type");
+                tracing::debug!(
+                    stream_type = other,
+                    "streaming: ignoring a stream of unknown type"
+                );
                 false
             }
         };

@@ -214,7 +214,10 @@ async fn read_loop<R>(
         };
         match frame {
             Frame::SynStream {
-                stream_id, flags, headers, ..
+                stream_id,
+                flags,
+                headers,
+                ..
             } => {
                 // Client streams are odd and increasing (SPDY/3 2.3.2).
                 if stream_id % 2 == 0 || stream_id <= last_id {

@@ -287,7 +287,9 @@ impl Decoder for FrameDecoder {
         }
         let version = ((word >> 16) & 0x7fff) as u16;
         if version != VERSION {
-            return Err(protocol(format!("SPDY version {version}; only 3 is spoken")));
+            return Err(protocol(format!(
+                "SPDY version {version}; only 3 is spoken"
+            )));
         }
         self.control((word & 0xffff) as u16, flags, payload)
             .map(Some)

@@ -118,15 +118,18 @@ fn partial_frames_wait_for_more_bytes() {
 #[test]
 fn malformed_frames_are_errors() {
     let bad: [&[u8]; 5] = [
-        &[0x80, 2, 0, 6, 0, 0, 0, 4, 0, 0, 0, 1],          // SPDY/2
-        &[0x80, 3, 0, 6, 0, 0, 0, 3, 0, 0, 0],             // short PING
-        &[0, 0, 0, 0, 0, 0, 0, 1, b'x'],                   // DATA on stream 0
+        &[0x80, 2, 0, 6, 0, 0, 0, 4, 0, 0, 0, 1], // SPDY/2
+        &[0x80, 3, 0, 6, 0, 0, 0, 3, 0, 0, 0],    // short PING
+        &[0, 0, 0, 0, 0, 0, 0, 1, b'x'],          // DATA on stream 0
         &[0x80, 3, 0, 3, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 5], // RST_STREAM stream 0
-        &[0x80, 3, 0, 4, 0, 0, 0, 4, 0, 0, 0, 9],          // SETTINGS claims 9 entries
+        &[0x80, 3, 0, 4, 0, 0, 0, 4, 0, 0, 0, 9], // SETTINGS claims 9 entries
     ];
     for wire in bad {
         let mut buf = BytesMut::from(wire);
-        assert!(FrameDecoder::default().decode(&mut buf).is_err(), "{wire:?}");
+        assert!(
+            FrameDecoder::default().decode(&mut buf).is_err(),
+            "{wire:?}"
+        );
     }
 }
 

@@ -93,8 +93,7 @@ fn take_string(rest: &mut &[u8]) -> Result<String, io::Error> {
     }
     let (text, tail) = rest.split_at(len);
     *rest = tail;
-    String::from_utf8(text.to_vec())
-        .map_err(|_| protocol_error("header is not UTF-8"))
+    String::from_utf8(text.to_vec()).map_err(|_| protocol_error("header is not UTF-8"))
 }
 
 /// The compressing side of one direction of a connection.
@@ -195,9 +194,7 @@ impl HeaderDecoder {
                 break;
             }
             if consumed(&self.zlib) == before_in && out.len() == before_out && room_left {
-                return Err(protocol_error(
-                    "header block does not decompress",
-                ));
+                return Err(protocol_error("header block does not decompress"));
             }
         }
         Headers::from_block(&out)
@@ -224,7 +221,11 @@ mod tests {
         let mut out = Vec::with_capacity(64);
         zlib.compress_vec(b"", &mut out, FlushCompress::Sync)
             .unwrap();
-        assert_eq!(&out[2..6], adler.to_be_bytes(), "DICTID follows the zlib header");
+        assert_eq!(
+            &out[2..6],
+            adler.to_be_bytes(),
+            "DICTID follows the zlib header"
+        );
     }
 
     #[test]
@@ -233,7 +234,9 @@ mod tests {
         let mut decoder = HeaderDecoder::new();
         let blocks = [
             Headers::new().with("streamType", "error"),
-            Headers::new().with("streamtype", "stdout").with("x", "a\0b"),
+            Headers::new()
+                .with("streamtype", "stdout")
+                .with("x", "a\0b"),
             Headers::new(),
             Headers::new().with("port", "8080").with("requestid", "0"),
         ];

@@ -13,10 +13,12 @@ mod frame;
 mod frame_tests;
 mod headers;
 #[cfg(test)]
-mod vectors_tests;
+pub(crate) mod vectors_tests;
 
 pub use conn::{serve, Handle, Incoming};
 pub use frame::rst;
+#[cfg(test)]
+pub use frame::{Frame, FrameDecoder, FLAG_FIN};
 
 /// A protocol or compression error of the peer: the connection cannot go on. Read
 /// and write failures stay the `io::Error`s they are.

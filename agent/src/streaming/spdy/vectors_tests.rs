@@ -114,7 +114,9 @@ fn exec_client_opens_one_stream_per_standard_stream() {
     let recorded = recorded("exec.client");
     assert!(recorded.head.starts_with("POST /exec/"));
     assert!(recorded.head.contains("Upgrade: SPDY/3.1\r\n"));
-    assert!(recorded.head.contains("X-Stream-Protocol-Version: v4.channel.k8s.io\r\n"));
+    assert!(recorded
+        .head
+        .contains("X-Stream-Protocol-Version: v4.channel.k8s.io\r\n"));
     assert_eq!(
         frames("exec.client"),
         [
@@ -128,7 +130,9 @@ fn exec_client_opens_one_stream_per_standard_stream() {
 #[test]
 fn exec_server_replies_sends_output_and_a_json_exit_status() {
     let recorded = recorded("exec.server");
-    assert!(recorded.head.contains("X-Stream-Protocol-Version: v4.channel.k8s.io\r\n"));
+    assert!(recorded
+        .head
+        .contains("X-Stream-Protocol-Version: v4.channel.k8s.io\r\n"));
     let frames = frames("exec.server");
     assert_eq!(
         frames[..7],
@@ -172,7 +176,10 @@ fn our_exit_status_has_containerds_shape() {
     }
     let theirs = status_json(&frames("exec-stdin.server")[7]);
     let ours = Outcome::Success.encode(StatusFormat::Json).unwrap();
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&ours).unwrap(), theirs);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&ours).unwrap(),
+        theirs
+    );
 }
 
 #[test]
@@ -216,7 +223,10 @@ fn terminal_sessions_carry_resize_json_the_parser_reads() {
 
     let server = frames_of_stream(&frames("exec-tty.server"), 5);
     let text = String::from_utf8_lossy(&server);
-    assert!(text.contains("40 100\r\n") && text.contains("50 132\r\n"), "{text}");
+    assert!(
+        text.contains("40 100\r\n") && text.contains("50 132\r\n"),
+        "{text}"
+    );
 }
 
 fn frames_of_stream(frames: &[Frame], id: u32) -> Vec<u8> {
@@ -236,7 +246,9 @@ fn frames_of_stream(frames: &[Frame], id: u32) -> Vec<u8> {
 fn port_forward_pairs_a_data_and_an_error_stream_by_request_id() {
     let recorded = recorded("portforward.client");
     assert!(recorded.head.starts_with("POST /portforward/"));
-    assert!(recorded.head.contains("X-Stream-Protocol-Version: portforward.k8s.io\r\n"));
+    assert!(recorded
+        .head
+        .contains("X-Stream-Protocol-Version: portforward.k8s.io\r\n"));
     let pair = [("port", "80"), ("requestid", "0")];
     assert_eq!(
         frames("portforward.client"),
@@ -259,13 +271,21 @@ fn port_forward_pairs_a_data_and_an_error_stream_by_request_id() {
 fn a_closed_port_is_reported_on_the_error_stream() {
     let server = frames("portforward-closed.server");
     let error = String::from_utf8(frames_of_stream(&server, 1)).unwrap();
-    assert!(error.starts_with("error forwarding port 1 to pod "), "{error}");
+    assert!(
+        error.starts_with("error forwarding port 1 to pod "),
+        "{error}"
+    );
     assert!(error.contains("connection refused"), "{error}");
 }
 
 #[test]
 fn re_encoded_recordings_decode_to_the_same_frames() {
-    for name in ["exec.server", "exec-tty.server", "exec-tty.client", "portforward.client"] {
+    for name in [
+        "exec.server",
+        "exec-tty.server",
+        "exec-tty.client",
+        "portforward.client",
+    ] {
         let original = frames(name);
         let mut encoder = FrameEncoder::default();
         let mut wire = BytesMut::new();
