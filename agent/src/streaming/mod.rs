@@ -46,6 +46,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{StreamingConfig, TlsFiles};
+use remotecommand::Target;
 use server::Shared;
 use tokens::{Pending, Tokens};
 
@@ -118,10 +119,10 @@ impl StreamingServer {
         request: ExecStreamRequest,
     ) -> runtimes::Result<String> {
         validate_exec(&request)?;
-        self.url(Pending::Exec {
+        self.url(Pending::Session(Target::Exec {
             id: id.clone(),
             request,
-        })
+        }))
     }
 
     /// The URL for an attach to the container `id`. The caller has checked that
@@ -132,10 +133,10 @@ impl StreamingServer {
         request: AttachRequest,
     ) -> runtimes::Result<String> {
         validate_stdio(&request.stdio)?;
-        self.url(Pending::Attach {
+        self.url(Pending::Session(Target::Attach {
             id: id.clone(),
             request,
-        })
+        }))
     }
 
     /// The URL for port forwarding into the sandbox `sandbox`. `ports` are the CRI

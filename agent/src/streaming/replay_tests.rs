@@ -174,16 +174,14 @@ async fn replay(
                     head_done = true;
                 }
             }
-            while head_done {
-                match decoder.decode(&mut wire).unwrap() {
-                    Some(frame) => {
-                        let last = matches!(frame, Frame::GoAway { .. });
-                        frames.push(frame);
-                        if last || done(&frames) {
-                            return;
-                        }
-                    }
-                    None => break,
+            while let Some(frame) = head_done
+                .then(|| decoder.decode(&mut wire).unwrap())
+                .flatten()
+            {
+                let last = matches!(frame, Frame::GoAway { .. });
+                frames.push(frame);
+                if last || done(&frames) {
+                    return;
                 }
             }
             if conn.read_buf(&mut wire).await.unwrap() == 0 {

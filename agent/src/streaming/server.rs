@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-use super::remotecommand::{self, Target};
+use super::remotecommand;
 use super::tokens::{Pending, Tokens};
 use super::{portforward, ws};
 
@@ -218,12 +218,7 @@ fn spdy(shared: Arc<Shared>, headers: &HeaderMap, pending: Pending, upgrade: OnU
         let (runtime, stop) = (shared.runtime.clone(), shared.stop.clone());
         let timeout = shared.creation_timeout;
         match pending {
-            Pending::Exec { id, request } => {
-                let target = Target::Exec { id, request };
-                remotecommand::over_spdy(io, protocol, runtime, target, timeout, stop).await
-            }
-            Pending::Attach { id, request } => {
-                let target = Target::Attach { id, request };
+            Pending::Session(target) => {
                 remotecommand::over_spdy(io, protocol, runtime, target, timeout, stop).await
             }
             Pending::PortForward { sandbox, .. } => {
@@ -256,17 +251,18 @@ fn websocket(
         _ => remotecommand::WEBSOCKET_PROTOCOLS.to_vec(),
     };
     // A client that offers no subprotocol gets the original one.
-    let protocol =
-        match negotiate(&offered, &supported) {
-            Some(protocol) => Some(protocol),
-            None if offered.is_empty() => None,
-            None => return text(
+    let protocol = match negotiate(&offered, &supported) {
+        Some(protocol) => Some(protocol),
+        None if offered.is_empty() => None,
+        None => {
+            return text(
                 StatusCode::FORBIDDEN,
                 format!(
                     "requested protocol(s) are not supported: {offered:?}; supports {supported:?}"
                 ),
-            ),
-        };
+            )
+        }
+    };
     if let Pending::PortForward { ports, .. } = &pending {
         if protocol != Some(portforward::TUNNEL_PROTOCOL) {
             if ports.is_empty() {
@@ -294,12 +290,7 @@ fn websocket(
         let socket = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
         let (runtime, stop) = (shared.runtime.clone(), shared.stop.clone());
         match pending {
-            Pending::Exec { id, request } => {
-                let target = Target::Exec { id, request };
-                remotecommand::over_websocket(socket, protocol, runtime, target, stop).await
-            }
-            Pending::Attach { id, request } => {
-                let target = Target::Attach { id, request };
+            Pending::Session(target) => {
                 remotecommand::over_websocket(socket, protocol, runtime, target, stop).await
             }
             Pending::PortForward { sandbox, .. }

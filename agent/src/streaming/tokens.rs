@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use runtimes::types::{AttachRequest, ExecStreamRequest};
 use runtimes::{ContainerId, Error};
 use tokio::time::Instant;
+
+use super::remotecommand::Target;
 
 /// At most this many URLs wait for their use at once (kubelet's limit); a client
 /// asking for more gets `Unavailable` and retries.
@@ -22,20 +23,8 @@ const TOKEN_BYTES: usize = 32;
 /// A request waiting for its client to connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pending {
-    /// An interactive exec.
-    Exec {
-        /// The container.
-        id: ContainerId,
-        /// The command and streams.
-        request: ExecStreamRequest,
-    },
-    /// An attach.
-    Attach {
-        /// The container.
-        id: ContainerId,
-        /// The streams.
-        request: AttachRequest,
-    },
+    /// An exec or an attach.
+    Session(Target),
     /// A port forward.
     PortForward {
         /// The pod sandbox.
@@ -50,8 +39,8 @@ impl Pending {
     /// The first URL path segment of this kind of request.
     pub fn path(&self) -> &'static str {
         match self {
-            Pending::Exec { .. } => "exec",
-            Pending::Attach { .. } => "attach",
+            Pending::Session(Target::Exec { .. }) => "exec",
+            Pending::Session(Target::Attach { .. }) => "attach",
             Pending::PortForward { .. } => "portforward",
         }
     }

@@ -260,14 +260,13 @@ where
     tokio::spawn(async move {
         let inbound = async {
             while let Some(Ok(message)) = stream.next().await {
-                match message {
-                    Message::Binary(data) => {
-                        if write_half.write_all(&data).await.is_err() {
-                            break;
-                        }
-                    }
+                let data = match message {
+                    Message::Binary(data) => data,
                     Message::Close(_) | Message::Text(_) => break,
-                    _ => {}
+                    _ => continue,
+                };
+                if write_half.write_all(&data).await.is_err() {
+                    break;
                 }
             }
             let _ = write_half.shutdown().await;

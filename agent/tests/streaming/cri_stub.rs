@@ -36,8 +36,8 @@ pub fn serve(stub: Stub, path: &Path) -> tokio::task::JoinHandle<()> {
     let stub = Arc::new(stub);
     tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
-            .add_service(RuntimeService(stub))
-            .add_service(ImageService)
+            .add_service(Cri::<false>(stub.clone()))
+            .add_service(Cri::<true>(stub))
             .serve_with_incoming(UnixListenerStream::new(listener))
             .await;
         if let Err(e) = result {
@@ -112,14 +112,20 @@ fn unimplemented() -> http::Response<Body> {
     Status::unimplemented("the CRI stub answers only the streaming verbs").into_http()
 }
 
+/// Both CRI services, routed by path; `IMAGE` only picks the service name tonic
+/// routes to it.
 #[derive(Clone)]
-struct RuntimeService(Arc<Stub>);
+struct Cri<const IMAGE: bool>(Arc<Stub>);
 
-impl NamedService for RuntimeService {
+impl NamedService for Cri<false> {
     const NAME: &'static str = "runtime.v1.RuntimeService";
 }
 
-impl tower::Service<http::Request<Body>> for RuntimeService {
+impl NamedService for Cri<true> {
+    const NAME: &'static str = "runtime.v1.ImageService";
+}
+
+impl<const IMAGE: bool> tower::Service<http::Request<Body>> for Cri<IMAGE> {
     type Response = http::Response<Body>;
     type Error = Infallible;
     type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
@@ -136,39 +142,13 @@ impl tower::Service<http::Request<Body>> for RuntimeService {
                 "/runtime.v1.RuntimeService/Version" => {
                     unary::<VersionRequest, _, _>(req, Fixed).await
                 }
+                "/runtime.v1.ImageService/ImageFsInfo" => {
+                    unary::<ImageFsInfoRequest, _, _>(req, Fixed).await
+                }
                 "/runtime.v1.RuntimeService/Exec" => unary(req, Url(stub.exec.clone())).await,
                 "/runtime.v1.RuntimeService/Attach" => unary(req, Url(stub.attach.clone())).await,
                 "/runtime.v1.RuntimeService/PortForward" => {
                     unary(req, Url(stub.port_forward.clone())).await
-                }
-                _ => unimplemented(),
-            })
-        })
-    }
-}
-
-#[derive(Clone)]
-struct ImageService;
-
-impl NamedService for ImageService {
-    const NAME: &'static str = "runtime.v1.ImageService";
-}
-
-impl tower::Service<http::Request<Body>> for ImageService {
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        let path = req.uri().path().to_string();
-        Box::pin(async move {
-            Ok(match path.as_str() {
-                "/runtime.v1.ImageService/ImageFsInfo" => {
-                    unary::<ImageFsInfoRequest, _, _>(req, Fixed).await
                 }
                 _ => unimplemented(),
             })

@@ -81,6 +81,15 @@ fn container(id: &str) -> Result<ContainerId, Status> {
         .ok_or_else(|| Status::not_found(format!("container {id} not found")))
 }
 
+fn stdio(tty: bool, stdin: bool, stdout: bool, stderr: bool) -> StdioRequest {
+    StdioRequest {
+        tty,
+        stdin,
+        stdout,
+        stderr,
+    }
+}
+
 /// What the CRI verbs will do at integration: check the object, then ask the
 /// streaming server for a URL.
 fn stub(server: Arc<StreamingServer>) -> Stub {
@@ -89,15 +98,8 @@ fn stub(server: Arc<StreamingServer>) -> Stub {
         exec: Arc::new(move |r: ExecRequest| {
             let server = exec.clone();
             Box::pin(async move {
-                let request = ExecStreamRequest {
-                    cmd: r.cmd,
-                    stdio: StdioRequest {
-                        tty: r.tty,
-                        stdin: r.stdin,
-                        stdout: r.stdout,
-                        stderr: r.stderr,
-                    },
-                };
+                let stdio = stdio(r.tty, r.stdin, r.stdout, r.stderr);
+                let request = ExecStreamRequest { cmd: r.cmd, stdio };
                 let id = container(&r.container_id)?;
                 server
                     .get_exec_url(&id, request)
@@ -108,12 +110,7 @@ fn stub(server: Arc<StreamingServer>) -> Stub {
             let server = attach.clone();
             Box::pin(async move {
                 let request = types::AttachRequest {
-                    stdio: StdioRequest {
-                        tty: r.tty,
-                        stdin: r.stdin,
-                        stdout: r.stdout,
-                        stderr: r.stderr,
-                    },
+                    stdio: stdio(r.tty, r.stdin, r.stdout, r.stderr),
                 };
                 let id = container(&r.container_id)?;
                 server

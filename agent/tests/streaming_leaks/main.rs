@@ -1,10 +1,10 @@
-//! Shares the streaming tests' harness; not every helper is used here.
-#![allow(dead_code)]
-
 //! Nothing outlives a session: 200 execs through crictl (both transports, some
 //! killed mid-run) leave the server process with the file descriptors, tokio tasks
 //! and child processes it had before; a client that goes away ends its exec'd
 //! process. A binary of its own, so that no other test opens or closes fds meanwhile.
+
+// The streaming tests' harness is shared; not every helper is used here.
+#![allow(dead_code)]
 
 #[path = "../streaming/cri_stub.rs"]
 mod cri_stub;

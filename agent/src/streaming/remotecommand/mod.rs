@@ -25,7 +25,7 @@ pub use transport::{over_spdy, over_websocket, SPDY_PROTOCOLS, WEBSOCKET_PROTOCO
 const DRAIN: Duration = Duration::from_secs(2);
 
 /// What a session runs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// A new process.
     Exec {

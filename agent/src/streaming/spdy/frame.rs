@@ -296,6 +296,24 @@ impl Decoder for FrameDecoder {
     }
 }
 
+impl FrameEncoder {
+    /// A SYN_REPLY or HEADERS frame: the stream id, then the compressed block.
+    fn stream_headers(
+        &mut self,
+        dst: &mut BytesMut,
+        kind: u16,
+        stream_id: u32,
+        flags: u8,
+        headers: &Headers,
+    ) -> Result<(), io::Error> {
+        let block = self.headers.encode(headers)?;
+        control_header(dst, kind, flags, block.len() + 4);
+        dst.put_u32(stream_id);
+        dst.put_slice(&block);
+        Ok(())
+    }
+}
+
 fn control_header(dst: &mut BytesMut, kind: u16, flags: u8, length: usize) {
     dst.put_u16(0x8000 | VERSION);
     dst.put_u16(kind);
@@ -326,22 +344,12 @@ impl Encoder<Frame> for FrameEncoder {
                 stream_id,
                 flags,
                 headers,
-            } => {
-                let block = self.headers.encode(&headers)?;
-                control_header(dst, SYN_REPLY, flags, block.len() + 4);
-                dst.put_u32(stream_id);
-                dst.put_slice(&block);
-            }
+            } => self.stream_headers(dst, SYN_REPLY, stream_id, flags, &headers)?,
             Frame::Headers {
                 stream_id,
                 flags,
                 headers,
-            } => {
-                let block = self.headers.encode(&headers)?;
-                control_header(dst, HEADERS, flags, block.len() + 4);
-                dst.put_u32(stream_id);
-                dst.put_slice(&block);
-            }
+            } => self.stream_headers(dst, HEADERS, stream_id, flags, &headers)?,
             Frame::RstStream { stream_id, status } => {
                 control_header(dst, RST_STREAM, 0, 8);
                 dst.put_u32(stream_id);
