@@ -160,9 +160,9 @@ impl StreamingServer {
     }
 
     /// Stops accepting and ends every session (exec'd processes are killed).
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         self.shared.stop.cancel();
-        let _ = (&mut { self }.accept).await;
+        let _ = (&mut self.accept).await;
     }
 }
 
