@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use runtimes::image::ImageStore;
 use runtimes::network::Network;
-use runtimes::youki::YoukiRuntime;
+use runtimes::youki::{YoukiConfig, YoukiRuntime};
 use runtimes::{CompositeRuntime, Runtime};
 
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::Store;
 
 /// What the CRI services run on.
@@ -21,11 +21,26 @@ pub struct Backends {
 }
 
 /// Builds the backends from the config, behind a `CompositeRuntime` whose dispatch
-/// records live in `store`.
-pub fn build(config: &Config, store: Arc<Store>) -> Result<Backends> {
+/// records live in `store`. The youki backend reconnects to the pods' supervisors that
+/// outlived a previous berth, and cleans up what a crash left half-made.
+pub async fn build(config: &Config, store: Arc<Store>) -> Result<Backends> {
     let images = ImageStore::open(&config.state_dir.join("images"), config.registries.clone())?;
     let network = Arc::new(Network::new(config.network.clone(), &config.run_dir)?);
-    let primary: Arc<dyn Runtime> = Arc::new(YoukiRuntime::new(Arc::new(images)));
+    // Each pod's supervisor is this binary, run as `berth shim`.
+    let shim = std::env::current_exe()
+        .map_err(|e| Error::io("finding berth's own binary (the pods' supervisor)", e))?;
+    let youki = YoukiRuntime::open(
+        Arc::new(images),
+        YoukiConfig {
+            state_dir: config.state_dir.clone(),
+            run_dir: config.run_dir.clone(),
+            shim,
+            network: network.clone(),
+            cgroup_parent: config.cgroup_parent.clone(),
+        },
+    )
+    .await?;
+    let primary: Arc<dyn Runtime> = Arc::new(youki);
     let composite = CompositeRuntime::new(primary, store)?;
     Ok(Backends {
         runtime: Arc::new(composite),

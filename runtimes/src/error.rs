@@ -144,6 +144,22 @@ impl Error {
     }
 }
 
+/// `error` and its sources, joined: many libraries' own messages hide the cause
+/// (reqwest's "error sending request", libcontainer's "failed to create container").
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 /// Adds context to I/O results: `fs::read(p).io_context(|| format!("reading {p:?}"))`.
 pub trait IoContext<T> {
     /// Wraps an I/O error with the context built by `f`.

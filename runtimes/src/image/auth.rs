@@ -80,7 +80,7 @@ async fn exchange(endpoint: &Endpoint, path: &str, refresh_token: &str) -> Resul
     let service = endpoint.describe();
     let unavailable = |e: reqwest::Error| Error::Unavailable {
         service: service.clone(),
-        message: super::registry::error_chain(&e),
+        message: crate::error::error_chain(&e),
     };
     let refused = |message: String| Error::Unauthenticated {
         service: service.clone(),

@@ -46,7 +46,7 @@ mod reference;
 mod registry;
 mod unpack;
 mod unpack_fs;
-mod usage;
+pub(crate) mod usage;
 mod zstd;
 
 use std::path::{Path, PathBuf};

@@ -15,7 +15,7 @@ use super::auth::Credential;
 use super::config::{Endpoint, RegistryConfig};
 use super::manifest::{Descriptor, ACCEPTED};
 use super::reference::Reference;
-use crate::error::{Error, Result};
+use crate::error::{error_chain, Error, Result};
 use crate::types::RegistryAuth;
 
 /// How long connecting to a registry may take.
@@ -274,19 +274,4 @@ fn stream_error(endpoint: &Endpoint, digest: &str, error: std::io::Error) -> Err
             message: format!("reading blob {digest}: {}", error_chain(&error)),
         }
     }
-}
-
-/// `error` and its sources, joined: reqwest's own message hides the cause.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }

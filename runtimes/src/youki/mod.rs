@@ -1,32 +1,137 @@
-//! The youki backend: runs Linux containers with libcontainer from images in berth's
-//! own [`ImageStore`]. For now it serves the image operations; the pod and container
-//! verbs keep the trait's `Unsupported` defaults until they land.
+//! The youki backend: Linux containers run with libcontainer (youki's library) from
+//! images in berth's own [`ImageStore`], one supervisor process per pod.
+//!
+//! The agent side (this module, in the `berth` process) keeps the records, mounts
+//! rootfs overlays, finishes the OCI spec, pins namespaces and attaches networks
+//! (`runtimes::network`). The pod's supervisor (`shim`, the same binary run as
+//! `berth shim`) makes every libcontainer call and owns the container processes, their
+//! stdio and logs, and their exit statuses; it outlives an agent restart. See
+//! [`layout`] for what lives where on disk.
 
+mod backend;
+mod binds;
+pub mod cgroups;
+mod client;
+mod clock;
+mod container;
+mod finish;
+pub mod layout;
+mod pod;
+mod records;
+mod recover;
+mod rootfs;
+pub mod shim;
+mod stats;
+mod user;
+mod wire;
+
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
+use crate::id::ContainerId;
 use crate::image::ImageStore;
+use crate::network::Network;
 use crate::runtime::Runtime;
-use crate::types::{FsUsage, ImageInfo, PullRequest};
+use crate::types::{
+    ContainerSpec, ContainerStats, ContainerStatus, ExecOutput, ExecRequest, FsUsage, ImageInfo,
+    PullRequest, SandboxSpec, SandboxStats, SandboxStatus,
+};
+use backend::Backend;
+use cgroups::Hierarchy;
+use layout::Layout;
 
 const NAME: &str = "youki";
+
+/// What the youki backend needs besides its images.
+#[derive(Clone)]
+pub struct YoukiConfig {
+    /// berth's persistent state directory (records under `<state_dir>/youki`).
+    pub state_dir: PathBuf,
+    /// berth's runtime directory (sockets, libcontainer state; `<run_dir>/youki`).
+    pub run_dir: PathBuf,
+    /// The executable started as `<shim> shim …` for each pod's supervisor: berth's
+    /// own binary (`std::env::current_exe()`).
+    pub shim: PathBuf,
+    /// Pod networks and namespace pins.
+    pub network: Arc<Network>,
+    /// Parent of the pod cgroups berth makes when kubelet names none (`/berth`).
+    pub cgroup_parent: String,
+}
 
 /// The youki backend.
 pub struct YoukiRuntime {
     images: Arc<ImageStore>,
+    /// `None` for an image-only backend ([`YoukiRuntime::new`]).
+    backend: Option<Arc<Backend>>,
 }
 
 impl YoukiRuntime {
-    /// A backend serving images from `images`.
+    /// A backend serving only images from `images`; the pod and container verbs
+    /// answer `Unsupported`.
     pub fn new(images: Arc<ImageStore>) -> Self {
-        YoukiRuntime { images }
+        YoukiRuntime {
+            images,
+            backend: None,
+        }
+    }
+
+    /// The full backend. Loads its records, undoes what a crash left half-made,
+    /// reconnects to the pods' supervisors that still run, and buries the containers
+    /// of those that died (their exits are recorded as lost). What cannot be cleaned
+    /// up now is logged and retried at the next open.
+    pub async fn open(images: Arc<ImageStore>, config: YoukiConfig) -> Result<Self> {
+        let layout = Layout::new(&config.state_dir, &config.run_dir)?;
+        for dir in [
+            layout.pods(),
+            layout.containers(),
+            layout.pods_run(),
+            layout.libcontainer(),
+        ] {
+            std::fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
+        }
+        let cgroup_parent = format!("/{}", config.cgroup_parent.trim_matches('/'));
+        if cgroup_parent == "/" {
+            return Err(Error::InvalidSpec(
+                "youki: cgroup_parent must name a cgroup below the root (e.g. /berth)".into(),
+            ));
+        }
+        let index = {
+            let layout = layout.clone();
+            backend::blocking(move || recover::load_index(&layout)).await?
+        };
+        let backend = Arc::new(Backend::new(
+            layout,
+            config.shim,
+            cgroup_parent,
+            Hierarchy::detect()?,
+            images.clone(),
+            config.network,
+            index,
+        ));
+        let left = recover::reconcile(&backend).await;
+        for e in &left {
+            tracing::warn!(error = %e, "youki: recovery left work for the next start");
+        }
+        Ok(YoukiRuntime {
+            images,
+            backend: Some(backend),
+        })
     }
 
     /// The image store, for the container verbs (rootfs from `layer_dirs`).
     pub fn images(&self) -> &Arc<ImageStore> {
         &self.images
+    }
+
+    fn backend(&self, operation: &'static str) -> Result<&Arc<Backend>> {
+        self.backend.as_ref().ok_or(Error::Unsupported {
+            backend: NAME.into(),
+            operation,
+        })
     }
 
     /// Runs a store call that touches the disk on the blocking pool.
@@ -35,9 +140,7 @@ impl YoukiRuntime {
         f: impl FnOnce(&ImageStore) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let images = self.images.clone();
-        tokio::task::spawn_blocking(move || f(&images))
-            .await
-            .map_err(|e| Error::backend(NAME, format!("image store task failed: {e}")))?
+        backend::blocking(move || f(&images)).await
     }
 }
 
@@ -84,5 +187,76 @@ impl Runtime for YoukiRuntime {
 
     async fn image_fs_info(&self) -> Result<Vec<FsUsage>> {
         Ok(vec![self.blocking(ImageStore::fs_info).await?])
+    }
+
+    async fn run_pod_sandbox(&self, id: &ContainerId, spec: &SandboxSpec) -> Result<SandboxStatus> {
+        self.backend("RunPodSandbox")?.run_pod(id, spec).await
+    }
+
+    async fn pod_sandbox_status(&self, id: &ContainerId) -> Result<SandboxStatus> {
+        self.backend("PodSandboxStatus")?.pod_status(id).await
+    }
+
+    async fn pod_sandbox_stats(&self, id: &ContainerId) -> Result<SandboxStats> {
+        self.backend("PodSandboxStats")?.pod_stats(id).await
+    }
+
+    async fn stop_pod_sandbox(&self, id: &ContainerId) -> Result<()> {
+        self.backend("StopPodSandbox")?.stop_pod(id).await
+    }
+
+    async fn remove_pod_sandbox(&self, id: &ContainerId) -> Result<()> {
+        self.backend("RemovePodSandbox")?.remove_pod(id).await
+    }
+
+    async fn create_container(
+        &self,
+        sandbox: &ContainerId,
+        id: &ContainerId,
+        spec: &ContainerSpec,
+    ) -> Result<()> {
+        self.backend("CreateContainer")?
+            .create_container(sandbox, id, spec)
+            .await
+    }
+
+    async fn start_container(&self, id: &ContainerId) -> Result<()> {
+        self.backend("StartContainer")?.start_container(id).await
+    }
+
+    async fn stop_container(&self, id: &ContainerId, timeout: Duration) -> Result<()> {
+        self.backend("StopContainer")?
+            .stop_container(id, timeout)
+            .await
+    }
+
+    async fn remove_container(&self, id: &ContainerId) -> Result<()> {
+        self.backend("RemoveContainer")?.remove_container(id).await
+    }
+
+    async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus> {
+        self.backend("ContainerStatus")?.container_status(id).await
+    }
+
+    async fn update_container_resources(
+        &self,
+        id: &ContainerId,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        self.backend("UpdateContainerResources")?
+            .update_resources(id, resources)
+            .await
+    }
+
+    async fn reopen_container_log(&self, id: &ContainerId) -> Result<()> {
+        self.backend("ReopenContainerLog")?.reopen_log(id).await
+    }
+
+    async fn exec_sync(&self, id: &ContainerId, request: &ExecRequest) -> Result<ExecOutput> {
+        self.backend("ExecSync")?.exec_sync(id, request).await
+    }
+
+    async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats> {
+        self.backend("ContainerStats")?.container_stats(id).await
     }
 }

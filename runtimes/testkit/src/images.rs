@@ -105,6 +105,72 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// A busybox layer for this host: the static `/bin/busybox` of Debian's
+/// `busybox-static` with a symlink per applet in `/bin`, `/etc/passwd` and
+/// `/etc/group` (root, `default-user` 1000 also in group 50000, nobody), and the
+/// directories containers expect (`/tmp` sticky, `/proc`, `/sys`, `/dev`, `/www` with
+/// an `index.html` for `httpd`).
+pub fn busybox_layer() -> Layer {
+    let busybox = std::fs::read("/bin/busybox")
+        .expect("/bin/busybox (apt package busybox-static, hack/install-deps)");
+    let applets = std::process::Command::new("/bin/busybox")
+        .arg("--list")
+        .output()
+        .expect("busybox --list");
+    let applets = String::from_utf8(applets.stdout).unwrap();
+    layer_with(|b| {
+        for (dir, mode) in [
+            ("bin", 0o755),
+            ("etc", 0o755),
+            ("tmp", 0o1777),
+            ("proc", 0o555),
+            ("sys", 0o555),
+            ("dev", 0o755),
+            ("root", 0o700),
+            ("www", 0o755),
+        ] {
+            b.append_data(
+                &mut header(tar::EntryType::Directory, 0, mode),
+                dir,
+                &[][..],
+            )
+            .unwrap();
+        }
+        b.append_data(
+            &mut header(tar::EntryType::Regular, busybox.len(), 0o755),
+            "bin/busybox",
+            busybox.as_slice(),
+        )
+        .unwrap();
+        for applet in applets.lines().filter(|a| !a.is_empty() && *a != "busybox") {
+            let mut h = header(tar::EntryType::Symlink, 0, 0o777);
+            b.append_link(&mut h, format!("bin/{applet}"), "busybox")
+                .unwrap();
+        }
+        let files: [(&str, &[u8]); 3] = [
+            (
+                "etc/passwd",
+                b"root:x:0:0:root:/root:/bin/sh\n\
+                  default-user:x:1000:1000::/tmp:/bin/sh\n\
+                  nobody:x:65534:65534:nobody:/:/bin/false\n",
+            ),
+            (
+                "etc/group",
+                b"root:x:0:\ndefault-user:x:1000:\ngroup-defined-in-image:x:50000:default-user\nnogroup:x:65534:\n",
+            ),
+            ("www/index.html", b"hello from a berth pod\n"),
+        ];
+        for (path, data) in files {
+            b.append_data(
+                &mut header(tar::EntryType::Regular, data.len(), 0o644),
+                path,
+                data,
+            )
+            .unwrap();
+        }
+    })
+}
+
 /// A single-platform image.
 #[derive(Clone)]
 pub struct Image {

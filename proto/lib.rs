@@ -1,0 +1,10 @@
+//! berth's own protobuf messages, generated from `proto/*.proto` by the root `build.rs`.
+//!
+//! - [`supervisor`]: what the agent and a pod's supervisor (`berth shim`) say to each
+//!   other over the supervisor's unix socket; see `proto/supervisor.proto` for the framing.
+
+/// The agent ↔ per-pod supervisor protocol (`berth.supervisor.v1`).
+pub mod supervisor {
+    #![allow(missing_docs)]
+    include!(concat!(env!("OUT_DIR"), "/berth.supervisor.v1.rs"));
+}

@@ -1,0 +1,153 @@
+//! The youki backend's shared state: paths, the records of every pod and container
+//! (on disk, mirrored in memory), per-object locks, and the helpers the verbs share.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::error::{Error, Result};
+use crate::id::ContainerId;
+use crate::image::ImageStore;
+use crate::network::Network;
+
+use super::cgroups::Hierarchy;
+use super::client::Client;
+use super::layout::{key, Layout};
+use super::records::{ContainerRecord, PodRecord};
+use super::NAME;
+
+/// Every pod and container record, as on disk.
+#[derive(Debug, Default)]
+pub struct Index {
+    /// Pods by id.
+    pub pods: BTreeMap<ContainerId, PodRecord>,
+    /// Containers by id.
+    pub containers: BTreeMap<ContainerId, ContainerRecord>,
+}
+
+impl Index {
+    /// The containers of `pod`.
+    pub fn containers_of(&self, pod: &ContainerId) -> Vec<ContainerRecord> {
+        self.containers
+            .values()
+            .filter(|c| &c.pod == pod)
+            .cloned()
+            .collect()
+    }
+}
+
+/// The backend's state, shared by the verbs.
+pub struct Backend {
+    /// Where things live.
+    pub layout: Layout,
+    /// The executable run as `<shim> shim …` to start a pod's supervisor.
+    pub shim: PathBuf,
+    /// Parent of the pod cgroups berth makes (`/berth`).
+    pub cgroup_parent: String,
+    /// The cgroup hierarchy containers live in.
+    pub hierarchy: Hierarchy,
+    /// Images (rootfs layers).
+    pub images: Arc<ImageStore>,
+    /// Pod networks and namespace pins.
+    pub network: Arc<Network>,
+    index: Mutex<Index>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Backend {
+    /// A backend over `index` (loaded by `open`).
+    pub fn new(
+        layout: Layout,
+        shim: PathBuf,
+        cgroup_parent: String,
+        hierarchy: Hierarchy,
+        images: Arc<ImageStore>,
+        network: Arc<Network>,
+        index: Index,
+    ) -> Backend {
+        Backend {
+            layout,
+            shim,
+            cgroup_parent,
+            hierarchy,
+            images,
+            network,
+            index: Mutex::new(index),
+            locks: Mutex::default(),
+        }
+    }
+
+    /// The in-memory records. Never held across an await or a slow call.
+    pub fn index(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Serializes operations on one object (a pod or a container, by key). A pod's
+    /// lock is always taken before its containers'.
+    pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+            locks.entry(key.to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// The pod record of `id`, or `NotFound`.
+    pub fn pod(&self, id: &ContainerId) -> Result<PodRecord> {
+        self.index()
+            .pods
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::not_found("pod sandbox", id))
+    }
+
+    /// The container record of `id`, or `NotFound`.
+    pub fn container(&self, id: &ContainerId) -> Result<ContainerRecord> {
+        self.index()
+            .containers
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::not_found("container", id))
+    }
+
+    /// Saves a pod record to disk, then to the index.
+    pub fn save_pod(&self, record: &PodRecord) -> Result<()> {
+        super::records::save(&self.layout.pod_record(&key(&record.id)), record)?;
+        self.index().pods.insert(record.id.clone(), record.clone());
+        Ok(())
+    }
+
+    /// Saves a container record to disk, then to the index.
+    pub fn save_container(&self, record: &ContainerRecord) -> Result<()> {
+        super::records::save(&self.layout.container_record(&key(&record.id)), record)?;
+        self.index()
+            .containers
+            .insert(record.id.clone(), record.clone());
+        Ok(())
+    }
+
+    /// The supervisor of the pod `pod`.
+    pub fn supervisor(&self, pod: &ContainerId) -> Client {
+        Client::new(self.layout.socket(&key(pod)))
+    }
+}
+
+/// Runs `f` on tokio's blocking pool (file systems, mounts, supervisor calls).
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::backend(NAME, format!("a blocking task failed: {e}")))?
+}
+
+/// Reports what failed while undoing a half-made object. The undo is retried (its
+/// record stays on disk) when the backend opens next; the caller returns the error that
+/// made it undo.
+pub fn warn_cleanup(what: &str, cleanup: &[Error]) {
+    if !cleanup.is_empty() {
+        let failures: Vec<String> = cleanup.iter().map(ToString::to_string).collect();
+        tracing::warn!(object = what, failures = %failures.join("; "), "undoing a failed create left work for the next start");
+    }
+}

@@ -1,0 +1,205 @@
+//! CreateContainer: record the container (intent), mount its rootfs, resolve its user,
+//! finish and write its spec, and have the pod's supervisor create it. A failure
+//! undoes all of it.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use std::path::PathBuf;
+
+use berth_proto::supervisor::{container_state::Status, reply, request, Create, State};
+
+use crate::error::{Error, IoContext, Result};
+use crate::id::ContainerId;
+use crate::types::{ContainerSpec, NamespaceMode};
+
+use super::super::backend::{blocking, warn_cleanup, Backend};
+use super::super::client::{unexpected, CALL_TIMEOUT};
+use super::super::finish::finish;
+use super::super::layout::key;
+use super::super::records::{ContainerPhase, ContainerRecord, PodPhase};
+use super::super::{binds, pod, rootfs, user, NAME};
+use super::stop_signal;
+
+impl Backend {
+    /// Creates the container `id` in the pod `sandbox`. Runs to completion even when
+    /// the caller gives up, so a container is either made or undone.
+    pub async fn create_container(
+        self: &Arc<Self>,
+        sandbox: &ContainerId,
+        id: &ContainerId,
+        spec: &ContainerSpec,
+    ) -> Result<()> {
+        let signal = stop_signal(spec.stop_signal.as_deref())
+            .map_err(|m| Error::InvalidSpec(format!("CreateContainer {id}: {m}")))?;
+        let (me, sandbox, id, spec) = (self.clone(), sandbox.clone(), id.clone(), spec.clone());
+        tokio::spawn(async move {
+            let _pod = me.lock(&key(&sandbox)).await;
+            let _ctr = me.lock(&key(&id)).await;
+            let me2 = me.clone();
+            blocking(move || me2.create_locked(&sandbox, &id, &spec, signal)).await
+        })
+        .await
+        .map_err(|e| Error::backend(NAME, format!("CreateContainer task failed: {e}")))?
+    }
+
+    fn create_locked(
+        &self,
+        sandbox: &ContainerId,
+        id: &ContainerId,
+        spec: &ContainerSpec,
+        stop_signal: i32,
+    ) -> Result<()> {
+        let pod = self.pod(sandbox)?;
+        if pod.phase != PodPhase::Ready {
+            return Err(Error::FailedPrecondition(format!(
+                "CreateContainer {id}: pod sandbox {sandbox} is not ready"
+            )));
+        }
+        if self.index().containers.contains_key(id) {
+            return Err(Error::AlreadyExists {
+                kind: "container",
+                id: id.to_string(),
+            });
+        }
+        let k = key(id);
+        let mut record = ContainerRecord {
+            id: id.clone(),
+            pod: sandbox.clone(),
+            phase: ContainerPhase::Creating,
+            created_at: SystemTime::now(),
+            started_at: None,
+            log_path: spec.log_path.clone(),
+            cgroup: String::new(),
+            user: None,
+            cwd: String::new(),
+            stop_signal,
+            own_pid_namespace: false,
+        };
+        let dir = self.layout.container(&k);
+        std::fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
+        self.save_container(&record)?;
+        match self.make(&k, &mut record, &pod, spec) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let cleanup = self
+                    .discard_container(&record)
+                    .err()
+                    .into_iter()
+                    .collect::<Vec<_>>();
+                warn_cleanup(&id.to_string(), &cleanup);
+                Err(e)
+            }
+        }
+    }
+
+    /// The steps of making the container; `record` says how far it got.
+    fn make(
+        &self,
+        k: &str,
+        record: &mut ContainerRecord,
+        pod_record: &super::super::records::PodRecord,
+        spec: &ContainerSpec,
+    ) -> Result<()> {
+        let id = record.id.clone();
+        let image = if spec.image_id.is_empty() {
+            &spec.image
+        } else {
+            &spec.image_id
+        };
+        let layers = self.images.layer_dirs(image)?;
+        let rootfs = rootfs::mount_overlay(&layers, &self.layout.rootfs(k))?;
+        let resolved = user::resolve(&rootfs, &spec.user)
+            .map_err(|e| Error::InvalidSpec(format!("CreateContainer {id}: {e}")))?;
+        let supervisor = self.supervisor(&record.pod);
+        let pong = supervisor
+            .ping()
+            .map_err(|e| e.into_error("pod sandbox", &record.pod.to_string()))?;
+        let min_oom = own_oom_score_adj(pong.pid);
+        let pid_namespace = match spec.namespaces.pid {
+            NamespaceMode::Pod if pong.pid_ns_holder != 0 => Some(PathBuf::from(format!(
+                "/proc/{}/ns/pid",
+                pong.pid_ns_holder
+            ))),
+            NamespaceMode::Pod => {
+                return Err(Error::FailedPrecondition(format!(
+                    "CreateContainer {id}: pod sandbox {} has no PID namespace to share",
+                    record.pod
+                )))
+            }
+            NamespaceMode::Target => Some(self.target_pid_namespace(&id, spec)?),
+            NamespaceMode::Container | NamespaceMode::Node => None,
+        };
+        let mut oci = spec.oci.clone();
+        if let Some(mounts) = oci.mounts_mut() {
+            binds::resolve(mounts)?;
+        }
+        let parts = pod::parts(&self.layout, pod_record, pid_namespace);
+        let finished = finish(&mut oci, k, &rootfs, &resolved, min_oom, &parts)?;
+        let bundle = self.layout.bundle(k);
+        std::fs::create_dir_all(&bundle).io_context(|| format!("creating {}", bundle.display()))?;
+        oci.save(bundle.join("config.json"))
+            .map_err(|e| Error::backend(NAME, format!("writing the spec of {id}: {e}")))?;
+        record.user = Some(resolved);
+        record.cgroup = finished.cgroup.clone();
+        record.cwd = finished.cwd;
+        record.own_pid_namespace = finished.own_pid_namespace;
+        self.save_container(record)?;
+        let create = Create {
+            id: k.to_string(),
+            bundle: bundle.display().to_string(),
+            log_path: spec
+                .log_path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            state_dir: self.layout.container(k).display().to_string(),
+            cgroup_path: finished.cgroup,
+            own_pid_namespace: finished.own_pid_namespace,
+        };
+        match supervisor.call(request::Kind::Create(create), CALL_TIMEOUT) {
+            Ok(reply::Kind::Created(_)) => {}
+            Ok(other) => return Err(unexpected(other).into_error("container", &id.to_string())),
+            Err(e) => return Err(e.into_error("container", &id.to_string())),
+        }
+        record.phase = ContainerPhase::Created;
+        self.save_container(record)
+    }
+}
+
+impl Backend {
+    /// The PID namespace of the running container a `Target` PID mode names.
+    fn target_pid_namespace(&self, id: &ContainerId, spec: &ContainerSpec) -> Result<PathBuf> {
+        let target = spec.namespaces.target_id.as_deref().unwrap_or_default();
+        let target_id = ContainerId::parse_display(target).ok_or_else(|| {
+            Error::InvalidSpec(format!(
+                "CreateContainer {id}: PID namespace target {target:?} is not a container id"
+            ))
+        })?;
+        let target = self.container(&target_id)?;
+        let state = request::Kind::State(State {
+            id: key(&target_id),
+        });
+        match self.supervisor(&target.pod).call(state, CALL_TIMEOUT) {
+            Ok(reply::Kind::State(s)) if s.status == Status::Running as i32 && s.pid != 0 => {
+                Ok(PathBuf::from(format!("/proc/{}/ns/pid", s.pid)))
+            }
+            Ok(_) => Err(Error::FailedPrecondition(format!(
+                "CreateContainer {id}: the PID namespace target {target_id} is not running"
+            ))),
+            Err(e) => Err(e.into_error("container", &target_id.to_string())),
+        }
+    }
+}
+
+/// The supervisor's `oom_score_adj` (its containers may not go below it); the agent's
+/// own when it cannot be read.
+fn own_oom_score_adj(pid: u32) -> i32 {
+    [
+        format!("/proc/{pid}/oom_score_adj"),
+        "/proc/self/oom_score_adj".into(),
+    ]
+    .iter()
+    .find_map(|p| std::fs::read_to_string(p).ok()?.trim().parse().ok())
+    .unwrap_or(0)
+}

@@ -1,0 +1,122 @@
+//! ContainerStatus and ContainerStats.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use berth_proto::supervisor::{container_state::Status, error::Code, reply, request, State};
+
+use crate::error::Result;
+use crate::id::ContainerId;
+use crate::types::{ContainerState, ContainerStats, ContainerStatus};
+
+use super::super::backend::{blocking, Backend};
+use super::super::client::{unexpected, CallError};
+use super::super::clock::from_nanos;
+use super::super::layout::key;
+use super::super::records::{self, ContainerPhase, ContainerRecord, ExitRecord};
+use super::super::{rootfs, stats};
+use super::reason;
+
+impl Backend {
+    /// The container `id` as its supervisor (or, when that is gone, its exit record)
+    /// knows it.
+    pub async fn container_status(self: &Arc<Self>, id: &ContainerId) -> Result<ContainerStatus> {
+        let record = self.container(id)?;
+        let me = self.clone();
+        blocking(move || me.status_blocking(&record)).await
+    }
+
+    fn status_blocking(&self, record: &ContainerRecord) -> Result<ContainerStatus> {
+        let k = key(&record.id);
+        let name = record.id.to_string();
+        let mut status = ContainerStatus {
+            user: record.user.clone(),
+            started_at: record.started_at,
+            ..Default::default()
+        };
+        let state = request::Kind::State(State { id: k.clone() });
+        match self
+            .supervisor(&record.pod)
+            .call(state, Duration::from_secs(10))
+        {
+            Ok(reply::Kind::State(s)) => {
+                status.pid = (s.pid != 0).then_some(s.pid);
+                status.started_at = from_nanos(s.started_at).or(record.started_at);
+                status.state = match Status::try_from(s.status) {
+                    Ok(Status::Created) => ContainerState::Created,
+                    Ok(Status::Running) => ContainerState::Running,
+                    _ => ContainerState::Exited,
+                };
+                if let Some(exit) = s.exit {
+                    let exit = ExitRecord {
+                        pid: exit.pid,
+                        exit_code: exit.exit_code,
+                        started_at: from_nanos(exit.started_at),
+                        finished_at: from_nanos(exit.finished_at).unwrap_or(SystemTime::now()),
+                        oom_killed: exit.oom_killed,
+                        lost: false,
+                    };
+                    exited(&mut status, &exit);
+                }
+            }
+            Ok(other) => return Err(unexpected(other).into_error("container", &name)),
+            Err(CallError::Gone) | Err(CallError::Refused(Code::NotFound, _)) => {
+                if record.phase == ContainerPhase::Creating {
+                    status.state = ContainerState::Created;
+                    return Ok(status);
+                }
+                // The supervisor is gone: the recorded exit, or a lost one.
+                let path = self.layout.exit_record(&k);
+                let exit = match records::load::<ExitRecord>(&path)? {
+                    Some(exit) => exit,
+                    None => {
+                        self.bury_container(record)?;
+                        records::load::<ExitRecord>(&path)?
+                            .unwrap_or_else(|| ExitRecord::lost(record.started_at))
+                    }
+                };
+                exited(&mut status, &exit);
+            }
+            Err(e) => return Err(e.into_error("container", &name)),
+        }
+        Ok(status)
+    }
+
+    /// Resource usage of the container `id` and its writable layer.
+    pub async fn container_stats(self: &Arc<Self>, id: &ContainerId) -> Result<ContainerStats> {
+        let record = self.container(id)?;
+        let me = self.clone();
+        blocking(move || {
+            let usage = stats::read(&me.hierarchy, &record.cgroup);
+            let upper = rootfs::upper(&me.layout.rootfs(&key(&record.id)));
+            let layer = crate::image::usage::usage(&upper)?;
+            Ok(ContainerStats {
+                timestamp: SystemTime::now(),
+                cpu_usage_ns: usage.cpu_ns,
+                memory_working_set: usage.working_set,
+                memory_usage: usage.memory_usage,
+                memory_rss: usage.rss,
+                page_faults: usage.page_faults,
+                major_page_faults: usage.major_page_faults,
+                writable_layer: upper,
+                writable_layer_bytes: layer.used_bytes,
+                writable_layer_inodes: layer.inodes_used,
+            })
+        })
+        .await
+    }
+}
+
+/// Fills `status` from an exit.
+fn exited(status: &mut ContainerStatus, exit: &ExitRecord) {
+    status.state = ContainerState::Exited;
+    status.pid = None;
+    status.exit_code = exit.exit_code;
+    status.finished_at = Some(exit.finished_at);
+    status.started_at = exit.started_at.or(status.started_at);
+    status.reason = reason(exit).to_string();
+    if exit.lost {
+        status.message =
+            "the pod's supervisor ended before the container; its exit status is unknown".into();
+    }
+}

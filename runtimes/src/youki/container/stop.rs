@@ -1,0 +1,92 @@
+//! StopContainer: the stop signal, then SIGKILL to every process of the container once
+//! the timeout passes (at once for a timeout of 0). Stopping a stopped or missing
+//! container succeeds.
+
+use std::io::ErrorKind;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_proto::supervisor::{
+    container_state::Status, error::Code, reply, request, Kill, State, Wait,
+};
+
+use crate::error::Result;
+use crate::id::ContainerId;
+
+use super::super::backend::{blocking, Backend};
+use super::super::client::{CallError, CALL_TIMEOUT};
+use super::super::layout::key;
+use super::super::records::ContainerRecord;
+
+/// How long to wait for the exit after SIGKILL.
+const KILL_WAIT: Duration = Duration::from_secs(30);
+
+impl Backend {
+    /// Stops the container `id`, escalating to SIGKILL after `timeout`.
+    pub async fn stop_container(
+        self: &Arc<Self>,
+        id: &ContainerId,
+        timeout: Duration,
+    ) -> Result<()> {
+        let _guard = self.lock(&key(id)).await;
+        let Some(record) = self.index().containers.get(id).cloned() else {
+            return Ok(());
+        };
+        let me = self.clone();
+        blocking(move || me.stop_blocking(&record, timeout)).await
+    }
+
+    /// Kills the container at once (StopPodSandbox; the pod's lock is held).
+    pub async fn kill_container(self: &Arc<Self>, record: &ContainerRecord) -> Result<()> {
+        let _guard = self.lock(&key(&record.id)).await;
+        let (me, record) = (self.clone(), record.clone());
+        blocking(move || me.stop_blocking(&record, Duration::ZERO)).await
+    }
+
+    fn stop_blocking(&self, record: &ContainerRecord, timeout: Duration) -> Result<()> {
+        let client = self.supervisor(&record.pod);
+        let k = key(&record.id);
+        let name = record.id.to_string();
+        let fail = |e: CallError| e.into_error("container", &name);
+        // A container that never started has no process to ask politely: its init
+        // waits for the start signal.
+        let mut timeout = timeout;
+        match client.call(request::Kind::State(State { id: k.clone() }), CALL_TIMEOUT) {
+            Ok(reply::Kind::State(s)) if s.status == Status::Exited as i32 => return Ok(()),
+            Ok(reply::Kind::State(s)) if s.status == Status::Created as i32 => {
+                timeout = Duration::ZERO;
+            }
+            Ok(_) => {}
+            // No supervisor: whatever is left of the container has nobody to reap it.
+            Err(CallError::Gone) | Err(CallError::Refused(Code::NotFound, _)) => {
+                return self.bury_container(record);
+            }
+            Err(e) => return Err(fail(e)),
+        }
+        let kill = |signal: i32, all: bool| {
+            client
+                .call(
+                    request::Kind::Kill(Kill {
+                        id: k.clone(),
+                        signal,
+                        all,
+                    }),
+                    CALL_TIMEOUT,
+                )
+                .map(drop)
+        };
+        let wait =
+            |patience: Duration| client.call(request::Kind::Wait(Wait { id: k.clone() }), patience);
+        if !timeout.is_zero() {
+            kill(record.stop_signal, false).map_err(fail)?;
+            match wait(timeout) {
+                Ok(_) => return Ok(()),
+                Err(CallError::Io(e))
+                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => return Err(fail(e)),
+            }
+        }
+        kill(libc::SIGKILL, true).map_err(fail)?;
+        wait(KILL_WAIT).map(drop).map_err(fail)
+    }
+}

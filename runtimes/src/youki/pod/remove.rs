@@ -1,0 +1,160 @@
+//! RemovePodSandbox, and the teardown shared with a failed RunPodSandbox and with
+//! recovery: every step is idempotent and runs even when an earlier one failed.
+
+use std::fs;
+use std::sync::Arc;
+
+use berth_proto::supervisor::request;
+
+use crate::error::{Error, Result};
+use crate::id::ContainerId;
+use crate::network::NsKind;
+
+use super::super::backend::{blocking, Backend};
+use super::super::client::{CallError, Client, CALL_TIMEOUT};
+use super::super::layout::key;
+use super::super::records::PodRecord;
+use super::super::NAME;
+use super::{files, pod_network};
+
+impl Backend {
+    /// Removes the pod `id` and everything it holds; a missing pod is removed already.
+    pub async fn remove_pod(self: &Arc<Self>, id: &ContainerId) -> Result<()> {
+        let _guard = self.lock(&key(id)).await;
+        let Some(record) = self.index().pods.get(id).cloned() else {
+            return Ok(());
+        };
+        let errors = teardown(self, &record).await;
+        if errors.is_empty() {
+            self.index().pods.remove(id);
+            return Ok(());
+        }
+        let failures: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        Err(Error::backend(
+            NAME,
+            format!("removing pod sandbox {id}: {}", failures.join("; ")),
+        ))
+    }
+
+    /// Ends the supervisor of the pod keyed `k`: `Shutdown` (which kills and deletes
+    /// its containers), or SIGKILL through its pid file when it does not answer.
+    pub fn end_supervisor(&self, k: &str) -> Result<()> {
+        let answer = Client::new(self.layout.socket(k))
+            .call(request::Kind::Shutdown(Default::default()), CALL_TIMEOUT);
+        let dir = self.layout.pod_run(k);
+        match answer {
+            Ok(_) | Err(CallError::Gone) => {}
+            Err(e) => {
+                tracing::warn!(pod = k, error = ?e, "the supervisor did not shut down; killing it");
+            }
+        }
+        // Whatever it answered, make sure no process of it is left.
+        if let Some(pid) = supervisor_pid(&dir) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        Ok(())
+    }
+
+    /// The pod's runtime directory: its `/dev/shm` unmounted first (removing files
+    /// across a mount point would empty the mount and then fail).
+    pub fn remove_pod_run(&self, k: &str) -> Vec<Error> {
+        let mut errors = Vec::new();
+        if let Err(e) = files::unmount_shm(&self.layout.pod_shm(k)) {
+            errors.push(e);
+        }
+        let run = self.layout.pod_run(k);
+        if let Err(e) = fs::remove_dir_all(&run) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                errors.push(Error::io(format!("removing {}", run.display()), e));
+            }
+        }
+        errors
+    }
+}
+
+/// The pid in `<dir>/shim.pid` when that process is still the supervisor of `dir`
+/// (its command line names the directory: a recycled pid is left alone).
+pub fn supervisor_pid(dir: &std::path::Path) -> Option<nix::unistd::Pid> {
+    let pid: i32 = fs::read_to_string(dir.join("shim.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let needle = dir.as_os_str().as_encoded_bytes();
+    let ours = cmdline.split(|b| *b == 0).any(|arg| arg == needle);
+    let state = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // A zombie (`Z`) is dead already; its parent has not reaped it yet.
+    let zombie = state
+        .rsplit_once(')')
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+    (ours && !zombie).then(|| nix::unistd::Pid::from_raw(pid))
+}
+
+/// Undoes everything of the pod `record` describes: supervisor, containers, network,
+/// pins, `/dev/shm`, cgroup, files. Returns what failed (the record stays on disk then,
+/// so the next attempt or the next start retries).
+pub async fn teardown(backend: &Arc<Backend>, record: &PodRecord) -> Vec<Error> {
+    let mut errors = Vec::new();
+    let k = key(&record.id);
+    let (me, pod) = (backend.clone(), k.clone());
+    if let Err(e) = blocking(move || me.end_supervisor(&pod)).await {
+        errors.push(e);
+    }
+    let containers = backend.index().containers_of(&record.id);
+    for c in containers {
+        let me = backend.clone();
+        if let Err(e) = blocking(move || me.discard_container(&c)).await {
+            errors.push(e);
+        }
+    }
+    if record.netns.is_some() {
+        if let Err(e) = backend
+            .network
+            .detach(&k, record.netns.as_deref(), &pod_network(record))
+            .await
+        {
+            errors.push(e);
+        }
+    }
+    let (me, r) = (backend.clone(), record.clone());
+    match blocking(move || Ok(me.release_pod(&r))).await {
+        Ok(more) => errors.extend(more),
+        Err(e) => errors.push(e),
+    }
+    errors
+}
+
+impl Backend {
+    /// The blocking tail of a teardown: pins, `/dev/shm`, cgroup, then the files.
+    fn release_pod(&self, record: &PodRecord) -> Vec<Error> {
+        let k = key(&record.id);
+        let mut errors = Vec::new();
+        for (kind, pin) in [
+            (NsKind::Net, &record.netns),
+            (NsKind::Uts, &record.utsns),
+            (NsKind::Ipc, &record.ipcns),
+        ] {
+            if pin.is_some() {
+                if let Err(e) = self.network.unpin(kind, &k) {
+                    errors.push(e);
+                }
+            }
+        }
+        errors.extend(self.remove_pod_run(&k));
+        if record.owns_cgroup {
+            if let Err(e) = self.hierarchy.remove(&record.cgroup) {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            let dir = self.layout.pod(&k);
+            if let Err(e) = fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    errors.push(Error::io(format!("removing {}", dir.display()), e));
+                }
+            }
+        }
+        errors
+    }
+}

@@ -1,0 +1,250 @@
+//! RunPodSandbox: record the pod (intent), pin its namespaces, attach its network,
+//! write its files, apply its sysctls, start its supervisor. A failure undoes all of
+//! it; a crash half way is undone when the backend opens next.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::error::{Error, IoContext, Result};
+use crate::id::ContainerId;
+use crate::network::{in_namespace, NsKind};
+use crate::types::{NamespaceMode, SandboxSpec, SandboxState, SandboxStatus};
+
+use super::super::backend::{blocking, warn_cleanup, Backend};
+use super::super::client;
+use super::super::layout::key;
+use super::super::records::{PodPhase, PodRecord};
+use super::super::{shim, NAME};
+use super::{files, pod_network, sysctl};
+
+/// The longest hostname Kubernetes gives a pod (the kernel takes 64 bytes).
+const MAX_HOSTNAME: usize = 63;
+
+/// Refuses what the backend cannot set up, before anything is made.
+fn validate(id: &ContainerId, spec: &SandboxSpec) -> Result<String> {
+    let ns = &spec.namespaces;
+    let bad = |what: &str| Err(Error::InvalidSpec(format!("RunPodSandbox {id}: {what}")));
+    if matches!(ns.network, NamespaceMode::Container | NamespaceMode::Target) {
+        return bad("the network namespace mode must be POD or NODE");
+    }
+    if matches!(ns.ipc, NamespaceMode::Container | NamespaceMode::Target) {
+        return bad("the IPC namespace mode must be POD or NODE");
+    }
+    if ns.pid == NamespaceMode::Target {
+        return bad("a pod's PID namespace cannot be another container's (TARGET)");
+    }
+    if ns
+        .user
+        .as_ref()
+        .is_some_and(|u| u.mode != NamespaceMode::Node)
+    {
+        return Err(Error::Unsupported {
+            backend: NAME.into(),
+            operation: "user namespaces",
+        });
+    }
+    sysctl::validate(&spec.sysctls, ns)?;
+    let hostname = if ns.network == NamespaceMode::Node {
+        nix::unistd::gethostname()
+            .map_err(|e| Error::io("reading the node's hostname", e.into()))?
+            .to_string_lossy()
+            .into_owned()
+    } else if spec.hostname.is_empty() {
+        spec.name.clone()
+    } else {
+        spec.hostname.clone()
+    };
+    if hostname.is_empty()
+        || hostname
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return bad(&format!("hostname {hostname:?} is not valid"));
+    }
+    Ok(fit_hostname(&hostname))
+}
+
+/// `name` cut to what the kernel takes as Kubernetes cuts pod hostnames: at most 63
+/// bytes, without a trailing `-` or `.` (a pod name used as hostname can be longer).
+fn fit_hostname(name: &str) -> String {
+    if name.len() <= MAX_HOSTNAME {
+        return name.to_string();
+    }
+    let mut end = MAX_HOSTNAME;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].trim_end_matches(['-', '.']).to_string()
+}
+
+impl Backend {
+    /// Creates the pod `id`. Runs to completion even when the caller gives up (its
+    /// future dropped at a gRPC deadline), so a pod is either made or undone.
+    pub async fn run_pod(
+        self: &Arc<Self>,
+        id: &ContainerId,
+        spec: &SandboxSpec,
+    ) -> Result<SandboxStatus> {
+        let hostname = validate(id, spec)?;
+        let (me, id, spec) = (self.clone(), id.clone(), spec.clone());
+        tokio::spawn(async move { me.run_pod_to_end(&id, &spec, hostname).await })
+            .await
+            .map_err(|e| Error::backend(NAME, format!("RunPodSandbox task failed: {e}")))?
+    }
+
+    async fn run_pod_to_end(
+        self: &Arc<Self>,
+        id: &ContainerId,
+        spec: &SandboxSpec,
+        hostname: String,
+    ) -> Result<SandboxStatus> {
+        let k = key(id);
+        let _guard = self.lock(&k).await;
+        if self.index().pods.contains_key(id) {
+            return Err(Error::AlreadyExists {
+                kind: "pod sandbox",
+                id: id.to_string(),
+            });
+        }
+        let (cgroup, owns_cgroup) = if spec.cgroup_parent.is_empty() {
+            (
+                format!("{}/{k}", self.cgroup_parent.trim_end_matches('/')),
+                true,
+            )
+        } else {
+            (spec.cgroup_parent.clone(), false)
+        };
+        let mut record = PodRecord {
+            id: id.clone(),
+            phase: PodPhase::Creating,
+            created_at: SystemTime::now(),
+            name: spec.name.clone(),
+            namespace: spec.namespace.clone(),
+            uid: spec.uid.clone(),
+            hostname,
+            namespaces: spec.namespaces.clone(),
+            port_mappings: spec.port_mappings.clone(),
+            netns: None,
+            ipcns: None,
+            utsns: None,
+            ips: Vec::new(),
+            cgroup,
+            owns_cgroup,
+        };
+        let dir = self.layout.pod(&k);
+        std::fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
+        self.save_pod(&record)?;
+        match self.set_up(&k, &mut record, spec).await {
+            Ok(()) => {
+                record.phase = PodPhase::Ready;
+                self.save_pod(&record)?;
+                Ok(SandboxStatus {
+                    state: SandboxState::Ready,
+                    ips: record.ips.clone(),
+                    netns_path: record.netns.clone(),
+                })
+            }
+            Err(e) => {
+                let cleanup = super::teardown(self, &record).await;
+                warn_cleanup(&id.to_string(), &cleanup);
+                if cleanup.is_empty() {
+                    self.index().pods.remove(id);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Every step of a pod's making; `record` says what exists so far.
+    async fn set_up(
+        self: &Arc<Self>,
+        k: &str,
+        record: &mut PodRecord,
+        spec: &SandboxSpec,
+    ) -> Result<()> {
+        let own_network = record.namespaces.network != NamespaceMode::Node;
+        let own_ipc = record.namespaces.ipc != NamespaceMode::Node;
+        // Intent first: the pin paths are recorded before the pins exist.
+        if own_network {
+            record.netns = Some(self.network.pin_path(NsKind::Net, k));
+            record.utsns = Some(self.network.pin_path(NsKind::Uts, k));
+        }
+        if own_ipc {
+            record.ipcns = Some(self.network.pin_path(NsKind::Ipc, k));
+        }
+        self.save_pod(record)?;
+
+        let (me, r, key) = (self.clone(), record.clone(), k.to_string());
+        blocking(move || me.pin_and_prepare(&key, &r)).await?;
+
+        if let Some(netns) = record.netns.clone() {
+            let attachment = self.network.attach(k, &netns, &pod_network(record)).await?;
+            record.ips = attachment.ips;
+            self.save_pod(record)?;
+        }
+
+        let (me, r, key, spec) = (self.clone(), record.clone(), k.to_string(), spec.clone());
+        blocking(move || me.finish_pod(&key, &r, &spec)).await
+    }
+
+    /// Pins the namespaces, sets the hostname, mounts `/dev/shm`.
+    fn pin_and_prepare(&self, k: &str, record: &PodRecord) -> Result<()> {
+        for (kind, pin) in [
+            (NsKind::Net, &record.netns),
+            (NsKind::Uts, &record.utsns),
+            (NsKind::Ipc, &record.ipcns),
+        ] {
+            if pin.is_some() {
+                self.network.pin(kind, k)?;
+            }
+        }
+        if let Some(uts) = &record.utsns {
+            let hostname = record.hostname.clone();
+            in_namespace(NsKind::Uts, uts, move || {
+                nix::unistd::sethostname(&hostname)
+            })?
+            .map_err(|e| {
+                Error::io(
+                    format!("setting the pod's hostname {}", record.hostname),
+                    e.into(),
+                )
+            })?;
+        }
+        if record.ipcns.is_some() {
+            files::mount_shm(&self.layout.pod_shm(k))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the pod's files, applies its sysctls and starts its supervisor.
+    fn finish_pod(&self, k: &str, record: &PodRecord, spec: &SandboxSpec) -> Result<()> {
+        let host_network = record.namespaces.network == NamespaceMode::Node;
+        files::write_etc(
+            &self.layout.pod_etc(k),
+            &record.hostname,
+            spec.dns.as_ref(),
+            host_network,
+            record.ips.first().map(String::as_str),
+        )?;
+        sysctl::apply(&spec.sysctls, |kind| super::pin_of(record, kind))?;
+        let args = shim::Args {
+            pod_dir: self.layout.pod_run(k),
+            libcontainer_root: self.layout.libcontainer(),
+            pid_namespace: record.namespaces.pid == NamespaceMode::Pod,
+        };
+        client::spawn(&self.shim, &args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_hostnames_are_cut_like_kubernetes_does() {
+        assert_eq!(fit_hostname("web-0"), "web-0");
+        let long = format!("{}-abc", "a".repeat(62));
+        assert_eq!(fit_hostname(&long), "a".repeat(62));
+        assert_eq!(fit_hostname(&"b".repeat(100)).len(), 63);
+    }
+}

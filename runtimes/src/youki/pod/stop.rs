@@ -1,0 +1,65 @@
+//! StopPodSandbox: kill every container of the pod and take its network down (CNI DEL,
+//! the network namespace unpinned). The supervisor stays, holding the containers' exit
+//! statuses until the pod is removed. Stopping a missing or stopped pod succeeds; every
+//! step runs even when an earlier one failed.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::id::ContainerId;
+use crate::network::NsKind;
+
+use super::super::backend::{blocking, Backend};
+use super::super::layout::key;
+use super::super::records::PodPhase;
+use super::super::NAME;
+use super::pod_network;
+
+impl Backend {
+    /// Stops the pod `id`.
+    pub async fn stop_pod(self: &Arc<Self>, id: &ContainerId) -> Result<()> {
+        let k = key(id);
+        let _guard = self.lock(&k).await;
+        let Some(mut record) = self.index().pods.get(id).cloned() else {
+            return Ok(());
+        };
+        let mut errors = Vec::new();
+        let containers = self.index().containers_of(id);
+        for c in containers {
+            if let Err(e) = self.kill_container(&c).await {
+                errors.push(e);
+            }
+        }
+        if let Some(netns) = record.netns.clone() {
+            let detached = self
+                .network
+                .detach(&k, Some(&netns), &pod_network(&record))
+                .await;
+            match detached {
+                Ok(()) => {
+                    let (me, key2) = (self.clone(), k.clone());
+                    match blocking(move || me.network.unpin(NsKind::Net, &key2)).await {
+                        Ok(()) => {
+                            record.ips.clear();
+                            record.netns = None;
+                        }
+                        Err(e) => errors.push(e),
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if record.phase == PodPhase::Ready {
+            record.phase = PodPhase::Stopped;
+        }
+        self.save_pod(&record)?;
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let failures: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        Err(Error::backend(
+            NAME,
+            format!("stopping pod sandbox {id}: {}", failures.join("; ")),
+        ))
+    }
+}

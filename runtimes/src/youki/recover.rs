@@ -1,0 +1,169 @@
+//! What `YoukiRuntime::open` does before serving: load every record, undo what a crash
+//! left half-made, reconnect to the supervisors that live on, and bury the containers
+//! of supervisors that died (kill what is left through the cgroup, record the exit as
+//! lost, unmount the rootfs, remove the cgroup). Every step is idempotent, so whatever
+//! fails is retried at the next start.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+
+use super::backend::{blocking, Backend, Index};
+use super::client::Client;
+use super::layout::{key, Layout};
+use super::records::{self, ContainerPhase, ContainerRecord, PodPhase, PodRecord};
+use super::{pod, rootfs, shim};
+
+/// Names of the directories in `dir` (none when it does not exist).
+fn entries(dir: &Path) -> Result<Vec<String>> {
+    match fs::read_dir(dir) {
+        Ok(rd) => Ok(rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::io(format!("listing {}", dir.display()), e)),
+    }
+}
+
+/// Loads every record. A directory without a record was made just before its record
+/// would have been written: nothing else exists for it, so it is removed.
+pub fn load_index(layout: &Layout) -> Result<Index> {
+    let mut index = Index::default();
+    for k in entries(&layout.pods())? {
+        match records::load::<PodRecord>(&layout.pod_record(&k))? {
+            Some(r) => {
+                index.pods.insert(r.id.clone(), r);
+            }
+            None => remove_dir(&layout.pod(&k))?,
+        }
+    }
+    for k in entries(&layout.containers())? {
+        match records::load::<ContainerRecord>(&layout.container_record(&k))? {
+            Some(r) => {
+                index.containers.insert(r.id.clone(), r);
+            }
+            None => {
+                rootfs::remove(&layout.rootfs(&k))?;
+                remove_dir(&layout.container(&k))?;
+            }
+        }
+    }
+    Ok(index)
+}
+
+fn remove_dir(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io(format!("removing {}", dir.display()), e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Reconciles the loaded records with what runs; returns what could not be done now.
+pub async fn reconcile(backend: &Arc<Backend>) -> Vec<Error> {
+    let mut errors = Vec::new();
+    let (pods, containers): (Vec<PodRecord>, Vec<ContainerRecord>) = {
+        let index = backend.index();
+        (
+            index.pods.values().cloned().collect(),
+            index.containers.values().cloned().collect(),
+        )
+    };
+    // Containers first: an orphan, or one whose creation was cut short, goes.
+    for c in containers {
+        let orphan = !pods.iter().any(|p| p.id == c.pod);
+        if orphan || c.phase == ContainerPhase::Creating {
+            let me = backend.clone();
+            if let Err(e) = blocking(move || me.discard_container(&c)).await {
+                errors.push(e);
+            }
+        }
+    }
+    for p in pods {
+        if p.phase == PodPhase::Creating {
+            let failed = pod::teardown(backend, &p).await;
+            if failed.is_empty() {
+                backend.index().pods.remove(&p.id);
+            }
+            errors.extend(failed);
+            continue;
+        }
+        let me = backend.clone();
+        if let Err(e) = blocking(move || me.reconnect(&p)).await {
+            errors.push(e);
+        }
+    }
+    let me = backend.clone();
+    if let Err(e) = blocking(move || me.end_stray_supervisors()).await {
+        errors.push(e);
+    }
+    errors
+}
+
+impl Backend {
+    /// A pod whose supervisor answers is served again; otherwise its containers are
+    /// buried.
+    fn reconnect(&self, pod: &PodRecord) -> Result<()> {
+        let k = key(&pod.id);
+        match Client::new(self.layout.socket(&k)).ping() {
+            Ok(pong) if pong.version == shim::PROTOCOL_VERSION => {
+                tracing::info!(pod = %pod.id, supervisor = pong.pid, containers = pong.containers.len(), "reconnected to the pod's supervisor");
+                return Ok(());
+            }
+            Ok(pong) => {
+                tracing::warn!(pod = %pod.id, version = pong.version, "the pod's supervisor speaks another protocol version; burying the pod")
+            }
+            Err(_) => {
+                tracing::warn!(pod = %pod.id, "the pod's supervisor is gone; burying its containers")
+            }
+        }
+        let mut failures = Vec::new();
+        for c in self.index().containers_of(&pod.id) {
+            let buried = self
+                .bury_container(&c)
+                .and_then(|()| rootfs::remove(&self.layout.rootfs(&key(&c.id))))
+                .and_then(|()| remove_dir(&self.layout.libcontainer().join(key(&c.id))))
+                .and_then(|()| {
+                    if c.cgroup.is_empty() {
+                        Ok(())
+                    } else {
+                        self.hierarchy.remove(&c.cgroup)
+                    }
+                });
+            if let Err(e) = buried {
+                failures.push(e.to_string());
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::backend(
+                super::NAME,
+                format!(
+                    "burying the containers of pod {}: {}",
+                    pod.id,
+                    failures.join("; ")
+                ),
+            ))
+        }
+    }
+
+    /// Supervisors of pods that have no record (their pod's removal was cut short).
+    fn end_stray_supervisors(&self) -> Result<()> {
+        let known: Vec<String> = self.index().pods.keys().map(key).collect();
+        for k in entries(&self.layout.pods_run())? {
+            if !known.contains(&k) {
+                self.end_supervisor(&k)?;
+                if let Some(e) = self.remove_pod_run(&k).into_iter().next() {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+}

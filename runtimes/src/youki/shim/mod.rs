@@ -1,0 +1,210 @@
+//! The per-pod supervisor, `berth shim`: the process that owns a pod's containers.
+//!
+//! Why a process of its own: libcontainer writes `oom_score_adj` and dumpability into
+//! the *calling* process and makes the container's init the caller's child, so the
+//! long-lived, multi-threaded agent must never call it; and the containers must outlive
+//! an agent restart with their stdio, logs and exit statuses intact.
+//!
+//! Shape: the agent runs `<berth> shim --pod-dir D --libcontainer-root R [--pid-namespace]`.
+//! That process forks the supervisor and exits once the supervisor's socket is bound
+//! (exit status 0) or with the reason it could not be (status 1, on stderr). The
+//! supervisor starts a session of its own (setsid), so it is nobody's child but
+//! init's, becomes the child subreaper of everything it starts, and serves
+//! `D/shim.sock` from one thread with a `poll(2)` loop (no async runtime: ~1 MB of
+//! anonymous memory). With `--pid-namespace` it forks the pod's PID-namespace holder
+//! first. Its own errors go to `D/shim.log`.
+
+mod containers;
+pub mod crilog;
+mod exec;
+mod holder;
+mod io;
+mod server;
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use nix::unistd::{dup2, fork, pipe2, setsid, ForkResult};
+
+/// The protocol version this build speaks (reported in `Pong.version`).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// What `berth shim` is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    /// The pod's runtime directory: `shim.sock`, `shim.log`, `shim.pid`.
+    pub pod_dir: PathBuf,
+    /// libcontainer's state root.
+    pub libcontainer_root: PathBuf,
+    /// Hold a PID namespace for the pod (a pod-level `pid` namespace).
+    pub pid_namespace: bool,
+}
+
+impl Args {
+    /// The command-line arguments after `shim`, for spawning.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut out: Vec<OsString> = vec![
+            "--pod-dir".into(),
+            self.pod_dir.clone().into(),
+            "--libcontainer-root".into(),
+            self.libcontainer_root.clone().into(),
+        ];
+        if self.pid_namespace {
+            out.push("--pid-namespace".into());
+        }
+        out
+    }
+
+    /// Parses the arguments after `shim`.
+    pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
+        let (mut pod_dir, mut root, mut pid_namespace) = (None, None, false);
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            match arg.to_str() {
+                Some("--pod-dir") => pod_dir = args.next().map(PathBuf::from),
+                Some("--libcontainer-root") => root = args.next().map(PathBuf::from),
+                Some("--pid-namespace") => pid_namespace = true,
+                _ => return Err(format!("unexpected argument {arg:?}")),
+            }
+        }
+        Ok(Args {
+            pod_dir: pod_dir.ok_or("--pod-dir is required")?,
+            libcontainer_root: root.ok_or("--libcontainer-root is required")?,
+            pid_namespace,
+        })
+    }
+}
+
+/// `berth shim …`: `args` are the arguments after `shim`. Returns once the supervisor
+/// is serving (in its own process) or failed to start.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let args = match Args::parse(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("berth shim: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (ready_r, ready_w) = match pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("berth shim: pipe: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // SAFETY: nothing but this thread runs yet (no runtime, no threads spawned).
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { .. }) => {
+            drop(ready_w);
+            launcher_wait(ready_r)
+        }
+        Ok(ForkResult::Child) => {
+            drop(ready_r);
+            let code = supervise(&args, ready_w);
+            std::process::exit(code)
+        }
+        Err(e) => {
+            eprintln!("berth shim: fork: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The launcher: relays the supervisor's verdict (empty = ready, else the error).
+fn launcher_wait(ready: OwnedFd) -> ExitCode {
+    let mut verdict = String::new();
+    let _ = File::from(ready).read_to_string(&mut verdict);
+    if verdict.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("berth shim: {verdict}");
+        ExitCode::FAILURE
+    }
+}
+
+/// The supervisor process: detach, bind, report readiness, serve.
+fn supervise(args: &Args, ready: OwnedFd) -> i32 {
+    let mut ready = File::from(ready);
+    let server = match detach(args).and_then(|()| server::Supervisor::bind(args)) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.write_all(e.as_bytes());
+            return 1;
+        }
+    };
+    // Closing the pipe without a word tells the launcher we serve.
+    drop(ready);
+    match server.run() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("supervisor {}: {e}", args.pod_dir.display());
+            1
+        }
+    }
+}
+
+/// New session, stdio to `/dev/null` and `shim.log`, subreaper, pid file.
+fn detach(args: &Args) -> Result<(), String> {
+    setsid().map_err(|e| format!("setsid: {e}"))?;
+    std::fs::create_dir_all(&args.pod_dir)
+        .map_err(|e| format!("creating {}: {e}", args.pod_dir.display()))?;
+    let log_path = args.pod_dir.join("shim.log");
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("opening {}: {e}", log_path.display()))?;
+    let null = File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?;
+    for (from, to) in [
+        (null.as_raw_fd(), 0),
+        (log.as_raw_fd(), 1),
+        (log.as_raw_fd(), 2),
+    ] {
+        dup2(from, to).map_err(|e| format!("dup2: {e}"))?;
+    }
+    // Orphans of the pod's processes come to us rather than to init, so we reap them
+    // and see the exit of every container init even after its parent changed.
+    // SAFETY: plain prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(format!(
+            "PR_SET_CHILD_SUBREAPER: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
+    let pid_file = args.pod_dir.join("shim.pid");
+    crate::youki::records::write_atomic(&pid_file, std::process::id().to_string().as_bytes())
+        .map_err(|e| format!("writing {}: {e}", pid_file.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_round_trip() {
+        let args = Args {
+            pod_dir: "/run/berth/youki/pods/p".into(),
+            libcontainer_root: "/run/berth/youki/libcontainer".into(),
+            pid_namespace: true,
+        };
+        assert_eq!(Args::parse(args.to_args()).unwrap(), args);
+        let plain = Args {
+            pid_namespace: false,
+            ..args
+        };
+        assert_eq!(Args::parse(plain.to_args()).unwrap(), plain);
+    }
+
+    #[test]
+    fn bad_args_are_named() {
+        let err = Args::parse(["--bogus".into()]).unwrap_err();
+        assert!(err.contains("--bogus"), "{err}");
+        let err = Args::parse(["--pod-dir".into(), "/x".into()]).unwrap_err();
+        assert!(err.contains("--libcontainer-root"), "{err}");
+    }
+}

@@ -1,0 +1,486 @@
+//! The supervisor's event loop: one thread, `poll(2)` over the listening socket, the
+//! SIGCHLD self-pipe, the containers' and execs' output pipes and the connections of
+//! clients waiting for an exit. Requests are handled one at a time, in arrival order.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::ErrorKind;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use berth_proto::supervisor::{reply, request, ContainerState, Pong, Reply, Request};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::crilog::{CriLog, Stream};
+use super::exec::ExecJob;
+use super::io::{self, Drained, Pipe};
+use super::{holder, Args};
+use crate::youki::cgroups::Hierarchy;
+use crate::youki::records::ExitRecord;
+use crate::youki::wire;
+
+mod handlers;
+
+/// How long a container's output may keep coming after its init exited (a process
+/// that escaped the kill still holding the pipe must not hold `Wait` back for ever).
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// A request's failure: the wire code and the message.
+pub(super) type Fail = (berth_proto::supervisor::error::Code, String);
+
+/// One container the supervisor holds.
+pub(super) struct Ctr {
+    pub pid: Pid,
+    /// A pidfd of the init, opened while it is our unreaped child: a signal through it
+    /// can never reach a later holder of the pid number.
+    pub pidfd: OwnedFd,
+    pub log: CriLog,
+    /// stdout and stderr read ends; `None` once closed.
+    pub pipes: [Option<Pipe>; 2],
+    pub state_dir: PathBuf,
+    pub cgroup: String,
+    pub own_pid_namespace: bool,
+    pub created_at: SystemTime,
+    pub started_at: Option<SystemTime>,
+    pub exit: Option<ExitRecord>,
+    pub drained_by: Option<Instant>,
+}
+
+impl Ctr {
+    /// Reads pipe `i` and writes the complete lines to the log; at EOF the rest too.
+    fn read(&mut self, i: usize) {
+        let Some(pipe) = &mut self.pipes[i] else {
+            return;
+        };
+        let eof = pipe.drain(usize::MAX) == Drained::Eof;
+        let stream = if i == 0 {
+            Stream::Stdout
+        } else {
+            Stream::Stderr
+        };
+        if let Err(e) = self.log.feed(stream, &mut pipe.pending, eof) {
+            eprintln!("writing the log of pid {}: {e}", self.pid);
+            pipe.pending.clear();
+        }
+        if eof {
+            self.pipes[i] = None;
+        }
+    }
+
+    /// Flushes what is left and closes both pipes.
+    pub fn close_pipes(&mut self) {
+        for i in 0..2 {
+            self.read(i);
+            if let Some(pipe) = &mut self.pipes[i] {
+                let stream = [Stream::Stdout, Stream::Stderr][i];
+                let _ = self.log.feed(stream, &mut pipe.pending, true);
+            }
+            self.pipes[i] = None;
+        }
+    }
+
+    /// True once the exit is recorded and the output is all in the log.
+    pub fn done(&self) -> bool {
+        self.exit.is_some() && self.pipes.iter().all(Option::is_none)
+    }
+
+    /// The container's state on the wire.
+    pub fn state(&self) -> ContainerState {
+        use berth_proto::supervisor::container_state::Status;
+        let status = match (&self.exit, self.started_at) {
+            (Some(_), _) => Status::Exited,
+            (None, Some(_)) => Status::Running,
+            (None, None) => Status::Created,
+        };
+        ContainerState {
+            status: status as i32,
+            pid: self.pid.as_raw() as u32,
+            created_at: crate::youki::clock::to_nanos(self.created_at),
+            started_at: self
+                .started_at
+                .map(crate::youki::clock::to_nanos)
+                .unwrap_or(0),
+            exit: self.exit.as_ref().map(handlers::exit_message),
+        }
+    }
+}
+
+/// Which source a polled descriptor belongs to.
+enum Slot {
+    Listener,
+    Sigchld,
+    Ctr(String, usize),
+    Exec(usize, usize),
+    Waiter(usize),
+}
+
+/// The supervisor's state.
+pub struct Supervisor {
+    pub(super) pod_dir: PathBuf,
+    pub(super) root: PathBuf,
+    pub(super) hierarchy: Option<Hierarchy>,
+    listener: UnixListener,
+    sigchld: OwnedFd,
+    pub(super) holder: Option<Pid>,
+    pub(super) containers: BTreeMap<String, Ctr>,
+    pub(super) execs: Vec<ExecJob>,
+    pub(super) waiters: Vec<(String, UnixStream)>,
+    pub(super) shutdown: bool,
+}
+
+impl Supervisor {
+    /// Binds `<pod_dir>/shim.sock`, installs the SIGCHLD handler and forks the PID
+    /// namespace holder when asked.
+    pub fn bind(args: &Args) -> Result<Supervisor, String> {
+        let socket = args.pod_dir.join("shim.sock");
+        match fs::remove_file(&socket) {
+            Err(e) if e.kind() != ErrorKind::NotFound => {
+                return Err(format!("removing {}: {e}", socket.display()))
+            }
+            _ => {}
+        }
+        // Bound by its short relative name from inside the directory: a unix socket
+        // address holds only 107 bytes, and the pod directory may be longer.
+        let bound =
+            std::env::set_current_dir(&args.pod_dir).and_then(|()| UnixListener::bind("shim.sock"));
+        let _ = std::env::set_current_dir("/");
+        let listener = bound.map_err(|e| format!("binding {}: {e}", socket.display()))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("socket: {e}"))?;
+        let sigchld = io::sigchld_pipe().map_err(|e| format!("SIGCHLD handler: {e}"))?;
+        let holder = if args.pid_namespace {
+            Some(holder::spawn().map_err(|e| format!("PID namespace holder: {e}"))?)
+        } else {
+            None
+        };
+        let hierarchy = Hierarchy::detect()
+            .map_err(|e| eprintln!("{e}; OOM kills will not be reported"))
+            .ok();
+        Ok(Supervisor {
+            pod_dir: args.pod_dir.clone(),
+            root: args.libcontainer_root.clone(),
+            hierarchy,
+            listener,
+            sigchld,
+            holder,
+            containers: BTreeMap::new(),
+            execs: Vec::new(),
+            waiters: Vec::new(),
+            shutdown: false,
+        })
+    }
+
+    /// Serves until `Shutdown`.
+    pub fn run(mut self) -> Result<(), String> {
+        while !self.shutdown {
+            let (slots, ready) = self.wait_for_events()?;
+            if ready
+                .iter()
+                .zip(&slots)
+                .any(|(r, s)| *r && matches!(s, Slot::Sigchld))
+            {
+                io::drain_wakeups(&self.sigchld);
+            }
+            // Reap before reading output, so an exit is recorded before its last lines.
+            self.reap();
+            let mut hung_up = Vec::new();
+            let mut accept = false;
+            for (slot, ready) in slots.into_iter().zip(ready) {
+                if !ready {
+                    continue;
+                }
+                match slot {
+                    Slot::Listener => accept = true,
+                    Slot::Sigchld => {}
+                    Slot::Ctr(id, i) => {
+                        if let Some(c) = self.containers.get_mut(&id) {
+                            c.read(i);
+                        }
+                    }
+                    Slot::Exec(j, i) => self.execs[j].read(i),
+                    // A waiting client never writes again: readable means it hung up.
+                    Slot::Waiter(w) => hung_up.push(w),
+                }
+            }
+            for w in hung_up.into_iter().rev() {
+                self.waiters.swap_remove(w);
+            }
+            self.expire();
+            self.answer_waiters();
+            if accept {
+                self.accept();
+                // A Wait for a container that has exited already is answered now.
+                self.answer_waiters();
+            }
+        }
+        let _ = fs::remove_file(self.pod_dir.join("shim.sock"));
+        let _ = fs::remove_file(self.pod_dir.join("shim.pid"));
+        Ok(())
+    }
+
+    /// Polls every source until one is ready or the nearest deadline passes.
+    fn wait_for_events(&self) -> Result<(Vec<Slot>, Vec<bool>), String> {
+        let mut slots = vec![Slot::Listener, Slot::Sigchld];
+        let mut fds = vec![
+            PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.sigchld.as_fd(), PollFlags::POLLIN),
+        ];
+        for (id, c) in &self.containers {
+            for (i, pipe) in c.pipes.iter().enumerate() {
+                if let Some(pipe) = pipe {
+                    fds.push(PollFd::new(pipe.fd.as_fd(), PollFlags::POLLIN));
+                    slots.push(Slot::Ctr(id.clone(), i));
+                }
+            }
+        }
+        for (j, job) in self.execs.iter().enumerate() {
+            for (i, pipe) in job.pipes.iter().enumerate() {
+                if let Some(pipe) = pipe {
+                    fds.push(PollFd::new(pipe.fd.as_fd(), PollFlags::POLLIN));
+                    slots.push(Slot::Exec(j, i));
+                }
+            }
+        }
+        for (w, (_, conn)) in self.waiters.iter().enumerate() {
+            fds.push(PollFd::new(conn.as_fd(), PollFlags::POLLIN));
+            slots.push(Slot::Waiter(w));
+        }
+        let next = self
+            .execs
+            .iter()
+            .filter_map(ExecJob::next_deadline)
+            .chain(
+                self.containers
+                    .values()
+                    .filter_map(|c| c.drained_by.filter(|_| c.pipes.iter().any(Option::is_some))),
+            )
+            .min();
+        let timeout = match next {
+            None => PollTimeout::NONE,
+            Some(at) => {
+                let ms = at.saturating_duration_since(Instant::now()).as_millis() + 1;
+                PollTimeout::try_from(ms.min(60_000) as i32).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(format!("poll: {e}")),
+        }
+        let ready = fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        Ok((slots, ready))
+    }
+
+    /// Collects every child that ended: container inits (exit recorded), exec'd
+    /// processes, the PID-namespace holder, and orphans of the pod (just reaped).
+    fn reap(&mut self) {
+        loop {
+            let status = match waitpid(
+                Pid::from_raw(-1),
+                Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
+            ) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(status) => status,
+            };
+            let (Some(pid), Some(code)) = (status.pid(), io::exit_code(status)) else {
+                continue;
+            };
+            self.child_exited(pid, code);
+        }
+    }
+
+    /// Books the end of `pid` with exit `code`.
+    pub(super) fn child_exited(&mut self, pid: Pid, code: i32) {
+        if self.holder == Some(pid) {
+            eprintln!("the pod's PID namespace holder {pid} exited ({code})");
+            self.holder = None;
+        } else if let Some(job) = self.execs.iter_mut().find(|j| j.pid == pid) {
+            job.exited(code);
+        } else if let Some(id) = self
+            .containers
+            .iter()
+            .find(|(_, c)| c.pid == pid && c.exit.is_none())
+            .map(|(id, _)| id.clone())
+        {
+            self.record_exit(&id, code);
+        }
+    }
+
+    /// Writes the exit record of `id` (before anyone can hear of the exit) and ends
+    /// what the init left behind in a PID namespace it did not own.
+    fn record_exit(&mut self, id: &str, code: i32) {
+        let hierarchy = self.hierarchy.as_ref();
+        let Some(c) = self.containers.get_mut(id) else {
+            return;
+        };
+        let record = ExitRecord {
+            pid: c.pid.as_raw() as u32,
+            exit_code: code,
+            started_at: c.started_at,
+            finished_at: SystemTime::now(),
+            oom_killed: hierarchy.is_some_and(|h| h.oom_kills(&c.cgroup) > 0),
+            lost: false,
+        };
+        let path = c.state_dir.join("exit.json");
+        if let Err(e) = crate::youki::records::save(&path, &record) {
+            eprintln!("recording the exit of {id}: {e}");
+        }
+        c.exit = Some(record);
+        c.drained_by = Some(Instant::now() + DRAIN_GRACE);
+        if !c.own_pid_namespace {
+            for pid in hierarchy.map(|h| h.procs(&c.cgroup)).unwrap_or_default() {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+        }
+    }
+
+    /// Enforces exec deadlines and the output grace periods; replies to finished execs.
+    fn expire(&mut self) {
+        let now = Instant::now();
+        for job in &mut self.execs {
+            job.enforce_deadline(now);
+        }
+        let mut j = 0;
+        while j < self.execs.len() {
+            if self.execs[j].finished(now) {
+                self.execs.swap_remove(j).reply();
+            } else {
+                j += 1;
+            }
+        }
+        for c in self.containers.values_mut() {
+            if c.drained_by.is_some_and(|d| now >= d) && c.pipes.iter().any(Option::is_some) {
+                c.close_pipes();
+            }
+        }
+    }
+
+    /// Answers every `Wait` whose container is done (or gone).
+    pub(super) fn answer_waiters(&mut self) {
+        let mut keep = Vec::new();
+        for (id, mut conn) in std::mem::take(&mut self.waiters) {
+            let reply = match self.containers.get(&id) {
+                Some(c) if c.done() => c
+                    .exit
+                    .as_ref()
+                    .map(|e| reply::Kind::Exit(handlers::exit_message(e))),
+                Some(_) => {
+                    keep.push((id, conn));
+                    continue;
+                }
+                None => Some(handlers::not_found(&id)),
+            };
+            let _ = wire::write_msg(&mut conn, &Reply { kind: reply });
+        }
+        self.waiters = keep;
+    }
+
+    /// Takes every pending connection and handles its request.
+    fn accept(&mut self) {
+        loop {
+            let mut conn = match self.listener.accept() {
+                Ok((conn, _)) => conn,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    eprintln!("accept: {e}");
+                    return;
+                }
+            };
+            // Clients are local and write their request at once; one that stalls must
+            // not stall the pod.
+            let _ = conn.set_nonblocking(false);
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = conn.set_write_timeout(Some(Duration::from_secs(10)));
+            let request: Request = match wire::read_msg(&mut conn) {
+                Ok(r) => r,
+                Err(e) => {
+                    let fail = (
+                        berth_proto::supervisor::error::Code::Invalid,
+                        format!("bad request: {e}"),
+                    );
+                    let _ = wire::write_msg(&mut conn, &handlers::error_reply(fail));
+                    continue;
+                }
+            };
+            if let Some((mut conn, reply)) = self.handle(request, conn) {
+                let _ = wire::write_msg(&mut conn, &reply);
+            }
+        }
+    }
+
+    /// Handles one request; `None` when its answer is deferred (Wait, Exec).
+    fn handle(&mut self, request: Request, conn: UnixStream) -> Option<(UnixStream, Reply)> {
+        let result = match request.kind {
+            None => Err((
+                berth_proto::supervisor::error::Code::Invalid,
+                "empty request".to_string(),
+            )),
+            Some(request::Kind::Ping(_)) => Ok(reply::Kind::Pong(self.pong())),
+            Some(request::Kind::Create(r)) => self.create(r),
+            Some(request::Kind::Start(r)) => self.start(&r.id),
+            Some(request::Kind::State(r)) => self.state(&r.id),
+            Some(request::Kind::Wait(r)) => {
+                self.waiters.push((r.id, conn));
+                return None;
+            }
+            Some(request::Kind::Exec(r)) => match self.exec(r, conn) {
+                Ok(()) => return None,
+                Err((conn, fail)) => return Some((conn, handlers::error_reply(fail))),
+            },
+            Some(request::Kind::Kill(r)) => self.kill(&r.id, r.signal, r.all),
+            Some(request::Kind::Delete(r)) => self.delete(&r.id),
+            Some(request::Kind::ReopenLog(r)) => self.reopen_log(&r.id),
+            Some(request::Kind::Shutdown(_)) => self.shut_down(),
+        };
+        let reply = match result {
+            Ok(kind) => Reply { kind: Some(kind) },
+            Err(fail) => handlers::error_reply(fail),
+        };
+        Some((conn, reply))
+    }
+
+    fn pong(&self) -> Pong {
+        let (rss_kib, pss_kib) = memory_kib();
+        Pong {
+            version: super::PROTOCOL_VERSION,
+            pid: std::process::id(),
+            pid_ns_holder: self.holder.map(|p| p.as_raw() as u32).unwrap_or(0),
+            containers: self.containers.keys().cloned().collect(),
+            rss_kib,
+            pss_kib,
+        }
+    }
+
+    /// The libcontainer state root.
+    pub(super) fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+/// This process's resident and proportional set sizes, in KiB.
+fn memory_kib() -> (u64, u64) {
+    let field = |file: &str, key: &str| {
+        fs::read_to_string(file)
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find(|l| l.starts_with(key))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    (
+        field("/proc/self/status", "VmRSS:"),
+        field("/proc/self/smaps_rollup", "Pss:"),
+    )
+}
