@@ -14,6 +14,7 @@ pub mod server;
 pub mod spec;
 pub mod status;
 pub mod store;
+pub mod streaming;
 pub mod telemetry;
 
 pub use error::{Error, Result};

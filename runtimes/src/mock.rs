@@ -14,6 +14,10 @@ use crate::error::{Error, Result};
 use crate::id::ContainerId;
 use crate::runtime::Runtime;
 use crate::types::{
+    AttachRequest, ExecStreamRequest, PortStream, StdioRequest, StreamReader, StreamSession,
+    StreamWriter,
+};
+use crate::types::{
     ContainerSpec, ContainerState, ContainerStats, ContainerStatus, ExecOutput, ExecRequest,
     FsUsage, ImageInfo, NetworkStats, PullRequest, ResolvedUser, SandboxSpec, SandboxState,
     SandboxStats, SandboxStatus,
@@ -411,16 +415,38 @@ impl Runtime for MockRuntime {
     /// Echoes the command: stdout is the arguments joined by spaces.
     async fn exec_sync(&self, id: &ContainerId, request: &ExecRequest) -> Result<ExecOutput> {
         let state = self.enter("exec_sync", id)?;
-        match state.containers.get(id).map(|c| c.status.state) {
-            Some(ContainerState::Running) => Ok(ExecOutput {
-                stdout: request.cmd.join(" ").into_bytes(),
-                ..Default::default()
-            }),
-            Some(_) => Err(Error::FailedPrecondition(format!(
-                "container {id} is not running"
-            ))),
-            None => Err(Error::not_found("container", id)),
+        running(&state, id)?;
+        Ok(ExecOutput {
+            stdout: request.cmd.join(" ").into_bytes(),
+            ..Default::default()
+        })
+    }
+
+    /// Echoes the command on stdout, like `exec_sync`, and exits 0.
+    async fn exec(&self, id: &ContainerId, request: &ExecStreamRequest) -> Result<StreamSession> {
+        let state = self.enter("exec", id)?;
+        running(&state, id)?;
+        Ok(echo_session(
+            request.cmd.join(" ").into_bytes(),
+            &request.stdio,
+        ))
+    }
+
+    /// A session with nothing on stdout that ends with exit code 0.
+    async fn attach(&self, id: &ContainerId, request: &AttachRequest) -> Result<StreamSession> {
+        let state = self.enter("attach", id)?;
+        running(&state, id)?;
+        Ok(echo_session(Vec::new(), &request.stdio))
+    }
+
+    /// A connection that answers `port N` and discards what it is sent.
+    async fn port_forward(&self, sandbox: &ContainerId, port: u16) -> Result<PortStream> {
+        let state = self.enter("port_forward", sandbox)?;
+        if !state.sandboxes.contains_key(sandbox) {
+            return Err(Error::not_found("pod sandbox", sandbox));
         }
+        let answer = std::io::Cursor::new(format!("port {port}\n").into_bytes());
+        Ok(Box::new(tokio::io::join(answer, tokio::io::sink())))
     }
 
     /// Fixed numbers for a running container: 1 s of CPU, 1 MiB of memory, 4 KiB of
@@ -448,6 +474,34 @@ impl Runtime for MockRuntime {
             writable_layer_bytes: 4096,
             writable_layer_inodes: 3,
         })
+    }
+}
+
+/// `Ok` when the container `id` runs; `NotFound` or `FailedPrecondition` otherwise.
+fn running(state: &State, id: &ContainerId) -> Result<()> {
+    match state.containers.get(id).map(|c| c.status.state) {
+        Some(ContainerState::Running) => Ok(()),
+        Some(_) => Err(Error::FailedPrecondition(format!(
+            "container {id} is not running"
+        ))),
+        None => Err(Error::not_found("container", id)),
+    }
+}
+
+/// A finished session: `stdout` as output, stdin discarded, exit code 0.
+fn echo_session(stdout: Vec<u8>, stdio: &StdioRequest) -> StreamSession {
+    StreamSession {
+        stdin: stdio
+            .stdin
+            .then(|| Box::new(tokio::io::sink()) as StreamWriter),
+        stdout: stdio
+            .stdout
+            .then(|| Box::new(std::io::Cursor::new(stdout)) as StreamReader),
+        stderr: stdio
+            .stderr
+            .then(|| Box::new(tokio::io::empty()) as StreamReader),
+        resize: None,
+        done: Box::pin(async { Ok(0) }),
     }
 }
 

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::id::ContainerId;
+use crate::types::{AttachRequest, ExecStreamRequest, PortStream, StreamSession};
 use crate::types::{
     ContainerSpec, ContainerStats, ContainerStatus, ExecOutput, ExecRequest, FsUsage, ImageInfo,
     PullRequest, SandboxSpec, SandboxStats, SandboxStatus,
@@ -132,6 +133,27 @@ pub trait Runtime: Send + Sync {
     async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats> {
         let _ = id;
         Err(self.unsupported("ContainerStats"))
+    }
+
+    /// Starts `request.cmd` in the running container `id` with the streams the request
+    /// asks for (the interactive `Exec`). See [`StreamSession`] for who ends what.
+    async fn exec(&self, id: &ContainerId, request: &ExecStreamRequest) -> Result<StreamSession> {
+        let _ = (id, request);
+        Err(self.unsupported("Exec"))
+    }
+
+    /// Attaches to the main process of the running container `id`. Several clients
+    /// may be attached at once; dropping the session detaches only this one.
+    async fn attach(&self, id: &ContainerId, request: &AttachRequest) -> Result<StreamSession> {
+        let _ = (id, request);
+        Err(self.unsupported("Attach"))
+    }
+
+    /// Connects to `port` on the loopback of the sandbox `sandbox`'s network
+    /// namespace. Each call is one TCP connection; dropping it closes it.
+    async fn port_forward(&self, sandbox: &ContainerId, port: u16) -> Result<PortStream> {
+        let _ = (sandbox, port);
+        Err(self.unsupported("PortForward"))
     }
 
     /// The typed error for an operation this backend does not implement.

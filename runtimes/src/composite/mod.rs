@@ -17,6 +17,8 @@
 mod dispatch;
 mod images;
 #[cfg(test)]
+mod stream_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
@@ -28,6 +30,7 @@ use async_trait::async_trait;
 use crate::error::{Error, Result};
 use crate::id::ContainerId;
 use crate::runtime::Runtime;
+use crate::types::{AttachRequest, ExecStreamRequest, PortStream, StreamSession};
 use crate::types::{
     ContainerSpec, ContainerStats, ContainerStatus, ExecOutput, ExecRequest, FsUsage, ImageInfo,
     PullRequest, SandboxSpec, SandboxStats, SandboxStatus,
@@ -308,5 +311,17 @@ impl Runtime for CompositeRuntime {
 
     async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats> {
         self.owner(id)?.container_stats(id).await
+    }
+
+    async fn exec(&self, id: &ContainerId, request: &ExecStreamRequest) -> Result<StreamSession> {
+        self.owner(id)?.exec(id, request).await
+    }
+
+    async fn attach(&self, id: &ContainerId, request: &AttachRequest) -> Result<StreamSession> {
+        self.owner(id)?.attach(id, request).await
+    }
+
+    async fn port_forward(&self, sandbox: &ContainerId, port: u16) -> Result<PortStream> {
+        self.owner(sandbox)?.port_forward(sandbox, port).await
     }
 }

@@ -3,6 +3,7 @@
 mod container;
 mod image;
 mod pod;
+mod stream;
 
 pub use container::{
     ContainerSpec, ContainerState, ContainerStats, ContainerStatus, ExecOutput, ExecRequest,
@@ -12,4 +13,8 @@ pub use image::{FsUsage, ImageConfig, ImageInfo, PullRequest, RegistryAuth};
 pub use pod::{
     DnsConfig, IdMapping, NamespaceMode, NamespaceOptions, NetworkStats, PortMapping, Protocol,
     SandboxSpec, SandboxState, SandboxStats, SandboxStatus, UserNamespace,
+};
+pub use stream::{
+    AttachRequest, Duplex, ExecStreamRequest, PortStream, StdioRequest, StreamReader,
+    StreamSession, StreamWriter, TerminalSize,
 };
