@@ -10,7 +10,7 @@
 
 mod backend;
 mod binds;
-pub mod cgroups;
+mod cgroups;
 mod client;
 mod clock;
 mod container;
