@@ -265,3 +265,40 @@ async fn twenty_pods_at_once_then_nothing_left() {
         .unwrap_or(0);
     assert_eq!(bridge_ports, 0, "no veth left on the bridge");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_keeps_no_descriptor_the_agent_inherited() {
+    use std::os::fd::AsRawFd;
+    let env = Env::new().await;
+    let (rt, _) = env.open().await;
+    // As a caller's `flock` would pass its lock: an open file without CLOEXEC.
+    let marker = env.root.join("inherited.lock");
+    let file = std::fs::File::create(&marker).unwrap();
+    let marker = marker.canonicalize().unwrap();
+    nix::fcntl::fcntl(
+        file.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .unwrap();
+    let pod = env.pod_id("fds");
+    rt.run_pod_sandbox(&pod, &sandbox("fds", NamespaceMode::Node))
+        .await
+        .unwrap();
+    let pid_file = env
+        .run_dir()
+        .join("youki/pods")
+        .join(runtimes::youki::layout::key(&pod))
+        .join("shim.pid");
+    let pid = std::fs::read_to_string(pid_file).unwrap();
+    let held: Vec<_> = std::fs::read_dir(format!("/proc/{}/fd", pid.trim()))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
+        .collect();
+    assert!(
+        !held.contains(&marker),
+        "the supervisor holds the agent's inherited {}: {held:?}",
+        marker.display()
+    );
+    drop(file);
+    remove_all(&env, &rt, &[&pod]).await;
+}
