@@ -156,6 +156,9 @@ impl Backend {
             state_dir: self.layout.container(k).display().to_string(),
             cgroup_path: finished.cgroup,
             own_pid_namespace: finished.own_pid_namespace,
+            stdin: spec.stdin,
+            stdin_once: spec.stdin_once,
+            tty: spec.tty,
         };
         match supervisor.call(request::Kind::Create(create), CALL_TIMEOUT) {
             Ok(reply::Kind::Created(_)) => {}
