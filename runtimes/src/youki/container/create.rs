@@ -136,6 +136,7 @@ impl Backend {
         }
         let parts = pod::parts(&self.layout, pod_record, pid_namespace);
         let finished = finish(&mut oci, k, &rootfs, &resolved, min_oom, &parts)?;
+        rootfs::ensure_dir(&rootfs, &finished.cwd)?;
         let bundle = self.layout.bundle(k);
         std::fs::create_dir_all(&bundle).io_context(|| format!("creating {}", bundle.display()))?;
         oci.save(bundle.join("config.json"))

@@ -140,7 +140,7 @@ impl Ctr {
             } else if let (true, Some(exit)) = (finished, &exit) {
                 let mut client = self.attached.swap_remove(k);
                 let reply = Reply {
-                    kind: Some(reply::Kind::Exit(exit.clone())),
+                    kind: Some(reply::Kind::Exit(*exit)),
                 };
                 // Gone already is fine: it detached.
                 let _ = wire::write_msg(&mut client.conn, &reply);
