@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub use crate::streaming::StreamingConfig;
 pub use runtimes::image::RegistryConfig;
 pub use runtimes::network::NetworkConfig;
 
@@ -41,6 +42,8 @@ pub struct Config {
     pub registries: RegistryConfig,
     /// Pod networking: where CNI configs and plugins are, and the default network.
     pub network: NetworkConfig,
+    /// The streaming server `Exec`, `Attach` and `PortForward` URLs point at.
+    pub streaming: StreamingConfig,
 }
 
 /// The `log` section.
@@ -75,6 +78,7 @@ impl Default for Config {
             log: LogConfig::default(),
             registries: RegistryConfig::default(),
             network: NetworkConfig::default(),
+            streaming: StreamingConfig::default(),
         }
     }
 }
@@ -168,6 +172,9 @@ impl Config {
         self.registries
             .validate()
             .map_err(|e| format!("registries: {e}"))?;
+        self.streaming
+            .validate()
+            .map_err(|e| format!("streaming.{e}"))?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             format!(
                 "log.level: `{}` is not a level or filter: {e}",

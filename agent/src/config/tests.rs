@@ -154,6 +154,10 @@ fn the_printed_default_config_shows_every_field() {
         .registries
         .credentials
         .insert("h".into(), runtimes::types::RegistryAuth::default());
+    config.streaming.tls = Some(crate::streaming::TlsFiles {
+        cert: "/c".into(),
+        key: "/k".into(),
+    });
     let mut names = BTreeSet::new();
     keys(&serde_yaml::to_value(&config).unwrap(), &mut names);
     names.remove("h");

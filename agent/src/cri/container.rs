@@ -2,7 +2,7 @@
 
 use k8s_cri::v1 as cri;
 use runtimes::types::{ContainerState, ContainerStatus};
-use runtimes::Runtime;
+use runtimes::{Error, Runtime};
 
 use super::objects::shown_labels;
 use super::Cri;
@@ -33,6 +33,23 @@ pub(super) async fn observe(cri: &Cri, record: &ContainerRecord) -> ContainerSta
             ..ContainerStatus::default()
         },
     }
+}
+
+/// `FailedPrecondition` unless the backend sees the container running (what `Exec`
+/// and `Attach` need).
+pub(super) async fn require_running(
+    cri: &Cri,
+    method: &str,
+    record: &ContainerRecord,
+) -> runtimes::Result<()> {
+    let status = observe(cri, record).await;
+    if status.state == ContainerState::Running {
+        return Ok(());
+    }
+    Err(Error::FailedPrecondition(format!(
+        "{method}: container {} ({}) is not running: it is {:?}",
+        record.id, record.container_id, status.state
+    )))
 }
 
 /// CRI's state for a backend state.

@@ -7,10 +7,12 @@
 //! leaves a record that start-up ([`crate::reconcile`]) rolls back. No store
 //! transaction is ever open across a backend call.
 
+mod attach;
 mod container;
 mod container_stats;
 mod container_status;
 mod create_container;
+mod exec;
 mod exec_sync;
 mod image;
 mod image_fs_info;
@@ -24,6 +26,7 @@ mod list_pod_sandbox_stats;
 mod objects;
 mod pod_sandbox_stats;
 mod pod_sandbox_status;
+mod port_forward;
 mod pull_image;
 mod remove_container;
 mod remove_image;
@@ -55,6 +58,7 @@ use runtimes::CompositeRuntime;
 use crate::config::Config;
 use crate::spec::HostFacts;
 use crate::store::Store;
+use crate::streaming::StreamingServer;
 
 pub use runtime_status::{network_not_wired, NetworkReadiness};
 
@@ -74,6 +78,9 @@ pub struct Cri {
     config_json: String,
     network_ready: NetworkReadiness,
     cpu: stats::CpuRates,
+    /// Where `Exec`, `Attach` and `PortForward` URLs point; without it they answer
+    /// `Unimplemented`.
+    streaming: Option<Arc<StreamingServer>>,
 }
 
 impl Cri {
@@ -90,7 +97,24 @@ impl Cri {
             config_json: config.redacted_json().to_string(),
             network_ready: network_not_wired(),
             cpu: stats::CpuRates::default(),
+            streaming: None,
         }
+    }
+
+    /// Answers `Exec`, `Attach` and `PortForward` with URLs of `server`.
+    pub fn with_streaming(mut self, server: Arc<StreamingServer>) -> Self {
+        self.streaming = Some(server);
+        self
+    }
+
+    /// The streaming server, or `Unsupported` naming `method` when there is none.
+    fn streaming(&self, method: &'static str) -> runtimes::Result<&StreamingServer> {
+        self.streaming
+            .as_deref()
+            .ok_or_else(|| runtimes::Error::Unsupported {
+                backend: "berth (no streaming server)".into(),
+                operation: method,
+            })
     }
 
     /// Reports NetworkReady from `check` (`Ok` when pod networking is ready, else why

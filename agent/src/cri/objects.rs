@@ -18,6 +18,15 @@ pub(super) fn resolve<R: Record>(store: &Store, method: &str, id: &str) -> runti
     find(store, method, id)?.ok_or_else(|| Error::not_found(R::KIND, id))
 }
 
+/// `e` with `method: ` before the message of an `InvalidSpec` (what kubelet shows of a
+/// refused request); other errors name their object already.
+pub(super) fn in_method(method: &str, e: Error) -> Error {
+    match e {
+        Error::InvalidSpec(message) => Error::InvalidSpec(format!("{method}: {message}")),
+        other => other,
+    }
+}
+
 /// Like [`resolve`], but an unknown id is `None`: for the teardown verbs, which
 /// succeed on objects that do not exist.
 pub(super) fn find<R: Record>(

@@ -1,12 +1,11 @@
 //! CRI's `RuntimeService`: each verb hands its request to its own file and maps the
-//! answer with [`answer`]; the streaming verbs and a few others answer
-//! `Unimplemented`.
+//! answer with [`answer`]; a few verbs answer `Unimplemented`.
 
 use k8s_cri::v1::runtime_service_server::RuntimeService;
 use k8s_cri::v1::*;
 use tonic::{Request, Response, Status};
 
-use super::unimplemented::{not_in_this_version, streaming};
+use super::unimplemented::not_in_this_version;
 use super::*;
 use crate::status::answer;
 
@@ -100,11 +99,11 @@ runtime_service! {
         list_container_stats: ListContainerStatsRequest => ListContainerStatsResponse;
         pod_sandbox_stats: PodSandboxStatsRequest => PodSandboxStatsResponse;
         list_pod_sandbox_stats: ListPodSandboxStatsRequest => ListPodSandboxStatsResponse;
+        exec: ExecRequest => ExecResponse;
+        attach: AttachRequest => AttachResponse;
+        port_forward: PortForwardRequest => PortForwardResponse;
     }
     unimplemented {
-        exec = "Exec": ExecRequest => ExecResponse, streaming;
-        attach = "Attach": AttachRequest => AttachResponse, streaming;
-        port_forward = "PortForward": PortForwardRequest => PortForwardResponse, streaming;
         // The pod CIDR kubelet sends matters only to CNI configs templated from it.
         update_runtime_config = "UpdateRuntimeConfig":
             UpdateRuntimeConfigRequest => UpdateRuntimeConfigResponse, not_in_this_version;

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::identity;
 use crate::spec::HostFacts;
 use crate::store::{ContainerRecord, SandboxPhase, SandboxRecord, Store};
+use crate::streaming::{StreamingConfig, StreamingServer};
 
 /// The image every test container runs.
 pub(crate) const IMAGE: &str = "docker.io/library/busybox:1.36";
@@ -35,6 +36,27 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let cri = build(&dir, &mock);
         Harness { cri, mock, dir }
+    }
+
+    /// A fresh node whose streaming verbs answer URLs of a real streaming server on
+    /// 127.0.0.1 (the sessions would run on the mock, which has none).
+    pub(crate) async fn with_streaming() -> Self {
+        let Harness { cri, mock, dir } = Harness::new().await;
+        let runtime: Arc<dyn Runtime> = cri.runtime.clone();
+        let server = StreamingServer::start(&StreamingConfig::default(), runtime)
+            .await
+            .unwrap();
+        let cri = cri.with_streaming(Arc::new(server));
+        Harness { cri, mock, dir }
+    }
+
+    /// `http://127.0.0.1:<port>` of the streaming server.
+    pub(crate) fn streaming_base(&self) -> String {
+        self.cri
+            .streaming
+            .as_ref()
+            .map(|s| s.base_url().to_string())
+            .unwrap_or_default()
     }
 
     /// The same node after a restart of the agent: a new store handle and composite

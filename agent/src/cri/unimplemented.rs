@@ -2,15 +2,6 @@
 
 use tonic::Status;
 
-/// `Unimplemented` for a streaming verb (Exec, Attach, PortForward): berth has no
-/// streaming server yet.
-pub(super) fn streaming(method: &'static str) -> Status {
-    Status::unimplemented(format!(
-        "{method} is not implemented in berth {}: it needs the streaming server, which comes in a later version (ExecSync works)",
-        env!("CARGO_PKG_VERSION")
-    ))
-}
-
 /// `Unimplemented` for any other verb this version lacks.
 pub(super) fn not_in_this_version(method: &'static str) -> Status {
     Status::unimplemented(format!(
@@ -24,11 +15,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_the_method_and_the_reason() {
-        let status = streaming("Exec");
-        assert_eq!(status.code(), tonic::Code::Unimplemented);
-        assert!(status.message().starts_with("Exec is not implemented"));
-        assert!(status.message().contains("streaming server"));
+    fn names_the_method() {
         let status = not_in_this_version("CheckpointContainer");
         assert_eq!(status.code(), tonic::Code::Unimplemented);
         assert!(status

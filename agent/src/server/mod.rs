@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use k8s_cri::v1::image_service_server::ImageServiceServer;
 use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
+use runtimes::Runtime;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::UnixListenerStream;
@@ -21,6 +22,7 @@ use crate::cri::Cri;
 use crate::error::{Error, Result};
 use crate::reconcile::reconcile;
 use crate::store::Store;
+use crate::streaming::StreamingServer;
 use crate::telemetry::CriTraceLayer;
 
 pub use deadline::{Deadline, DeadlineLayer};
@@ -51,8 +53,13 @@ pub async fn serve(config: Config) -> Result<()> {
         "reconciled pod sandboxes and containers with the backends"
     );
     let network = backends.network;
+    // Sessions die with the agent (the supervisors then kill exec'd processes and
+    // detach attached clients); the containers keep running.
+    let runtime: Arc<dyn Runtime> = backends.runtime.clone();
+    let streaming = Arc::new(StreamingServer::start(&config.streaming, runtime).await?);
     let cri = Cri::new(backends.runtime, store, &config)
-        .with_network_readiness(Arc::new(move || network.status()));
+        .with_network_readiness(Arc::new(move || network.status()))
+        .with_streaming(streaming.clone());
     let listener = socket.bind()?;
     tracing::info!(
         socket = %socket.path().display(),
@@ -63,6 +70,11 @@ pub async fn serve(config: Config) -> Result<()> {
     );
     let served = serve_until_signal(listener, cri, signals, SHUTDOWN_GRACE).await;
     socket.remove_socket();
+    // The CRI services hold the other reference; they are gone once serving ended.
+    match Arc::try_unwrap(streaming) {
+        Ok(server) => server.shutdown().await,
+        Err(shared) => shared.stop(),
+    }
     served.map_err(|source| Error::Serve {
         socket: config.socket.clone(),
         source,

@@ -159,6 +159,12 @@ impl StreamingServer {
         Ok(format!("{}/{path}/{token}", self.base_url))
     }
 
+    /// Stops accepting and ends every session (exec'd processes are killed), without
+    /// waiting for the accept loop (see [`StreamingServer::shutdown`]).
+    pub fn stop(&self) {
+        self.shared.stop.cancel();
+    }
+
     /// Stops accepting and ends every session (exec'd processes are killed).
     pub async fn shutdown(mut self) {
         self.shared.stop.cancel();

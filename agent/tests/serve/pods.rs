@@ -1,5 +1,6 @@
 //! Pod and container verbs answered without containers: validation, idempotent
-//! teardown of unknown ids, and the streaming verbs that are not served yet.
+//! teardown of unknown ids, and the streaming verbs' answers for objects that do not
+//! exist.
 
 use anyhow::{Context, Result};
 use k8s_cri::v1::*;
@@ -164,23 +165,40 @@ async fn teardown_of_unknown_ids_succeeds_and_status_is_not_found() -> Result<()
 }
 
 #[tokio::test]
-async fn streaming_verbs_are_unimplemented_and_say_why() -> Result<()> {
+async fn streaming_verbs_refuse_unknown_and_missing_ids() -> Result<()> {
     let home = Home::new("")?;
     let berth = home.start().await?;
     let mut client = berth.runtime().await?;
+    let exec = ExecRequest {
+        container_id: UNKNOWN_ID.into(),
+        cmd: vec!["sh".into()],
+        stdout: true,
+        ..Default::default()
+    };
+    let attach = AttachRequest {
+        container_id: UNKNOWN_ID.into(),
+        stdout: true,
+        ..Default::default()
+    };
+    let forward = PortForwardRequest {
+        pod_sandbox_id: UNKNOWN_ID.into(),
+        port: vec![80],
+    };
     let answers = [
-        client.exec(ExecRequest::default()).await.map(drop),
-        client.attach(AttachRequest::default()).await.map(drop),
-        client
-            .port_forward(PortForwardRequest::default())
-            .await
-            .map(drop),
+        client.exec(exec).await.map(drop),
+        client.attach(attach).await.map(drop),
+        client.port_forward(forward).await.map(drop),
     ];
     for answer in answers {
-        let status = answer.expect_err("a streaming verb answered");
-        assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
-        assert!(status.message().contains("streaming server"), "{status:?}");
+        let status = answer.expect_err("a streaming verb answered for nothing");
+        assert_eq!(status.code(), Code::NotFound, "{status:?}");
+        assert!(status.message().contains(UNKNOWN_ID), "{status:?}");
     }
+    let empty = client
+        .exec(ExecRequest::default())
+        .await
+        .expect_err("an exec without a container answered");
+    assert_eq!(empty.code(), Code::InvalidArgument, "{empty:?}");
     let events = client
         .get_container_events(GetEventsRequest::default())
         .await

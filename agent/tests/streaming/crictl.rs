@@ -77,6 +77,19 @@ impl Crictl {
         command
     }
 
+    /// The command line of crictl with `args`, quoted for `sh` (for a terminal
+    /// multiplexer that runs it).
+    pub fn shell_line(&self, args: &[&str]) -> String {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+        let mut words = vec![
+            quote(&self.bin.to_string_lossy()),
+            "--config".into(),
+            quote(&self.config.to_string_lossy()),
+        ];
+        words.extend(args.iter().map(|a| quote(a)));
+        words.join(" ")
+    }
+
     /// Runs crictl with `args`, feeding `stdin` (then closing it) when given.
     pub async fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Run {
         let mut command = self.command(args);

@@ -3,7 +3,7 @@
 //! longer); the backend runs these calls on tokio's blocking pool.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -77,6 +77,28 @@ impl Client {
         request: request::Kind,
         timeout: Duration,
     ) -> Result<reply::Kind, CallError> {
+        let mut conn = self.send(request, timeout)?;
+        let reply: Reply = wire::read_msg(&mut conn).map_err(read_error)?;
+        reply_kind(reply)
+    }
+
+    /// Opens a session (`ExecStream`, `Attach`): sends `request`, waits up to
+    /// `timeout` for the answer and the descriptors that come with it, and returns the
+    /// connection, which the session keeps (no read timeout on it any more).
+    pub fn session(
+        &self,
+        request: request::Kind,
+        timeout: Duration,
+    ) -> Result<(reply::Kind, Vec<OwnedFd>, UnixStream), CallError> {
+        let mut conn = self.send(request, timeout)?;
+        let (reply, fds) = wire::read_msg_with_fds::<Reply>(&mut conn).map_err(read_error)?;
+        let kind = reply_kind(reply)?;
+        conn.set_read_timeout(None).map_err(CallError::Io)?;
+        Ok((kind, fds, conn))
+    }
+
+    /// Connects and writes `request`; the answer is to be read within `timeout`.
+    fn send(&self, request: request::Kind, timeout: Duration) -> Result<UnixStream, CallError> {
         let mut conn = match connect(&self.socket) {
             Ok(c) => c,
             Err(e)
@@ -105,22 +127,7 @@ impl Client {
             io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => CallError::Gone,
             _ => CallError::Io(e),
         })?;
-        let reply: Reply = wire::read_msg(&mut conn).map_err(|e| match e.kind() {
-            // The supervisor died (or shut down) while we waited.
-            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => CallError::Gone,
-            _ => CallError::Io(e),
-        })?;
-        match reply.kind {
-            Some(reply::Kind::Error(e)) => Err(CallError::Refused(
-                Code::try_from(e.code).unwrap_or(Code::Internal),
-                e.message,
-            )),
-            Some(kind) => Ok(kind),
-            None => Err(CallError::Io(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "an empty reply",
-            ))),
-        }
+        Ok(conn)
     }
 
     /// Pings: the supervisor's pid, PID-namespace holder and containers.
@@ -132,6 +139,29 @@ impl Client {
             reply::Kind::Pong(p) => Ok(p),
             other => Err(unexpected(other)),
         }
+    }
+}
+
+fn read_error(e: io::Error) -> CallError {
+    match e.kind() {
+        // The supervisor died (or shut down) while we waited.
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => CallError::Gone,
+        _ => CallError::Io(e),
+    }
+}
+
+/// A reply as a result: a refusal becomes an error.
+pub fn reply_kind(reply: Reply) -> Result<reply::Kind, CallError> {
+    match reply.kind {
+        Some(reply::Kind::Error(e)) => Err(CallError::Refused(
+            Code::try_from(e.code).unwrap_or(Code::Internal),
+            e.message,
+        )),
+        Some(kind) => Ok(kind),
+        None => Err(CallError::Io(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "an empty reply",
+        ))),
     }
 }
 

@@ -94,7 +94,6 @@ pub fn finish(
     );
     let oom = process.oom_score_adj().unwrap_or(min_oom_score_adj);
     process.set_oom_score_adj(Some(oom.max(min_oom_score_adj)));
-    process.set_terminal(Some(false));
     // libcontainer 0.7 loads seccomp while still privileged only when
     // `noNewPrivileges` is absent; an explicit `false` takes the late path, after the
     // capabilities are dropped, where seccomp_load fails with EACCES. Both mean "do
@@ -359,7 +358,7 @@ mod tests {
     }
 
     #[test]
-    fn user_root_oom_and_terminal_are_set() {
+    fn user_root_and_oom_are_set_and_terminal_kept() {
         let mut s = spec();
         s.process_mut()
             .as_mut()
@@ -378,7 +377,11 @@ mod tests {
             Some(100),
             "raised to the supervisor's own"
         );
-        assert_eq!(process.terminal(), Some(false));
+        assert_eq!(
+            process.terminal(),
+            Some(true),
+            "the spec's terminal is kept"
+        );
         assert_eq!(
             process.no_new_privileges(),
             None,

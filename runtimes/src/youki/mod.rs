@@ -14,9 +14,11 @@ mod cgroups;
 mod client;
 mod clock;
 mod container;
+mod fdio;
 mod finish;
 pub mod layout;
 mod pod;
+mod port_forward;
 mod records;
 mod recover;
 mod rootfs;
@@ -37,8 +39,9 @@ use crate::image::ImageStore;
 use crate::network::Network;
 use crate::runtime::Runtime;
 use crate::types::{
-    ContainerSpec, ContainerStats, ContainerStatus, ExecOutput, ExecRequest, FsUsage, ImageInfo,
-    PullRequest, SandboxSpec, SandboxStats, SandboxStatus,
+    AttachRequest, ContainerSpec, ContainerStats, ContainerStatus, ExecOutput, ExecRequest,
+    ExecStreamRequest, FsUsage, ImageInfo, PortStream, PullRequest, SandboxSpec, SandboxStats,
+    SandboxStatus, StreamSession,
 };
 use backend::Backend;
 use cgroups::Hierarchy;
@@ -258,5 +261,19 @@ impl Runtime for YoukiRuntime {
 
     async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats> {
         self.backend("ContainerStats")?.container_stats(id).await
+    }
+
+    async fn exec(&self, id: &ContainerId, request: &ExecStreamRequest) -> Result<StreamSession> {
+        self.backend("Exec")?.exec_stream(id, request).await
+    }
+
+    async fn attach(&self, id: &ContainerId, request: &AttachRequest) -> Result<StreamSession> {
+        self.backend("Attach")?.attach(id, request).await
+    }
+
+    async fn port_forward(&self, sandbox: &ContainerId, port: u16) -> Result<PortStream> {
+        self.backend("PortForward")?
+            .port_forward(sandbox, port)
+            .await
     }
 }

@@ -4,10 +4,13 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{mkdirat, Mode};
 
 use crate::error::{Error, IoContext, Result};
 
@@ -74,6 +77,58 @@ pub fn mount_overlay(layers: &[PathBuf], dir: &Path) -> Result<PathBuf> {
     Ok(target)
 }
 
+/// Creates the directory `path` (absolute, as the container sees it) in the mounted
+/// `rootfs` unless it exists, as runc does for a process's working directory: images
+/// may name one they do not contain. Every component resolves inside `rootfs`, so a
+/// symlink in the image cannot make it create anything outside.
+pub fn ensure_dir(rootfs: &Path, path: &str) -> Result<()> {
+    // Lexically clean: `..` stops at the root, as it does inside the container.
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            name => parts.push(name),
+        }
+    }
+    let root = fs::File::open(rootfs).io_context(|| format!("opening {}", rootfs.display()))?;
+    let open = |rel: &str| {
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        openat2(
+            root.as_raw_fd(),
+            if rel.is_empty() { "." } else { rel },
+            how,
+        )
+        // SAFETY: openat2 returned a new descriptor we now own.
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    let failed = |what: &str, e: Errno| {
+        Error::io(format!("{what} {path} in {}", rootfs.display()), e.into())
+    };
+    for i in 1..=parts.len() {
+        let rel = parts[..i].join("/");
+        match open(&rel) {
+            Ok(_) => continue,
+            Err(Errno::ENOENT) => {}
+            Err(e) => return Err(failed("resolving", e)),
+        }
+        let parent = open(&parts[..i - 1].join("/")).map_err(|e| failed("resolving", e))?;
+        match mkdirat(
+            Some(parent.as_raw_fd()),
+            parts[i - 1],
+            Mode::from_bits_truncate(0o755),
+        ) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(failed("creating", e)),
+        }
+    }
+    Ok(())
+}
+
 /// Unmounts the rootfs at `dir` (if mounted) and removes its directories, the writable
 /// layer with them. Idempotent.
 pub fn remove(dir: &Path) -> Result<()> {
@@ -117,6 +172,28 @@ mod tests {
             .collect();
         let err = options(&layers, Path::new("/x")).unwrap_err().to_string();
         assert!(err.contains("too many layers (100)"), "{err}");
+    }
+
+    #[test]
+    fn ensure_dir_creates_inside_the_root_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        fs::create_dir_all(root.join("etc")).unwrap();
+        // An absolute symlink in the image points inside the root, not at the host.
+        std::os::unix::fs::symlink("/etc", root.join("link")).unwrap();
+        ensure_dir(&root, "/work/a/../b/./c").unwrap();
+        assert!(root.join("work/b/c").is_dir());
+        assert!(!root.join("work/a").exists());
+        ensure_dir(&root, "/link/made").unwrap();
+        assert!(root.join("etc/made").is_dir());
+        ensure_dir(&root, "/../../escape").unwrap();
+        assert!(root.join("escape").is_dir());
+        assert!(!tmp.path().join("escape").exists());
+        // Existing directories are left alone; "/" is there already.
+        ensure_dir(&root, "/work/b").unwrap();
+        ensure_dir(&root, "/").unwrap();
+        fs::write(root.join("file"), b"").unwrap();
+        assert!(ensure_dir(&root, "/file/sub").is_err());
     }
 
     #[test]

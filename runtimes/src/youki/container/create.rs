@@ -136,6 +136,7 @@ impl Backend {
         }
         let parts = pod::parts(&self.layout, pod_record, pid_namespace);
         let finished = finish(&mut oci, k, &rootfs, &resolved, min_oom, &parts)?;
+        rootfs::ensure_dir(&rootfs, &finished.cwd)?;
         let bundle = self.layout.bundle(k);
         std::fs::create_dir_all(&bundle).io_context(|| format!("creating {}", bundle.display()))?;
         oci.save(bundle.join("config.json"))
@@ -156,6 +157,9 @@ impl Backend {
             state_dir: self.layout.container(k).display().to_string(),
             cgroup_path: finished.cgroup,
             own_pid_namespace: finished.own_pid_namespace,
+            stdin: spec.stdin,
+            stdin_once: spec.stdin_once,
+            tty: spec.tty,
         };
         match supervisor.call(request::Kind::Create(create), CALL_TIMEOUT) {
             Ok(reply::Kind::Created(_)) => {}

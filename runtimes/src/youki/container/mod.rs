@@ -8,6 +8,7 @@ mod remove;
 mod start;
 mod status;
 mod stop;
+mod stream;
 
 use std::str::FromStr;
 

@@ -4,7 +4,7 @@
 
 use std::fs::{self, File};
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
@@ -12,11 +12,11 @@ use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::default::DefaultExecutor;
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxSeccomp, Spec};
+use oci_spec::runtime::{LinuxSeccomp, Process, Spec, UserBuilder};
 
 /// The descriptors that become a process's fd 0, 1 and 2.
 pub struct Stdio {
-    /// fd 0 (`/dev/null` until attach exists).
+    /// fd 0.
     pub stdin: OwnedFd,
     /// fd 1.
     pub stdout: OwnedFd,
@@ -35,46 +35,64 @@ impl Stdio {
     }
 }
 
+/// Where a new process's standard streams go.
+pub enum Io {
+    /// These descriptors.
+    Fds(Stdio),
+    /// A terminal libcontainer makes in the container, whose master it sends to this
+    /// console socket.
+    Terminal(PathBuf),
+}
+
 /// An error with its whole source chain (libcontainer's top-level messages alone,
 /// such as "failed to create container: io error", say too little).
 fn chain(e: &dyn std::error::Error) -> String {
     crate::error::error_chain(e)
 }
 
-fn builder(id: &str, root: &Path, stdio: Stdio) -> Result<ContainerBuilder, String> {
+fn builder(id: &str, root: &Path, io: Io) -> Result<ContainerBuilder, String> {
     fs::create_dir_all(root).map_err(|e| format!("creating {}: {e}", root.display()))?;
-    ContainerBuilder::new(id.to_string(), SyscallType::default())
+    let builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_root_path(root)
         .and_then(|b| b.validate_id())
-        .map(|b| {
-            b.with_stdin(stdio.stdin)
-                .with_stdout(stdio.stdout)
-                .with_stderr(stdio.stderr)
-        })
-        .map_err(|e| chain(&e))
+        .map_err(|e| chain(&e))?;
+    Ok(match io {
+        Io::Fds(stdio) => builder
+            .with_stdin(stdio.stdin)
+            .with_stdout(stdio.stdout)
+            .with_stderr(stdio.stderr),
+        Io::Terminal(console) => builder.with_console_socket(Some(console)),
+    })
 }
 
-/// Creates the container `id` from `<bundle>/config.json`: its init is forked and
-/// waits for [`start`]. The write ends in `stdio` are closed here when this returns,
-/// so the caller sees EOF once the container's last process is gone. Returns the
-/// init's host pid.
-pub fn create(id: &str, root: &Path, bundle: &Path, stdio: Stdio) -> Result<Pid, String> {
-    // libcontainer writes the spec's oom_score_adj into this process before forking.
-    // Put ours back afterwards so a BestEffort container (1000) does not make the
-    // pod's supervisor the OOM killer's first choice; going back down to our own
-    // earlier value needs no privilege.
+/// Runs `build`, which makes libcontainer write a spec's oom_score_adj into this
+/// process before it forks, and puts ours back afterwards: a BestEffort container
+/// (1000) must not make the pod's supervisor the OOM killer's first choice. Going
+/// back down to our own earlier value needs no privilege.
+fn keeping_our_oom_score<T>(build: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     let own = fs::read_to_string("/proc/self/oom_score_adj")
         .map_err(|e| format!("reading our oom_score_adj: {e}"))?;
-    let built = builder(id, root, stdio)?
-        .as_init(bundle)
-        .with_systemd(false)
-        .with_detach(true)
-        .build()
-        .map_err(|e| chain(&e));
+    let built = build();
     if let Err(e) = fs::write("/proc/self/oom_score_adj", own.trim()) {
         eprintln!("restoring our oom_score_adj {}: {e}", own.trim());
     }
-    built?
+    built
+}
+
+/// Creates the container `id` from `<bundle>/config.json`: its init is forked and
+/// waits for [`start`]. Write ends passed in `io` are closed here when this returns,
+/// so the caller sees EOF once the container's last process is gone. With a terminal
+/// the spec must ask for one (`process.terminal`). Returns the init's host pid.
+pub fn create(id: &str, root: &Path, bundle: &Path, io: Io) -> Result<Pid, String> {
+    let container = keeping_our_oom_score(|| {
+        builder(id, root, io)?
+            .as_init(bundle)
+            .with_systemd(false)
+            .with_detach(true)
+            .build()
+            .map_err(|e| chain(&e))
+    })?;
+    container
         .pid()
         .ok_or_else(|| format!("container {id} was created without an init pid"))
 }
@@ -97,35 +115,81 @@ pub struct ExecUser {
     pub cwd: String,
 }
 
-/// Runs `args` in the running container `id` (joining its namespaces and cgroup, with
-/// its capabilities, no_new_privs, seccomp filter and AppArmor profile). Returns the new
-/// process's host pid, our child.
+/// Runs `args` in the running container `id` (joining its namespaces and cgroup) with
+/// the container's own process settings, as containerd's exec does: environment,
+/// capabilities, no_new_privs, rlimits, oom_score_adj, AppArmor profile, and its
+/// seccomp filter; `user` says who and where. With a terminal (`io` is
+/// [`Io::Terminal`]) `TERM=xterm` is set, as kubelet's runtimes do. Returns the new
+/// process's host pid, our child and the leader of a session of its own.
 pub fn exec(
     id: &str,
     root: &Path,
     args: Vec<String>,
     user: ExecUser,
-    stdio: Stdio,
+    io: Io,
 ) -> Result<Pid, String> {
     let container = Container::load(root.join(id)).map_err(|e| chain(&e))?;
     let spec = Spec::load(container.bundle().join("config.json")).map_err(|e| chain(&e))?;
-    let process = spec.process().clone().unwrap_or_default();
+    let tty = matches!(io, Io::Terminal(_));
+    let process = exec_process(&spec, args, user, tty)?;
+    // libcontainer reads the process from a file; ours lives as long as the call.
+    let file = root
+        .join(id)
+        .join(format!("exec-{}.json", std::process::id()));
+    let json = serde_json::to_vec(&process).map_err(|e| format!("encoding the process: {e}"))?;
+    fs::write(&file, json).map_err(|e| format!("writing {}: {e}", file.display()))?;
     let executor = FilteredExecutor {
         seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
         no_new_privileges: process.no_new_privileges().unwrap_or(false),
     };
-    builder(id, root, stdio)?
-        .with_executor(executor)
-        .as_tenant()
-        .with_apparmor(process.apparmor_profile().clone())
-        .with_container_args(args)
-        .with_user(Some(user.uid))
-        .with_group(Some(user.gid))
-        .with_additional_gids(user.additional_gids)
-        .with_cwd((!user.cwd.is_empty()).then_some(user.cwd))
-        .with_detach(true)
-        .build()
-        .map_err(|e| chain(&e))
+    let built = keeping_our_oom_score(|| {
+        builder(id, root, io)?
+            .with_executor(executor)
+            .as_tenant()
+            .with_process(Some(&file))
+            .with_detach(true)
+            .build()
+            .map_err(|e| chain(&e))
+    });
+    let _ = fs::remove_file(&file);
+    built
+}
+
+/// The process an exec runs: the container's, with `args`, `user`, its working
+/// directory and terminal.
+fn exec_process(
+    spec: &Spec,
+    args: Vec<String>,
+    user: ExecUser,
+    tty: bool,
+) -> Result<Process, String> {
+    let mut process = spec.process().clone().unwrap_or_default();
+    process.set_args(Some(args));
+    process.set_terminal(Some(tty));
+    process.set_console_size(None);
+    process.set_user(
+        UserBuilder::default()
+            .uid(user.uid)
+            .gid(user.gid)
+            .additional_gids(user.additional_gids)
+            .build()
+            .map_err(|e| e.to_string())?,
+    );
+    if !user.cwd.is_empty() {
+        process.set_cwd(PathBuf::from(user.cwd));
+    }
+    if tty {
+        let mut env: Vec<String> = process
+            .env()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| !e.starts_with("TERM="))
+            .collect();
+        env.push("TERM=xterm".to_string());
+        process.set_env(Some(env));
+    }
+    Ok(process)
 }
 
 /// Runs an exec'd process under its container's seccomp filter. libcontainer's tenant

@@ -1,10 +1,12 @@
-//! ExecSync in the supervisor: a process started in a running container through
-//! libcontainer's tenant builder, its output collected, its deadline enforced.
+//! Exec in the supervisor: a process started in a running container through
+//! libcontainer's tenant builder. For ExecSync its output is collected and its deadline
+//! enforced; an interactive exec's streams belong to the agent, and the supervisor
+//! only reports its exit (or kills it when the client goes).
 
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use berth_proto::supervisor::{reply, ExecResult, Reply};
+use berth_proto::supervisor::{reply, ExecResult, Exit, Reply};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -77,8 +79,7 @@ impl ExecJob {
     /// its children die: the container's init and other processes live on.
     pub fn enforce_deadline(&mut self, now: Instant) {
         if self.status.is_none() && !self.timed_out && self.deadline.is_some_and(|d| now >= d) {
-            let _ = kill(Pid::from_raw(-self.pid.as_raw()), Signal::SIGKILL);
-            let _ = kill(self.pid, Signal::SIGKILL);
+            kill_group(self.pid);
             self.timed_out = true;
         }
     }
@@ -107,4 +108,38 @@ impl ExecJob {
         // The client may have given up; nothing to do then.
         let _ = wire::write_msg(&mut self.client, &result);
     }
+}
+
+/// An interactive exec: its process and the client's connection.
+pub struct ExecSession {
+    /// The exec'd process (our child, the leader of a session of its own).
+    pub pid: Pid,
+    /// The client's end; it hangs up to end the session.
+    pub conn: UnixStream,
+}
+
+impl ExecSession {
+    /// The process ended with `code`: tells the client.
+    pub fn exited(mut self, code: i32) {
+        let exit = Reply {
+            kind: Some(reply::Kind::Exit(Exit {
+                exit_code: code,
+                pid: self.pid.as_raw() as u32,
+                ..Exit::default()
+            })),
+        };
+        let _ = wire::write_msg(&mut self.conn, &exit);
+    }
+
+    /// The client went away: the process and what it started in its process group
+    /// die (the reaper collects them as orphans).
+    pub fn kill(self) {
+        kill_group(self.pid);
+    }
+}
+
+/// SIGKILLs the process `pid` and its process group (an exec'd process leads one).
+pub fn kill_group(pid: Pid) {
+    let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
+    let _ = kill(pid, Signal::SIGKILL);
 }

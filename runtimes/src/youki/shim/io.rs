@@ -10,7 +10,8 @@ use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal
 use nix::sys::wait::WaitStatus;
 use nix::unistd::{pipe2, Pid};
 
-/// The read end of a child's stdout or stderr, with what was read but not yet used.
+/// The read end of a child's stdout or stderr (or a terminal's master), with what was
+/// read but not yet used.
 pub struct Pipe {
     /// The read end (non-blocking).
     pub fd: OwnedFd,
@@ -28,6 +29,14 @@ pub enum Drained {
 }
 
 impl Pipe {
+    /// A read end that is non-blocking already (or a terminal master).
+    pub fn new(fd: OwnedFd) -> Pipe {
+        Pipe {
+            fd,
+            pending: Vec::new(),
+        }
+    }
+
     /// Reads what is available into `pending`, up to `cap` bytes held (the rest is read
     /// and dropped, so a chatty writer never blocks on a full pipe).
     pub fn drain(&mut self, cap: usize) -> Drained {
@@ -47,7 +56,8 @@ impl Pipe {
     }
 }
 
-fn set_nonblocking(fd: RawFd) -> nix::Result<()> {
+/// Sets O_NONBLOCK on `fd`'s open file description.
+pub fn set_nonblocking(fd: RawFd) -> nix::Result<()> {
     let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
     fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
     Ok(())

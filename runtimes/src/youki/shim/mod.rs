@@ -14,9 +14,12 @@
 //! anonymous memory). With `--pid-namespace` it forks the pod's PID-namespace holder
 //! first. Its own errors go to `D/shim.log`.
 
+mod console;
 mod containers;
 pub mod crilog;
+mod ctr;
 mod exec;
+mod fanout;
 mod holder;
 mod io;
 mod server;

@@ -10,22 +10,23 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use berth_proto::supervisor::{reply, request, ContainerState, Pong, Reply, Request};
+use berth_proto::supervisor::{reply, request, Pong, Reply, Request};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::crilog::{CriLog, Stream};
-use super::exec::ExecJob;
-use super::io::{self, Drained, Pipe};
+use super::ctr::{exit_message, Ctr};
+use super::exec::{ExecJob, ExecSession};
+use super::io;
 use super::{holder, Args};
 use crate::youki::cgroups::Hierarchy;
 use crate::youki::records::ExitRecord;
 use crate::youki::wire;
 
 mod handlers;
+mod streams;
 
 /// How long a container's output may keep coming after its init exited (a process
 /// that escaped the kill still holding the pipe must not hold `Wait` back for ever).
@@ -34,83 +35,6 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// A request's failure: the wire code and the message.
 pub(super) type Fail = (berth_proto::supervisor::error::Code, String);
 
-/// One container the supervisor holds.
-pub(super) struct Ctr {
-    pub pid: Pid,
-    /// A pidfd of the init, opened while it is our unreaped child: a signal through it
-    /// can never reach a later holder of the pid number.
-    pub pidfd: OwnedFd,
-    pub log: CriLog,
-    /// stdout and stderr read ends; `None` once closed.
-    pub pipes: [Option<Pipe>; 2],
-    pub state_dir: PathBuf,
-    pub cgroup: String,
-    pub own_pid_namespace: bool,
-    pub created_at: SystemTime,
-    pub started_at: Option<SystemTime>,
-    pub exit: Option<ExitRecord>,
-    pub drained_by: Option<Instant>,
-}
-
-impl Ctr {
-    /// Reads pipe `i` and writes the complete lines to the log; at EOF the rest too.
-    fn read(&mut self, i: usize) {
-        let Some(pipe) = &mut self.pipes[i] else {
-            return;
-        };
-        let eof = pipe.drain(usize::MAX) == Drained::Eof;
-        let stream = if i == 0 {
-            Stream::Stdout
-        } else {
-            Stream::Stderr
-        };
-        if let Err(e) = self.log.feed(stream, &mut pipe.pending, eof) {
-            eprintln!("writing the log of pid {}: {e}", self.pid);
-            pipe.pending.clear();
-        }
-        if eof {
-            self.pipes[i] = None;
-        }
-    }
-
-    /// Flushes what is left and closes both pipes.
-    pub fn close_pipes(&mut self) {
-        for i in 0..2 {
-            self.read(i);
-            if let Some(pipe) = &mut self.pipes[i] {
-                let stream = [Stream::Stdout, Stream::Stderr][i];
-                let _ = self.log.feed(stream, &mut pipe.pending, true);
-            }
-            self.pipes[i] = None;
-        }
-    }
-
-    /// True once the exit is recorded and the output is all in the log.
-    pub fn done(&self) -> bool {
-        self.exit.is_some() && self.pipes.iter().all(Option::is_none)
-    }
-
-    /// The container's state on the wire.
-    pub fn state(&self) -> ContainerState {
-        use berth_proto::supervisor::container_state::Status;
-        let status = match (&self.exit, self.started_at) {
-            (Some(_), _) => Status::Exited,
-            (None, Some(_)) => Status::Running,
-            (None, None) => Status::Created,
-        };
-        ContainerState {
-            status: status as i32,
-            pid: self.pid.as_raw() as u32,
-            created_at: crate::youki::clock::to_nanos(self.created_at),
-            started_at: self
-                .started_at
-                .map(crate::youki::clock::to_nanos)
-                .unwrap_or(0),
-            exit: self.exit.as_ref().map(handlers::exit_message),
-        }
-    }
-}
-
 /// Which source a polled descriptor belongs to.
 enum Slot {
     Listener,
@@ -118,6 +42,12 @@ enum Slot {
     Ctr(String, usize),
     Exec(usize, usize),
     Waiter(usize),
+    /// The connection of an interactive exec (readable: its client hung up).
+    Session(usize),
+    /// The connection of an attached client (readable: it detached).
+    Attached(String, usize),
+    /// An attached client's pipe that takes more output.
+    Behind(String, usize),
 }
 
 /// The supervisor's state.
@@ -130,6 +60,7 @@ pub struct Supervisor {
     pub(super) holder: Option<Pid>,
     pub(super) containers: BTreeMap<String, Ctr>,
     pub(super) execs: Vec<ExecJob>,
+    pub(super) sessions: Vec<ExecSession>,
     pub(super) waiters: Vec<(String, UnixStream)>,
     pub(super) shutdown: bool,
 }
@@ -172,6 +103,7 @@ impl Supervisor {
             holder,
             containers: BTreeMap::new(),
             execs: Vec::new(),
+            sessions: Vec::new(),
             waiters: Vec::new(),
             shutdown: false,
         })
@@ -190,7 +122,7 @@ impl Supervisor {
             }
             // Reap before reading output, so an exit is recorded before its last lines.
             self.reap();
-            let mut hung_up = Vec::new();
+            let (mut hung_up, mut left) = (Vec::new(), Vec::new());
             let mut accept = false;
             for (slot, ready) in slots.into_iter().zip(ready) {
                 if !ready {
@@ -207,10 +139,26 @@ impl Supervisor {
                     Slot::Exec(j, i) => self.execs[j].read(i),
                     // A waiting client never writes again: readable means it hung up.
                     Slot::Waiter(w) => hung_up.push(w),
+                    Slot::Session(s) => left.push(s),
+                    // Likewise an attached one: it detached (the round drops it).
+                    Slot::Attached(id, k) => {
+                        if let Some(client) = self.client(&id, k) {
+                            client.broken = true;
+                        }
+                    }
+                    Slot::Behind(id, k) => {
+                        if let Some(client) = self.client(&id, k) {
+                            client.flush();
+                        }
+                    }
                 }
             }
             for w in hung_up.into_iter().rev() {
                 self.waiters.swap_remove(w);
+            }
+            // The client of an interactive exec went away: the command goes too.
+            for s in left.into_iter().rev() {
+                self.sessions.swap_remove(s).kill();
             }
             self.expire();
             self.answer_waiters();
@@ -252,6 +200,20 @@ impl Supervisor {
             fds.push(PollFd::new(conn.as_fd(), PollFlags::POLLIN));
             slots.push(Slot::Waiter(w));
         }
+        for (s, session) in self.sessions.iter().enumerate() {
+            fds.push(PollFd::new(session.conn.as_fd(), PollFlags::POLLIN));
+            slots.push(Slot::Session(s));
+        }
+        for (id, c) in &self.containers {
+            for (k, client) in c.attached.iter().enumerate() {
+                fds.push(PollFd::new(client.conn.as_fd(), PollFlags::POLLIN));
+                slots.push(Slot::Attached(id.clone(), k));
+                for sink in client.out.iter().flatten().filter(|s| s.behind()) {
+                    fds.push(PollFd::new(sink.fd().as_fd(), PollFlags::POLLOUT));
+                    slots.push(Slot::Behind(id.clone(), k));
+                }
+            }
+        }
         let next = self
             .execs
             .iter()
@@ -261,6 +223,7 @@ impl Supervisor {
                     .values()
                     .filter_map(|c| c.drained_by.filter(|_| c.pipes.iter().any(Option::is_some))),
             )
+            .chain(self.containers.values().filter_map(Ctr::attached_deadline))
             .min();
         let timeout = match next {
             None => PollTimeout::NONE,
@@ -305,6 +268,8 @@ impl Supervisor {
             self.holder = None;
         } else if let Some(job) = self.execs.iter_mut().find(|j| j.pid == pid) {
             job.exited(code);
+        } else if let Some(s) = self.sessions.iter().position(|s| s.pid == pid) {
+            self.sessions.swap_remove(s).exited(code);
         } else if let Some(id) = self
             .containers
             .iter()
@@ -336,6 +301,8 @@ impl Supervisor {
         }
         c.exit = Some(record);
         c.drained_by = Some(Instant::now() + DRAIN_GRACE);
+        // Nobody reads it any more.
+        c.stdin = None;
         if !c.own_pid_namespace {
             for pid in hierarchy.map(|h| h.procs(&c.cgroup)).unwrap_or_default() {
                 let _ = kill(pid, Signal::SIGKILL);
@@ -364,15 +331,22 @@ impl Supervisor {
         }
     }
 
-    /// Answers every `Wait` whose container is done (or gone).
+    /// The attached client `k` of the container `id`.
+    fn client(&mut self, id: &str, k: usize) -> Option<&mut super::fanout::Attached> {
+        self.containers.get_mut(id)?.attached.get_mut(k)
+    }
+
+    /// Answers every `Wait` whose container is done (or gone), and lets the attached
+    /// clients of such containers go; drops the clients that detached or fell behind.
     pub(super) fn answer_waiters(&mut self) {
+        let now = Instant::now();
+        for c in self.containers.values_mut() {
+            c.settle_attached(now, DRAIN_GRACE);
+        }
         let mut keep = Vec::new();
         for (id, mut conn) in std::mem::take(&mut self.waiters) {
             let reply = match self.containers.get(&id) {
-                Some(c) if c.done() => c
-                    .exit
-                    .as_ref()
-                    .map(|e| reply::Kind::Exit(handlers::exit_message(e))),
+                Some(c) if c.done() => c.exit.as_ref().map(|e| reply::Kind::Exit(exit_message(e))),
                 Some(_) => {
                     keep.push((id, conn));
                     continue;
@@ -433,6 +407,14 @@ impl Supervisor {
                 return None;
             }
             Some(request::Kind::Exec(r)) => match self.exec(r, conn) {
+                Ok(()) => return None,
+                Err((conn, fail)) => return Some((conn, handlers::error_reply(fail))),
+            },
+            Some(request::Kind::ExecStream(r)) => match self.exec_stream(r, conn) {
+                Ok(()) => return None,
+                Err((conn, fail)) => return Some((conn, handlers::error_reply(fail))),
+            },
+            Some(request::Kind::Attach(r)) => match self.attach(r, conn) {
                 Ok(()) => return None,
                 Err((conn, fail)) => return Some((conn, handlers::error_reply(fail))),
             },

@@ -4,32 +4,25 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
+use std::os::fd::OwnedFd;
+
 use berth_proto::supervisor::error::Code;
-use berth_proto::supervisor::{reply, Create, Created, Done, Exec, Exit, Reply, Started};
+use berth_proto::supervisor::{reply, Create, Created, Done, Exec, Reply, Started};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 
-use super::super::containers::{self, ExecUser, Stdio};
+use super::super::console::Console;
+use super::super::containers::{self, ExecUser, Io, Stdio};
 use super::super::crilog::CriLog;
+use super::super::ctr::Ctr;
 use super::super::exec::ExecJob;
 use super::super::io;
-use super::{Ctr, Fail, Supervisor};
+use super::{Fail, Supervisor};
 use crate::youki::clock::to_nanos;
-use crate::youki::records::ExitRecord;
 
 /// How long Delete waits for a SIGKILLed init to be reaped.
 const KILL_PATIENCE: Duration = Duration::from_secs(5);
-
-/// The wire form of an exit record.
-pub fn exit_message(e: &ExitRecord) -> Exit {
-    Exit {
-        exit_code: e.exit_code,
-        started_at: e.started_at.map(to_nanos).unwrap_or(0),
-        finished_at: to_nanos(e.finished_at),
-        oom_killed: e.oom_killed,
-        pid: e.pid,
-    }
-}
 
 /// The reply for a failure.
 pub fn error_reply((code, message): Fail) -> Reply {
@@ -42,21 +35,21 @@ pub fn error_reply((code, message): Fail) -> Reply {
 }
 
 /// The reply for a container this supervisor does not hold.
-pub fn not_found(id: &str) -> reply::Kind {
+pub(super) fn not_found(id: &str) -> reply::Kind {
     reply::Kind::Error(berth_proto::supervisor::Error {
         code: Code::NotFound as i32,
         message: format!("container {id} not found in its pod's supervisor"),
     })
 }
 
-fn missing(id: &str) -> Fail {
+pub(super) fn missing(id: &str) -> Fail {
     (
         Code::NotFound,
         format!("container {id} not found in its pod's supervisor"),
     )
 }
 
-fn internal(e: impl std::fmt::Display) -> Fail {
+pub(super) fn internal(e: impl std::fmt::Display) -> Fail {
     (Code::Internal, e.to_string())
 }
 
@@ -65,6 +58,57 @@ fn pipes() -> Result<([io::Pipe; 2], Stdio), Fail> {
     let (err, err_w) = io::pipe().map_err(internal)?;
     let stdio = Stdio::null_in(out_w, err_w).map_err(internal)?;
     Ok(([out, err], stdio))
+}
+
+/// Who an exec runs as, and where.
+pub(super) fn exec_user(r: &Exec) -> ExecUser {
+    ExecUser {
+        uid: r.uid,
+        gid: r.gid,
+        additional_gids: r.additional_gids.clone(),
+        cwd: r.cwd.clone(),
+    }
+}
+
+/// A new container's output read ends (a terminal's master, or stdout and stderr
+/// pipes), the write end of its stdin pipe, and its pid.
+type Made = ([Option<io::Pipe>; 2], Option<OwnedFd>, Pid);
+
+impl Supervisor {
+    /// Creates the container with its stdio as `r` asks.
+    fn make(&self, r: &Create) -> Result<Made, Fail> {
+        let bundle = Path::new(&r.bundle);
+        if r.tty {
+            let console = Console::bind(&self.pod_dir).map_err(internal)?;
+            let io = Io::Terminal(console.path().to_path_buf());
+            let pid = containers::create(&r.id, self.root(), bundle, io).map_err(internal)?;
+            return match console.receive() {
+                Ok(master) => Ok(([Some(io::Pipe::new(master)), None], None, pid)),
+                Err(e) => {
+                    self.discard(&r.id, pid);
+                    Err(internal(format!("the terminal of {}: {e}", r.id)))
+                }
+            };
+        }
+        let ([out, err], mut stdio) = pipes()?;
+        let mut stdin = None;
+        if r.stdin {
+            let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| internal(format!("stdin pipe: {e}")))?;
+            stdio.stdin = read;
+            stdin = Some(write);
+        }
+        let pid =
+            containers::create(&r.id, self.root(), bundle, Io::Fds(stdio)).map_err(internal)?;
+        Ok(([Some(out), Some(err)], stdin, pid))
+    }
+
+    /// Undoes a create whose init is our unreaped child `pid`.
+    fn discard(&self, id: &str, pid: Pid) {
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, Some(WaitPidFlag::__WALL));
+        let _ = containers::delete(id, self.root());
+    }
 }
 
 impl Supervisor {
@@ -82,15 +126,11 @@ impl Supervisor {
                 format!("opening the log {}: {e}", r.log_path),
             )
         })?;
-        let ([out, err], stdio) = pipes()?;
-        let pid = containers::create(&r.id, self.root(), Path::new(&r.bundle), stdio)
-            .map_err(internal)?;
+        let (pipes, stdin, pid) = self.make(&r)?;
         let pidfd = match io::pidfd_open(pid) {
             Ok(fd) => fd,
             Err(e) => {
-                let _ = kill(pid, Signal::SIGKILL);
-                let _ = waitpid(pid, Some(WaitPidFlag::__WALL));
-                let _ = containers::delete(&r.id, self.root());
+                self.discard(&r.id, pid);
                 return Err(internal(format!("pidfd of {pid}: {e}")));
             }
         };
@@ -100,7 +140,7 @@ impl Supervisor {
                 pid,
                 pidfd,
                 log,
-                pipes: [Some(out), Some(err)],
+                pipes,
                 state_dir: r.state_dir.into(),
                 cgroup: r.cgroup_path,
                 own_pid_namespace: r.own_pid_namespace,
@@ -108,6 +148,11 @@ impl Supervisor {
                 started_at: None,
                 exit: None,
                 drained_by: None,
+                stdin_open: r.stdin,
+                stdin,
+                stdin_once: r.stdin_once,
+                tty: r.tty,
+                attached: Vec::new(),
             },
         );
         Ok(reply::Kind::Created(Created {
@@ -143,31 +188,27 @@ impl Supervisor {
         Ok(reply::Kind::State(c.state()))
     }
 
+    /// Fails unless the container `id` runs.
+    pub(super) fn check_running(&self, id: &str) -> Result<&Ctr, Fail> {
+        let c = self.containers.get(id).ok_or_else(|| missing(id))?;
+        if !c.running() {
+            let why = format!("container {id} is not running");
+            return Err((Code::FailedPrecondition, why));
+        }
+        Ok(c)
+    }
+
     /// Starts the exec; on failure gives the connection back with the reason.
     pub(super) fn exec(&mut self, r: Exec, conn: UnixStream) -> Result<(), (UnixStream, Fail)> {
-        let running = self
-            .containers
-            .get(&r.id)
-            .map(|c| c.started_at.is_some() && c.exit.is_none());
-        match running {
-            None => return Err((conn, missing(&r.id))),
-            Some(false) => {
-                let why = format!("container {} is not running", r.id);
-                return Err((conn, (Code::FailedPrecondition, why)));
-            }
-            Some(true) => {}
+        if let Err(fail) = self.check_running(&r.id) {
+            return Err((conn, fail));
         }
         let (pipes, stdio) = match pipes() {
             Ok(p) => p,
             Err(fail) => return Err((conn, fail)),
         };
-        let user = ExecUser {
-            uid: r.uid,
-            gid: r.gid,
-            additional_gids: r.additional_gids,
-            cwd: r.cwd,
-        };
-        match containers::exec(&r.id, self.root(), r.args, user, stdio) {
+        let user = exec_user(&r);
+        match containers::exec(&r.id, self.root(), r.args, user, Io::Fds(stdio)) {
             Ok(pid) => {
                 let timeout = Duration::from_millis(r.timeout_ms);
                 self.execs.push(ExecJob::new(pid, conn, timeout, pipes));
