@@ -3,12 +3,18 @@
 //! pull from Debian's real `docker-registry` (through `berth-testkit`'s proxies) and
 //! run as root, as CI does.
 
+mod container_errors;
+mod crash;
 mod image_crash;
 mod image_errors;
 mod image_pull;
 mod image_verbs;
 mod lifecycle;
+mod logs;
+mod many_pods;
+mod pod_http;
 mod pods;
+mod world;
 
 use std::fs::{self, File};
 use std::future::Future;
@@ -39,11 +45,17 @@ struct Home {
 
 impl Home {
     fn new(extra_config: &str) -> Result<Self> {
+        Home::with_node("test-node", "", extra_config)
+    }
+
+    /// A home for node `node_id`, with `network` added to the `network` section (lines
+    /// indented by two spaces) and `extra_config` at the top level.
+    fn with_node(node_id: &str, network: &str, extra_config: &str) -> Result<Self> {
         let home = Home {
             dir: tempfile::tempdir()?,
         };
         let config = format!(
-            "socket: {}\nstate_dir: {}\nrun_dir: {}\nnode_id: test-node\nnetwork:\n  conf_dir: {}\nlog:\n  level: info,berth=debug\n{extra_config}",
+            "socket: {}\nstate_dir: {}\nrun_dir: {}\nnode_id: {node_id}\nnetwork:\n  conf_dir: {}\n{network}log:\n  level: info,berth=debug\n{extra_config}",
             home.socket().display(),
             home.dir.path().join("state").display(),
             home.dir.path().join("run-state").display(),
