@@ -3,16 +3,23 @@
 //! pull from Debian's real `docker-registry` (through `berth-testkit`'s proxies) and
 //! run as root, as CI does.
 
+mod container_errors;
+mod crash;
 mod image_crash;
 mod image_errors;
 mod image_pull;
 mod image_verbs;
 mod lifecycle;
+mod logs;
+mod many_pods;
+mod pod_http;
 mod pods;
 mod streams;
+mod world;
 
 use std::fs::{self, File};
 use std::future::Future;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -85,14 +92,26 @@ impl Home {
     /// Starts `berth serve` with stderr in a file of its own.
     fn spawn(&self, name: &str) -> Result<Berth> {
         let stderr_path = self.dir.path().join(format!("{name}.stderr"));
-        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+        command
             .args(["serve", "--config"])
             .arg(self.config())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(File::create(&stderr_path)?)
-            .spawn()?;
+            .stderr(File::create(&stderr_path)?);
+        // A test process killed outright (a timeout) runs no Drop: berth must not
+        // outlive it, holding whatever the test held (its socket, a machine-wide lock).
+        // SAFETY: prctl is async-signal-safe and touches only the child.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn()?;
         Ok(Berth {
             child,
             stderr_path,

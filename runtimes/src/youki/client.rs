@@ -5,7 +5,6 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -189,28 +188,13 @@ pub fn unexpected(kind: reply::Kind) -> CallError {
 /// Starts a supervisor with `args` by running `<exe> shim <args>`, which returns once
 /// the supervisor serves (or says why it cannot).
 pub fn spawn(exe: &Path, args: &shim::Args) -> crate::error::Result<()> {
-    let mut cmd = Command::new(exe);
-    cmd.arg("shim")
+    let out = Command::new(exe)
+        .arg("shim")
         .args(args.to_args())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .current_dir("/");
-    // The supervisor outlives the agent: it must not keep descriptors the agent
-    // inherited (a caller's flock, a pipe a script waits on) open for the pod's life.
-    // SAFETY: close_range is async-signal-safe and touches no memory.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::syscall(
-                libc::SYS_close_range,
-                3u32,
-                u32::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            );
-            Ok(())
-        });
-    }
-    let out = cmd
+        .current_dir("/")
         .output()
         .map_err(|e| Error::io(format!("running {} shim", exe.display()), e))?;
     if out.status.success() {

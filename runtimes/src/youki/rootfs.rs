@@ -2,10 +2,10 @@
 //! lower directories, shared by every container of the image) and a writable layer of
 //! its own (`upper`), mounted at `merged`.
 
-use std::fs;
+use std::fs::{self, File};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
@@ -77,56 +77,61 @@ pub fn mount_overlay(layers: &[PathBuf], dir: &Path) -> Result<PathBuf> {
     Ok(target)
 }
 
+/// Opens the directory `rel` of `root` with every component, symlinks included,
+/// resolved inside `root` (a link in the image cannot lead out to the host).
+fn open_dir_in_root(root: &File, rel: &Path) -> nix::Result<OwnedFd> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let fd = openat2(root.as_raw_fd(), rel, how)?;
+    // SAFETY: openat2 returned a new descriptor we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Creates the directory `path` (absolute, as the container sees it) in the mounted
-/// `rootfs` unless it exists, as runc does for a process's working directory: images
-/// may name one they do not contain. Every component resolves inside `rootfs`, so a
-/// symlink in the image cannot make it create anything outside.
-pub fn ensure_dir(rootfs: &Path, path: &str) -> Result<()> {
-    // Lexically clean: `..` stops at the root, as it does inside the container.
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            name => parts.push(name),
-        }
-    }
-    let root = fs::File::open(rootfs).io_context(|| format!("opening {}", rootfs.display()))?;
-    let open = |rel: &str| {
-        let how = OpenHow::new()
-            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-        openat2(
-            root.as_raw_fd(),
-            if rel.is_empty() { "." } else { rel },
-            how,
+/// rootfs `root`, with its missing parents (mode 0755, owned by root), resolving every
+/// component inside `root`. runc does this for the process's working directory, which
+/// an image may name without shipping it; without it the container cannot start.
+pub fn make_dir_in_root(root: &Path, path: &Path) -> Result<()> {
+    let fail = |e: Errno| {
+        Error::io(
+            format!(
+                "creating the working directory {} in {}",
+                path.display(),
+                root.display()
+            ),
+            e.into(),
         )
-        // SAFETY: openat2 returned a new descriptor we now own.
-        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
     };
-    let failed = |what: &str, e: Errno| {
-        Error::io(format!("{what} {path} in {}", rootfs.display()), e.into())
-    };
-    for i in 1..=parts.len() {
-        let rel = parts[..i].join("/");
-        match open(&rel) {
-            Ok(_) => continue,
-            Err(Errno::ENOENT) => {}
-            Err(e) => return Err(failed("resolving", e)),
-        }
-        let parent = open(&parts[..i - 1].join("/")).map_err(|e| failed("resolving", e))?;
-        match mkdirat(
-            Some(parent.as_raw_fd()),
-            parts[i - 1],
-            Mode::from_bits_truncate(0o755),
-        ) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(failed("creating", e)),
+    let root_dir =
+        File::open(root).io_context(|| format!("opening the rootfs {}", root.display()))?;
+    let mut rel = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(name) => {
+                let parent = open_dir_in_root(&root_dir, &rel).map_err(fail)?;
+                match mkdirat(
+                    Some(parent.as_raw_fd()),
+                    name,
+                    Mode::from_bits_truncate(0o755),
+                ) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(fail(e)),
+                }
+                rel.push(name);
+            }
+            // Resolved inside the root by the next open, like any `..` there.
+            Component::ParentDir => rel.push(".."),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
         }
     }
-    Ok(())
+    // What exists under that name may be a file: say so now, not at start.
+    open_dir_in_root(&root_dir, &rel).map(drop).map_err(fail)
 }
 
 /// Unmounts the rootfs at `dir` (if mounted) and removes its directories, the writable
@@ -175,25 +180,23 @@ mod tests {
     }
 
     #[test]
-    fn ensure_dir_creates_inside_the_root_only() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("root");
-        fs::create_dir_all(root.join("etc")).unwrap();
-        // An absolute symlink in the image points inside the root, not at the host.
-        std::os::unix::fs::symlink("/etc", root.join("link")).unwrap();
-        ensure_dir(&root, "/work/a/../b/./c").unwrap();
-        assert!(root.join("work/b/c").is_dir());
-        assert!(!root.join("work/a").exists());
-        ensure_dir(&root, "/link/made").unwrap();
-        assert!(root.join("etc/made").is_dir());
-        ensure_dir(&root, "/../../escape").unwrap();
-        assert!(root.join("escape").is_dir());
-        assert!(!tmp.path().join("escape").exists());
-        // Existing directories are left alone; "/" is there already.
-        ensure_dir(&root, "/work/b").unwrap();
-        ensure_dir(&root, "/").unwrap();
+    fn a_missing_working_directory_is_made_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir_all(root.join("srv")).unwrap();
+        // A link naming a host path is followed inside the root, where that path is.
+        let outside = dir.path().join("outside");
+        let inside = root.join(outside.strip_prefix("/").unwrap());
+        fs::create_dir_all(&inside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("srv/link")).unwrap();
+        make_dir_in_root(&root, Path::new("/srv/link/app/../work")).unwrap();
+        assert!(inside.join("app").is_dir() && inside.join("work").is_dir());
+        assert!(!dir.path().join("outside").exists());
+        // Existing directories are fine; a file in the way is an error naming the path.
+        make_dir_in_root(&root, Path::new("/srv")).unwrap();
         fs::write(root.join("file"), b"").unwrap();
-        assert!(ensure_dir(&root, "/file/sub").is_err());
+        let err = make_dir_in_root(&root, Path::new("/file/sub")).unwrap_err();
+        assert!(err.to_string().contains("/file/sub"), "{err}");
     }
 
     #[test]

@@ -363,3 +363,18 @@ pub async fn push_list(addr: &str, repo: &str, tag: &str, images: &[&Image]) -> 
         .unwrap();
     sha256(&list)
 }
+
+/// A running registry holding [`busybox_layer`] as `test/busybox:1` (command `sh`),
+/// and that image's reference: what tests that run containers pull.
+pub async fn busybox_registry() -> (crate::servers::Registry, String) {
+    let registry = crate::servers::Registry::start().await;
+    let img = image(
+        vec![busybox_layer()],
+        crate::host_arch(),
+        &["sh"],
+        DOCKER_MANIFEST,
+    );
+    push(&registry.addr, "test/busybox", "1", &img).await;
+    let reference = format!("{}/test/busybox:1", registry.addr);
+    (registry, reference)
+}

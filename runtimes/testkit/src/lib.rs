@@ -1,10 +1,12 @@
 //! What berth's integration tests share: Debian's real `docker-registry` on a free
 //! loopback port, a counting and throttling proxy in front of it, a hand-written
-//! registry that can lie, and images built and pushed by the test itself.
+//! registry that can lie, images built and pushed by the test itself, and the host
+//! inspection and clean-up of tests that run pods.
 //!
 //! Used by the image store's tests (`runtimes/tests/image_store`) and by the black-box
 //! tests of the `berth` binary (`agent/tests/serve`). Test code: it panics on failure.
 
+pub mod host;
 pub mod images;
 pub mod servers;
 

@@ -10,19 +10,18 @@ mod failures;
 mod leaks;
 mod pins;
 
-use std::collections::hash_map::RandomState;
 use std::fs::{self, File, OpenOptions};
-use std::hash::{BuildHasher, Hasher};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub use berth_testkit::host::run;
+use berth_testkit::host::{self, random};
 use nix::mount::{umount2, MntFlags};
 use nix::sched::{setns, CloneFlags};
 use runtimes::network::{Network, NetworkConfig, PodNetwork};
@@ -31,45 +30,6 @@ use serde_json::{json, Value};
 
 /// Where Debian puts the plugins.
 pub const DEBIAN_CNI: &str = "/usr/lib/cni";
-
-/// A random number, different in every process and call.
-pub fn random() -> u64 {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let mut h = RandomState::new().build_hasher();
-    h.write_u32(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u32(std::process::id());
-    h.finish()
-}
-
-/// Output of a command that must succeed.
-pub fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().expect(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A second octet X such that nothing on the host routes or owns 10.X.0.0/16 now.
-fn free_subnet_octet() -> u8 {
-    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    let _ = NEXT.compare_exchange(
-        u32::MAX,
-        (random() % 55) as u32,
-        Ordering::SeqCst,
-        Ordering::SeqCst,
-    );
-    let used = run("ip", &["-4", "route", "show", "table", "all"]) + &run("ip", &["-4", "addr"]);
-    for _ in 0..55 {
-        let x = 200 + (NEXT.fetch_add(1, Ordering::SeqCst) % 55) as u8;
-        if !used.contains(&format!("10.{x}.")) {
-            return x;
-        }
-    }
-    panic!("no free 10.2xx.0.0/16 subnet on this host");
-}
 
 /// One test's private network: conf dir, run dir, bridge and subnet.
 pub struct Env {
@@ -105,9 +65,9 @@ impl Env {
             "containernetworking-plugins is not installed (hack/install-deps)"
         );
         let dir = tempfile::tempdir().unwrap();
-        let tag = format!("{:08x}", random() as u32);
+        let tag = format!("{:08x}", random());
         let bridge = format!("bt{tag}");
-        let x = free_subnet_octet();
+        let x = host::free_subnet_octet(200..255);
         let conf = dir.path().join("conf");
         let fake = dir.path().join("fake");
         fs::create_dir_all(&fake).unwrap();
@@ -163,39 +123,18 @@ impl Env {
 
     /// The host-side veths on this test's bridge.
     pub fn bridge_ports(&self) -> Vec<String> {
-        let brif = Path::new("/sys/class/net").join(&self.bridge).join("brif");
-        let mut ports: Vec<String> = fs::read_dir(brif)
-            .map(|d| {
-                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        ports.sort();
-        ports
+        host::bridge_ports(&self.bridge)
     }
 
     /// Addresses host-local holds (its `lock` and `last_reserved_ip.*` files aside).
     pub fn allocations(&self) -> Vec<String> {
-        let dir = self.run_dir().join("cni/ipam/berth");
-        let mut files: Vec<String> = fs::read_dir(dir)
-            .map(|d| {
-                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        files.retain(|f| f != "lock" && !f.starts_with("last_reserved_ip"));
-        files.sort();
-        files
+        host::ipam_allocations(&self.run_dir().join("cni/ipam/berth"))
     }
 
-    /// nat-table rules (as `iptables -S` prints them) that mention this test: its tag
-    /// (in every key, hence in portmap's comments) or its subnet.
+    /// nat-table rules that mention this test: its tag (in every key, hence in
+    /// portmap's comments) or its subnet, and the rules of the chains they name.
     pub fn nat_rules(&self) -> Vec<String> {
-        run("iptables", &["-w", "-t", "nat", "-S"])
-            .lines()
-            .filter(|l| l.contains(&self.tag) || l.contains(&self.prefix))
-            .map(str::to_string)
-            .collect()
+        host::nat_rules(&[&self.tag, &self.prefix])
     }
 
     /// Mounts of namespace pins under this test's run dir (not the pin dirs themselves).
@@ -239,31 +178,7 @@ impl Env {
 impl Drop for Env {
     fn drop(&mut self) {
         // Leftovers exist only when a test failed; remove what carries our tag.
-        let rules = run("iptables", &["-w", "-t", "nat", "-S"]);
-        let mut chains = Vec::new();
-        for rule in rules
-            .lines()
-            .filter(|l| l.contains(&self.tag) && l.starts_with("-A "))
-        {
-            if let Some(chain) = rule
-                .split(" -j ")
-                .nth(1)
-                .filter(|c| c.starts_with("CNI-DN-"))
-            {
-                chains.push(chain.trim().to_string());
-            }
-            let _ = Command::new("sh")
-                .args(["-c", &format!("iptables -w -t nat -D {}", &rule[3..])])
-                .status();
-        }
-        for chain in chains {
-            let _ = Command::new("iptables")
-                .args(["-w", "-t", "nat", "-F", &chain])
-                .status();
-            let _ = Command::new("iptables")
-                .args(["-w", "-t", "nat", "-X", &chain])
-                .status();
-        }
+        host::remove_nat_rules(&self.tag);
         if Path::new("/sys/class/net").join(&self.bridge).exists() {
             let _ = Command::new("ip")
                 .args(["link", "del", &self.bridge])

@@ -14,14 +14,13 @@ mod pods;
 mod restart;
 mod stop;
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_testkit::images::{busybox_layer, image, push, DOCKER_MANIFEST};
+use berth_testkit::host::{self, Leftovers};
+pub use berth_testkit::host::{cgroup_dirs, processes_mentioning};
+use berth_testkit::images::busybox_registry;
 use berth_testkit::servers::Registry;
 use oci_spec::runtime::{ProcessBuilder, RootBuilder, Spec};
 use runtimes::image::{ImageStore, RegistryConfig};
@@ -38,13 +37,6 @@ pub const SHIM: &str = env!("CARGO_BIN_EXE_berth-youki-shim");
 
 /// The directories `runtimes::network` pins namespaces in, under the run dir.
 const PIN_DIRS: [&str; 3] = ["netns", "ipcns", "utsns"];
-
-/// A number that differs between calls and processes.
-pub fn random() -> u32 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.finish() as u32
-}
 
 /// One test's world: a registry holding a busybox image, and directories for the
 /// image store, the backend's state and run dirs and the CNI config.
@@ -69,32 +61,13 @@ impl Env {
             nix::unistd::geteuid().is_root(),
             "the youki tests run containers: run as root"
         );
-        let registry = Registry::start().await;
-        let img = image(
-            vec![busybox_layer()],
-            berth_testkit::host_arch(),
-            &["sh"],
-            DOCKER_MANIFEST,
-        );
-        push(&registry.addr, "test/busybox", "1", &img).await;
-        let tag = format!("{:08x}", random());
+        let (registry, image) = busybox_registry().await;
+        let tag = format!("{:08x}", host::random());
         // 10.150-199: away from the network tests' 10.200-254.
-        let used = String::from_utf8_lossy(
-            &Command::new("ip")
-                .args(["-4", "route", "show", "table", "all"])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .into_owned();
-        let start = random() % 50;
-        let x = (0..50)
-            .map(|i| 150 + (start + i) % 50)
-            .find(|x| !used.contains(&format!("10.{x}.")))
-            .expect("a free 10.1xx subnet");
+        let x = host::free_subnet_octet(150..200);
         let tmp = tempfile::tempdir().unwrap();
         Env {
-            image: format!("{}/test/busybox:1", registry.addr),
+            image,
             registry_addr: registry.addr.clone(),
             registry: Some(registry),
             root: tmp.path().to_path_buf(),
@@ -218,10 +191,7 @@ impl Env {
             .map(String::from)
             .collect();
         assert_eq!(mounts, Vec::<String>::new(), "mounts left");
-        let cgroups: Vec<PathBuf> = cgroup_dirs(&self.cgroup_parent())
-            .into_iter()
-            .flat_map(|d| subdirs(&d))
-            .collect();
+        let cgroups = host::cgroups_below(&self.cgroup_parent());
         assert_eq!(cgroups, Vec::<PathBuf>::new(), "cgroups left");
         for d in ["youki/pods", "youki/containers"] {
             assert_eq!(
@@ -245,110 +215,18 @@ impl Env {
 
 impl Drop for Env {
     /// A safety net for a test that failed half way (a passing test has removed
-    /// everything already): kills its supervisors and containers, unmounts what is
-    /// mounted under its directory, removes its cgroups and its bridge.
+    /// everything already).
     fn drop(&mut self) {
         if self.tmp.is_none() {
             return;
         }
-        let root = self.root.to_string_lossy().into_owned();
-        for line in processes_mentioning(&root) {
-            if let Some(pid) = line.split(':').next().and_then(|p| p.parse().ok()) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-        let cgroups = cgroup_dirs(&self.cgroup_parent());
-        for d in &cgroups {
-            let mut tree = vec![d.clone()];
-            let mut i = 0;
-            while i < tree.len() {
-                let children = subdirs(&tree[i]);
-                tree.extend(children);
-                i += 1;
-            }
-            for dir in tree.iter().rev() {
-                let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-                for pid in procs.lines().filter_map(|p| p.parse().ok()) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            for dir in tree.iter().rev() {
-                let _ = std::fs::remove_dir(dir);
-            }
-            if let Some(parent) = d.parent() {
-                let _ = std::fs::remove_dir(parent);
-            }
-        }
-        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(String::from))
-            .filter(|m| m.starts_with(&root))
-            .collect();
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in mounts {
-            let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge()])
-            .output();
+        host::sweep(&Leftovers {
+            dir: &self.root,
+            cgroup_parent: &self.cgroup_parent(),
+            bridge: &self.bridge(),
+            tag: &self.tag,
+        });
     }
-}
-
-/// The directories of `cgroup` in every v1 hierarchy and the v2 tree.
-pub fn cgroup_dirs(cgroup: &str) -> Vec<PathBuf> {
-    let rel = cgroup.trim_start_matches('/');
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        let d = entry.path().join(rel);
-        if d.is_dir() {
-            out.push(d);
-        }
-    }
-    let unified = Path::new("/sys/fs/cgroup").join(rel);
-    if unified.join("cgroup.procs").exists() && !out.contains(&unified) {
-        out.push(unified);
-    }
-    out
-}
-
-fn subdirs(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Live (not zombie) processes whose command line mentions `text`.
-pub fn processes_mentioning(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit_once(')')
-            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
-        if cmdline.contains(text) && !zombie {
-            out.push(format!("{name}: {cmdline}"));
-        }
-    }
-    out
 }
 
 /// A pod spec: host network or its own.

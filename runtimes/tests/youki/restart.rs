@@ -194,10 +194,21 @@ async fn reopening_reconnects_and_undoes_what_a_crash_cut_short() {
 async fn a_dead_supervisors_containers_are_buried() {
     let env = Env::new().await;
     let (rt, image) = env.open().await;
+    // A descriptor the agent inherited (a lock, a socket from its service manager)
+    // must not live on in the long-lived supervisor.
+    let inherited = env.root.join("inherited");
+    let inherited_file = std::fs::File::create(&inherited).unwrap();
+    nix::fcntl::fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&inherited_file),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .unwrap();
     let pod = env.pod_id("orphans");
-    rt.run_pod_sandbox(&pod, &sandbox("orphans", NamespaceMode::Node))
-        .await
-        .unwrap();
+    let made = rt
+        .run_pod_sandbox(&pod, &sandbox("orphans", NamespaceMode::Node))
+        .await;
+    drop(inherited_file);
+    made.unwrap();
     // Supervisor memory, idle and with a running container (printed for the record).
     let shim_pid: i32 = std::fs::read_to_string(
         env.run_dir()
@@ -209,6 +220,15 @@ async fn a_dead_supervisors_containers_are_buried() {
     .trim()
     .parse()
     .unwrap();
+    let held: Vec<_> = std::fs::read_dir(format!("/proc/{shim_pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .collect();
+    assert!(
+        !held.contains(&inherited),
+        "the supervisor holds the agent's descriptors: {held:?}"
+    );
     let (rss, anon, pss) = memory(shim_pid);
     eprintln!("idle supervisor: VmRSS {rss} KiB, RssAnon {anon} KiB, Pss {pss} KiB");
     let id = pod.with_role("app").unwrap();

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use berth_proto::supervisor::{container_state::Status, reply, request, Create, State};
 
@@ -136,7 +136,9 @@ impl Backend {
         }
         let parts = pod::parts(&self.layout, pod_record, pid_namespace);
         let finished = finish(&mut oci, k, &rootfs, &resolved, min_oom, &parts)?;
-        rootfs::ensure_dir(&rootfs, &finished.cwd)?;
+        if !finished.cwd.is_empty() {
+            rootfs::make_dir_in_root(&rootfs, Path::new(&finished.cwd))?;
+        }
         let bundle = self.layout.bundle(k);
         std::fs::create_dir_all(&bundle).io_context(|| format!("creating {}", bundle.display()))?;
         oci.save(bundle.join("config.json"))

@@ -92,6 +92,13 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The supervisor outlives the agent: descriptors the agent inherited without
+    // CLOEXEC (a lock, a listening socket from its service manager) would stay open
+    // as long as the pod runs. Nothing of ours is open yet beyond stdio.
+    // SAFETY: a plain syscall; no Rust object owns a descriptor above 2 at this point.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+    }
     let (ready_r, ready_w) = match pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
         Ok(p) => p,
         Err(e) => {
