@@ -113,6 +113,33 @@ impl PtyClient {
         assert_eq!(rc, 0, "TIOCSWINSZ");
     }
 
+    /// Resizes the terminal, then asks the remote shell (`stty size`) until it sees
+    /// the new size: SIGWINCH reaches the client asynchronously.
+    pub async fn resize_until_seen(&mut self, rows: u16, cols: u16, limit: Duration) {
+        self.resize(rows, cols);
+        let want = format!("{rows} {cols}");
+        for _ in 0..50 {
+            let mark = self.mark();
+            self.type_text("stty size; echo asked-$((1+1))\r").await;
+            self.expect(mark, "asked-2", limit).await;
+            if self.output()[mark..].contains(&want) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the resize to {want} never arrived: {:?}", self.output());
+    }
+
+    /// Ends the remote shell with `exit <code>` and checks crictl reports that code:
+    /// crictl v1.34 itself exits with 1 after a failed exec, naming the command's.
+    pub async fn exit_reported_by_crictl(&mut self, code: i32, limit: Duration) {
+        let mark = self.mark();
+        self.type_text(&format!("exit {code}\r")).await;
+        let status = self.wait(limit).await;
+        assert_eq!(status.code(), Some(1), "{:?}", self.output());
+        self.expect(mark, &format!("exit code {code}"), limit).await;
+    }
+
     /// Waits for the client to exit.
     pub async fn wait(&mut self, limit: Duration) -> ExitStatus {
         tokio::time::timeout(limit, self.child.wait())

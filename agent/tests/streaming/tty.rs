@@ -20,29 +20,7 @@ async fn interactive_exec_with_a_terminal() {
         let at = client.expect(0, "40 100", WAIT).await;
         client.expect(at, "typed-42", WAIT).await;
 
-        client.resize(50, 132);
-        // SIGWINCH reaches crictl asynchronously: ask until the new size shows.
-        let mut seen = false;
-        for _ in 0..50 {
-            let mark = client.mark();
-            client.type_text("stty size; echo asked-$((1+1))\r").await;
-            client.expect(mark, "asked-2", WAIT).await;
-            if client.output()[mark..].contains("50 132") {
-                seen = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(
-            seen,
-            "{transport}: the resize never arrived: {:?}",
-            client.output()
-        );
-
-        let mark = client.mark();
-        client.type_text("exit 7\r").await;
-        let status = client.wait(WAIT).await;
-        assert_eq!(status.code(), Some(1), "{transport}: {:?}", client.output());
-        client.expect(mark, "exit code 7", WAIT).await;
+        client.resize_until_seen(50, 132, WAIT).await;
+        client.exit_reported_by_crictl(7, WAIT).await;
     }
 }
