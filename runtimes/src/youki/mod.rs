@@ -14,6 +14,7 @@ mod cgroups;
 mod client;
 mod clock;
 mod container;
+mod features;
 mod finish;
 pub mod layout;
 mod pod;
@@ -37,8 +38,8 @@ use crate::image::ImageStore;
 use crate::network::Network;
 use crate::runtime::Runtime;
 use crate::types::{
-    ContainerSpec, ContainerStats, ContainerStatus, ExecOutput, ExecRequest, FsUsage, ImageInfo,
-    PullRequest, SandboxSpec, SandboxStats, SandboxStatus,
+    ContainerSpec, ContainerStats, ContainerStatus, ExecOutput, ExecRequest, Features, FsUsage,
+    ImageInfo, PullRequest, SandboxSpec, SandboxStats, SandboxStatus,
 };
 use backend::Backend;
 use cgroups::Hierarchy;
@@ -67,6 +68,8 @@ pub struct YoukiRuntime {
     images: Arc<ImageStore>,
     /// `None` for an image-only backend ([`YoukiRuntime::new`]).
     backend: Option<Arc<Backend>>,
+    /// What the full backend offers on this host (nothing for an image-only one).
+    features: Features,
 }
 
 impl YoukiRuntime {
@@ -76,6 +79,7 @@ impl YoukiRuntime {
         YoukiRuntime {
             images,
             backend: None,
+            features: Features::default(),
         }
     }
 
@@ -116,9 +120,12 @@ impl YoukiRuntime {
         for e in &left {
             tracing::warn!(error = %e, "youki: recovery left work for the next start");
         }
+        let features = features::probe();
+        tracing::info!(?features, "youki: features on this host");
         Ok(YoukiRuntime {
             images,
             backend: Some(backend),
+            features,
         })
     }
 
@@ -152,6 +159,10 @@ impl Runtime for YoukiRuntime {
 
     fn runs_os(&self, os: &str) -> bool {
         os == "linux"
+    }
+
+    fn features(&self) -> Features {
+        self.features
     }
 
     async fn pull_image(&self, request: &PullRequest) -> Result<ImageInfo> {

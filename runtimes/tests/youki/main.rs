@@ -10,6 +10,7 @@
 
 mod containers;
 mod exec;
+mod features;
 mod pods;
 mod restart;
 mod stop;
