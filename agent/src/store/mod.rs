@@ -42,12 +42,14 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (or creates) the store in `state_dir`, creating the directory with mode
-    /// 0700 when missing. Fails with [`Error::StoreInUse`] when another process has it
+    /// 0711 when missing: others may pass through but not list it, as a container's
+    /// root in a pod user namespace must to reach its rootfs below (containerd's root
+    /// dir is 0711 for the same reason). Fails with [`Error::StoreInUse`] when another process has it
     /// open and with [`Error::StoreSchema`] when a newer berth wrote it.
     pub fn open(state_dir: &Path) -> Result<Store> {
         DirBuilder::new()
             .recursive(true)
-            .mode(0o700)
+            .mode(0o711)
             .create(state_dir)
             .map_err(|e| Error::io(format!("creating state_dir {}", state_dir.display()), e))?;
         let path = state_dir.join(STORE_FILE);

@@ -24,7 +24,7 @@ fn dispatch_records_survive_a_reopen() {
         store.record(&db, "youki").unwrap();
     }
     let mode = std::fs::metadata(&state).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o700);
+    assert_eq!(mode & 0o777, 0o711, "others may traverse, not list");
     let store = Store::open(&state).unwrap();
     assert_eq!(store.path(), state.join(STORE_FILE));
     let mut records = store.load().unwrap();

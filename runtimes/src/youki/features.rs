@@ -6,6 +6,10 @@
 //! - The supplemental groups policy: the backend resolves users itself (`user.rs`:
 //!   `Merge` adds the image's groups, `Strict` does not) and records who each
 //!   container runs as, which `ContainerStatus.user` reports.
+//! - Pod user namespaces: the pod's namespaces are made inside one it pins
+//!   (`network::Network::pin_with_userns`), the PID namespace holder too, and the
+//!   container rootfs is handed to the mapped ids (`remap.rs`); they work when this
+//!   process may make a user namespace at all.
 
 use crate::types::Features;
 
@@ -13,7 +17,7 @@ use crate::types::Features;
 pub fn probe() -> Features {
     Features {
         recursive_read_only_mounts: has_mount_setattr(),
-        user_namespaces: false,
+        user_namespaces: has_user_namespaces(),
         supplemental_groups_policy: true,
     }
 }
@@ -36,6 +40,16 @@ fn has_mount_setattr() -> bool {
     rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS)
 }
 
+/// True when the kernel has user namespaces and allows more than the ones there are
+/// (`user.max_user_namespaces` is 0 where they are turned off).
+fn has_user_namespaces() -> bool {
+    std::path::Path::new("/proc/self/ns/user").exists()
+        && std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+            .ok()
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,5 +60,6 @@ mod tests {
         assert!(has_mount_setattr());
         assert!(probe().recursive_read_only_mounts);
         assert!(probe().supplemental_groups_policy);
+        assert!(probe().user_namespaces, "kernel 6.x has user namespaces");
     }
 }

@@ -20,6 +20,7 @@ pub mod layout;
 mod pod;
 mod records;
 mod recover;
+mod remap;
 mod rootfs;
 pub mod shim;
 mod stats;

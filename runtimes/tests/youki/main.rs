@@ -38,7 +38,7 @@ use runtimes::{ContainerId, Runtime};
 pub const SHIM: &str = env!("CARGO_BIN_EXE_berth-youki-shim");
 
 /// The directories `runtimes::network` pins namespaces in, under the run dir.
-const PIN_DIRS: [&str; 3] = ["netns", "ipcns", "utsns"];
+const PIN_DIRS: [&str; 4] = ["netns", "ipcns", "utsns", "userns"];
 
 /// A number that differs between calls and processes.
 pub fn random() -> u32 {
