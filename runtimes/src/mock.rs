@@ -19,8 +19,8 @@ use crate::types::{
 };
 use crate::types::{
     ContainerSpec, ContainerState, ContainerStats, ContainerStatus, ExecOutput, ExecRequest,
-    FsUsage, ImageInfo, NetworkStats, PullRequest, ResolvedUser, SandboxSpec, SandboxState,
-    SandboxStats, SandboxStatus,
+    Features, FsUsage, ImageInfo, NetworkStats, PullRequest, ResolvedUser, SandboxSpec,
+    SandboxState, SandboxStats, SandboxStatus,
 };
 
 /// One call a [`MockRuntime`] received.
@@ -63,6 +63,7 @@ const STOPPED_EXIT_CODE: i32 = 137;
 pub struct MockRuntime {
     name: String,
     os: Vec<String>,
+    features: Features,
     state: Arc<Mutex<State>>,
     calls: Arc<Mutex<Vec<Call>>>,
 }
@@ -73,9 +74,16 @@ impl MockRuntime {
         Self {
             name: name.to_string(),
             os: os.iter().map(|s| s.to_string()).collect(),
+            features: Features::default(),
             state: Arc::default(),
             calls: Arc::default(),
         }
+    }
+
+    /// Reports `features` (none by default).
+    pub fn with_features(mut self, features: Features) -> Self {
+        self.features = features;
+        self
     }
 
     /// Shares the call log with other mocks, so a test sees the order across backends.
@@ -191,6 +199,10 @@ impl Runtime for MockRuntime {
 
     fn runs_os(&self, os: &str) -> bool {
         self.os.iter().any(|o| o == os)
+    }
+
+    fn features(&self) -> Features {
+        self.features
     }
 
     async fn pull_image(&self, request: &PullRequest) -> Result<ImageInfo> {

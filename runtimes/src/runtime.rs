@@ -12,8 +12,8 @@ use crate::error::{Error, Result};
 use crate::id::ContainerId;
 use crate::types::{AttachRequest, ExecStreamRequest, PortStream, StreamSession};
 use crate::types::{
-    ContainerSpec, ContainerStats, ContainerStatus, ExecOutput, ExecRequest, FsUsage, ImageInfo,
-    PullRequest, SandboxSpec, SandboxStats, SandboxStatus,
+    ContainerSpec, ContainerStats, ContainerStatus, ExecOutput, ExecRequest, Features, FsUsage,
+    ImageInfo, PullRequest, SandboxSpec, SandboxStats, SandboxStatus,
 };
 
 /// A container runtime backend.
@@ -24,6 +24,11 @@ pub trait Runtime: Send + Sync {
 
     /// True when this backend runs workloads for `os` (an OCI `os` value, `linux`).
     fn runs_os(&self, os: &str) -> bool;
+
+    /// The optional features this backend offers on this host; none by default.
+    fn features(&self) -> Features {
+        Features::default()
+    }
 
     /// Pulls an image (or finds it already present) and describes it.
     async fn pull_image(&self, request: &PullRequest) -> Result<ImageInfo>;

@@ -74,7 +74,9 @@ pub struct Cri {
     store: Arc<Store>,
     node_id: String,
     host: HostFacts,
-    handlers: Vec<String>,
+    /// The runtime handlers served and their backends' features (probed once, when
+    /// the backends opened).
+    handlers: Vec<(String, runtimes::types::Features)>,
     config_json: String,
     network_ready: NetworkReadiness,
     cpu: stats::CpuRates,
@@ -89,7 +91,14 @@ impl Cri {
     /// NetworkReady stays false until [`Cri::with_network_readiness`] wires a check.
     pub fn new(runtime: Arc<CompositeRuntime>, store: Arc<Store>, config: &Config) -> Self {
         Self {
-            handlers: runtime.runtime_handlers(),
+            handlers: runtime
+                .runtime_handlers()
+                .into_iter()
+                .map(|h| {
+                    let features = runtime.handler_features(&h).unwrap_or_default();
+                    (h, features)
+                })
+                .collect(),
             runtime,
             store,
             node_id: config.node_id.clone(),

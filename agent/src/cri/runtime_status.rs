@@ -8,6 +8,7 @@ use k8s_cri::v1::{
     RuntimeCondition, RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus,
     StatusRequest, StatusResponse,
 };
+use runtimes::types::Features;
 use runtimes::Runtime;
 
 /// CRI's condition type for the runtime.
@@ -26,12 +27,14 @@ pub fn network_not_wired() -> NetworkReadiness {
 }
 
 /// The answer to `Status`. The runtime is ready when it answers `image_fs_info`; the
-/// network when `network` says so. The default handler `""` is listed first whether
-/// or not `handlers` names it.
+/// network when `network` says so. `handlers` are the runtime handlers served, each
+/// with its backend's features; the default handler `""` is listed first whether or
+/// not `handlers` names it (without features then). The node-wide features are
+/// `runtime`'s.
 pub(super) async fn status(
     runtime: &dyn Runtime,
     network: &NetworkReadiness,
-    handlers: &[String],
+    handlers: &[(String, Features)],
     config_json: &str,
     request: StatusRequest,
 ) -> StatusResponse {
@@ -58,19 +61,27 @@ pub(super) async fn status(
             conditions: vec![runtime_ready, network_ready],
         }),
         info,
-        runtime_handlers: std::iter::once("")
-            .chain(
-                handlers
-                    .iter()
-                    .map(String::as_str)
-                    .filter(|h| !h.is_empty()),
-            )
-            .map(runtime_handler)
+        runtime_handlers: default_first(handlers)
+            .map(|(name, features)| runtime_handler(name, features))
             .collect(),
         features: Some(RuntimeFeatures {
-            supplemental_groups_policy: false,
+            supplemental_groups_policy: runtime.features().supplemental_groups_policy,
         }),
     }
+}
+
+/// `handlers` with the default handler `""` first (added when missing).
+fn default_first(handlers: &[(String, Features)]) -> impl Iterator<Item = (&str, Features)> + '_ {
+    let default = handlers
+        .iter()
+        .find(|(name, _)| name.is_empty())
+        .map_or(Features::default(), |(_, f)| *f);
+    std::iter::once(("", default)).chain(
+        handlers
+            .iter()
+            .filter(|(name, _)| !name.is_empty())
+            .map(|(name, f)| (name.as_str(), *f)),
+    )
 }
 
 fn condition(kind: &str, status: bool, reason: &str, message: String) -> RuntimeCondition {
@@ -82,13 +93,13 @@ fn condition(kind: &str, status: bool, reason: &str, message: String) -> Runtime
     }
 }
 
-/// A handler with the optional features berth does not offer yet switched off.
-fn runtime_handler(name: &str) -> RuntimeHandler {
+/// A handler and the per-handler features its backend offers.
+fn runtime_handler(name: &str, features: Features) -> RuntimeHandler {
     RuntimeHandler {
         name: name.to_string(),
         features: Some(RuntimeHandlerFeatures {
-            recursive_read_only_mounts: false,
-            user_namespaces: false,
+            recursive_read_only_mounts: features.recursive_read_only_mounts,
+            user_namespaces: features.user_namespaces,
         }),
     }
 }
@@ -100,10 +111,18 @@ mod tests {
 
     /// `Status` with no network wired, no handlers and an empty config.
     async fn unwired(runtime: &MockRuntime) -> StatusResponse {
+        with_handlers(runtime, &[]).await
+    }
+
+    /// `Status` with no network wired, serving `handlers`.
+    async fn with_handlers(
+        runtime: &MockRuntime,
+        handlers: &[(String, Features)],
+    ) -> StatusResponse {
         status(
             runtime,
             &network_not_wired(),
-            &[],
+            handlers,
             "{}",
             StatusRequest::default(),
         )
@@ -170,21 +189,61 @@ mod tests {
     #[tokio::test]
     async fn lists_the_default_handler_then_the_configured_ones() {
         let runtime = MockRuntime::new("mock", &["linux"]);
-        let handlers = ["".to_string(), "kata".to_string(), "windows".to_string()];
-        let answer = status(
-            &runtime,
-            &network_not_wired(),
-            &handlers,
-            "{}",
-            StatusRequest::default(),
-        )
-        .await;
+        let handlers = ["", "kata", "windows"].map(|h| (h.to_string(), Features::default()));
+        let answer = with_handlers(&runtime, &handlers).await;
         let names: Vec<_> = answer
             .runtime_handlers
             .iter()
             .map(|h| h.name.as_str())
             .collect();
         assert_eq!(names, ["", "kata", "windows"]);
+    }
+
+    #[tokio::test]
+    async fn features_are_reported_per_handler_and_node_wide() {
+        let rro_only = Features {
+            recursive_read_only_mounts: true,
+            ..Features::default()
+        };
+        let handlers = [
+            ("kata".to_string(), rro_only),
+            ("".to_string(), Features::all()),
+        ];
+        let full = MockRuntime::new("m", &["linux"]).with_features(Features::all());
+        let answer = with_handlers(&full, &handlers).await;
+        let reported: Vec<_> = answer
+            .runtime_handlers
+            .iter()
+            .map(|h| {
+                let f = h.features.as_ref().unwrap();
+                (
+                    h.name.as_str(),
+                    f.recursive_read_only_mounts,
+                    f.user_namespaces,
+                )
+            })
+            .collect();
+        assert_eq!(reported, [("", true, true), ("kata", true, false)]);
+        assert!(answer.features.unwrap().supplemental_groups_policy);
+        let answer = with_handlers(&MockRuntime::new("m", &["linux"]), &handlers).await;
+        assert!(!answer.features.unwrap().supplemental_groups_policy);
+    }
+
+    #[tokio::test]
+    async fn a_missing_default_handler_is_listed_without_features() {
+        let runtime = MockRuntime::new("mock", &["linux"]);
+        let handlers = [("kata".to_string(), Features::all())];
+        let answer = with_handlers(&runtime, &handlers).await;
+        let default = &answer.runtime_handlers[0];
+        assert_eq!(default.name, "");
+        assert!(!default.features.as_ref().unwrap().user_namespaces);
+        assert!(
+            answer.runtime_handlers[1]
+                .features
+                .as_ref()
+                .unwrap()
+                .user_namespaces
+        );
     }
 
     #[tokio::test]

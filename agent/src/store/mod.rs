@@ -16,7 +16,7 @@ pub use objects::{Record, Snapshot, Table};
 pub use records::{ContainerPhase, ContainerRecord, SandboxPhase, SandboxRecord};
 
 use std::fs::DirBuilder;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use redb::{
@@ -42,14 +42,26 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (or creates) the store in `state_dir`, creating the directory with mode
-    /// 0700 when missing. Fails with [`Error::StoreInUse`] when another process has it
+    /// 0711 when missing (adding the traverse bits to an existing one): others may pass through but not list it, as a container's
+    /// root in a pod user namespace must to reach its rootfs below (containerd's root
+    /// dir is 0711 for the same reason). Fails with [`Error::StoreInUse`] when another process has it
     /// open and with [`Error::StoreSchema`] when a newer berth wrote it.
     pub fn open(state_dir: &Path) -> Result<Store> {
         DirBuilder::new()
             .recursive(true)
-            .mode(0o700)
+            .mode(0o711)
             .create(state_dir)
             .map_err(|e| Error::io(format!("creating state_dir {}", state_dir.display()), e))?;
+        // A state dir an older berth made 0700 gains the traverse bits; nothing else
+        // of the operator's mode changes.
+        let mode = std::fs::metadata(state_dir)
+            .map_err(|e| Error::io(format!("reading state_dir {}", state_dir.display()), e))?
+            .permissions()
+            .mode();
+        if mode & 0o011 != 0o011 {
+            std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(mode | 0o011))
+                .map_err(|e| Error::io(format!("chmod state_dir {}", state_dir.display()), e))?;
+        }
         let path = state_dir.join(STORE_FILE);
         let db = Database::create(&path).map_err(|e| match e {
             DatabaseError::DatabaseAlreadyOpen => Error::StoreInUse { path: path.clone() },

@@ -24,8 +24,12 @@ fn dispatch_records_survive_a_reopen() {
         store.record(&db, "youki").unwrap();
     }
     let mode = std::fs::metadata(&state).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o700);
+    assert_eq!(mode & 0o777, 0o711, "others may traverse, not list");
+    // A state dir an older berth created 0700 becomes traversable.
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
     let store = Store::open(&state).unwrap();
+    let mode = std::fs::metadata(&state).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o711);
     assert_eq!(store.path(), state.join(STORE_FILE));
     let mut records = store.load().unwrap();
     records.sort();

@@ -15,6 +15,8 @@
 //!   status lookup fails only when every backend failed.
 
 mod dispatch;
+#[cfg(test)]
+mod feature_tests;
 mod images;
 #[cfg(test)]
 mod stream_tests;
@@ -32,8 +34,8 @@ use crate::id::ContainerId;
 use crate::runtime::Runtime;
 use crate::types::{AttachRequest, ExecStreamRequest, PortStream, StreamSession};
 use crate::types::{
-    ContainerSpec, ContainerStats, ContainerStatus, ExecOutput, ExecRequest, FsUsage, ImageInfo,
-    PullRequest, SandboxSpec, SandboxStats, SandboxStatus,
+    ContainerSpec, ContainerStats, ContainerStatus, ExecOutput, ExecRequest, Features, FsUsage,
+    ImageInfo, PullRequest, SandboxSpec, SandboxStats, SandboxStatus,
 };
 
 pub use dispatch::ISOLATION_ANNOTATION;
@@ -94,6 +96,16 @@ impl CompositeRuntime {
         std::iter::once(String::new())
             .chain(self.handlers.keys().filter(|h| !h.is_empty()).cloned())
             .collect()
+    }
+
+    /// The features of the backend serving the runtime handler `name` (the primary for
+    /// the default `""`); `None` for a handler this node does not serve.
+    pub fn handler_features(&self, name: &str) -> Option<Features> {
+        match self.handlers.get(name) {
+            Some(backend) => Some(backend.features()),
+            None if name.is_empty() => Some(self.primary.features()),
+            None => None,
+        }
     }
 
     /// The name of the backend that owns `id`, if it was dispatched.
@@ -189,6 +201,14 @@ impl Runtime for CompositeRuntime {
 
     fn runs_os(&self, os: &str) -> bool {
         self.backends().iter().any(|b| b.runs_os(os))
+    }
+
+    /// What every backend offers: a pod may land on any of them (by handler, isolation
+    /// or OS), so a node-wide feature holds only if it holds for all.
+    fn features(&self) -> Features {
+        self.backends()
+            .iter()
+            .fold(Features::all(), |all, b| all.common(b.features()))
     }
 
     async fn pull_image(&self, request: &PullRequest) -> Result<ImageInfo> {

@@ -16,7 +16,10 @@
 //! CHECK is never run: Debian's portmap 1.1.1 fails it for IPv4-only pods
 //! (containernetworking/plugins#819) and CRI does not need it.
 //!
-//! Under the run dir this module owns `netns/`, `ipcns/`, `utsns/` (pins), `cni/cache/`
+//! - [`Network::pin_with_userns`] pins a pod's user namespace with the network, IPC and
+//!   UTS namespaces made inside it (owned by it), from a short-lived child process.
+//!
+//! Under the run dir this module owns `netns/`, `ipcns/`, `utsns/`, `userns/` (pins), `cni/cache/`
 //! (attachments) and `cni/ipam/` (the default network's addresses). `attach` and
 //! `detach` run plugins as Tokio child processes with a deadline: they need a runtime
 //! with the I/O and time drivers enabled.
@@ -34,6 +37,7 @@ mod pod;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod userns;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -44,7 +48,7 @@ pub use ns::{in_namespace, NsKind};
 pub use pod::{Attachment, PodNetwork};
 
 use crate::error::{IoContext, Result};
-use crate::types::NetworkStats;
+use crate::types::{IdMapping, NetworkStats};
 use cache::Cache;
 use conflist::NetworkList;
 use exec::Plugins;
@@ -131,6 +135,22 @@ impl Network {
     pub fn pin(&self, kind: NsKind, key: &str) -> Result<PathBuf> {
         pod::check_key(key)?;
         self.pins.pin(kind, key)
+    }
+
+    /// Pins a new user namespace for the pod `key`, mapped with `uids` and `gids`, and
+    /// the `inner` namespaces (network, IPC, UTS) created inside it, so that they are
+    /// owned by it; returns the user namespace's pin. Returns the existing pins when
+    /// all are there; a failure leaves none. Blocking (a fork, a few ms). Unpin each
+    /// kind with [`Network::unpin`].
+    pub fn pin_with_userns(
+        &self,
+        key: &str,
+        uids: &[IdMapping],
+        gids: &[IdMapping],
+        inner: &[NsKind],
+    ) -> Result<PathBuf> {
+        pod::check_key(key)?;
+        self.pins.pin_in_userns(key, uids, gids, inner)
     }
 
     /// Removes the pin of `kind` for `key`; a missing pin is fine. Detach first: the

@@ -3,6 +3,8 @@
 //! every process of the pod and no pause container is needed (like CRI-O's
 //! `drop_infra_ctr`). Containers join them by path; code that must run inside one (CNI
 //! checks, sysctls, counters) does so in a throwaway thread through [`in_namespace`].
+//! A pod's user namespace, and the namespaces it owns, are made by a short-lived child
+//! process instead (`userns`): a thread of a multi-threaded process cannot unshare one.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -26,23 +28,32 @@ pub enum NsKind {
     Ipc,
     /// The UTS namespace (hostname).
     Uts,
+    /// The user namespace (uid/gid mappings); pinned only together with the namespaces
+    /// it owns (`Network::pin_with_userns`), never joined by [`in_namespace`] (a thread
+    /// of a multi-threaded process cannot join one).
+    User,
 }
 
+/// How many kinds there are (the size of per-kind tables).
+const KINDS: usize = 4;
+
 impl NsKind {
-    fn flag(self) -> CloneFlags {
+    pub(super) fn flag(self) -> CloneFlags {
         match self {
             NsKind::Net => CloneFlags::CLONE_NEWNET,
             NsKind::Ipc => CloneFlags::CLONE_NEWIPC,
             NsKind::Uts => CloneFlags::CLONE_NEWUTS,
+            NsKind::User => CloneFlags::CLONE_NEWUSER,
         }
     }
 
     /// The entry under `/proc/<tid>/ns/`.
-    fn proc_name(self) -> &'static str {
+    pub(super) fn proc_name(self) -> &'static str {
         match self {
             NsKind::Net => "net",
             NsKind::Ipc => "ipc",
             NsKind::Uts => "uts",
+            NsKind::User => "user",
         }
     }
 
@@ -52,6 +63,7 @@ impl NsKind {
             NsKind::Net => "netns",
             NsKind::Ipc => "ipcns",
             NsKind::Uts => "utsns",
+            NsKind::User => "userns",
         }
     }
 }
@@ -61,7 +73,7 @@ pub(crate) struct Pins {
     root: PathBuf,
     /// Serialises pin/unpin (two pins of one key must not stack mounts) and remembers
     /// which pin dirs this process has made shared already.
-    shared: Mutex<[bool; 3]>,
+    shared: Mutex<[bool; KINDS]>,
 }
 
 impl Pins {
@@ -69,7 +81,7 @@ impl Pins {
     pub(crate) fn new(root: PathBuf) -> Self {
         Pins {
             root,
-            shared: Mutex::new([false; 3]),
+            shared: Mutex::new([false; KINDS]),
         }
     }
 
@@ -78,12 +90,42 @@ impl Pins {
         self.root.join(kind.dir_name()).join(key)
     }
 
-    /// Creates and pins a new namespace, or returns the existing pin.
+    /// Creates and pins a new namespace, or returns the existing pin. A user namespace
+    /// is pinned only with [`Pins::pin_in_userns`].
     pub(crate) fn pin(&self, kind: NsKind, key: &str) -> Result<PathBuf> {
-        let mut shared = self
-            .shared
+        if kind == NsKind::User {
+            return Err(Error::backend(
+                "netns",
+                "a user namespace is pinned with the namespaces it owns",
+            ));
+        }
+        let mut shared = self.lock()?;
+        let pin = self.pin_file(&mut shared, kind, key)?;
+        if is_ns_mount(&pin)? {
+            return Ok(pin);
+        }
+        if let Err(e) = new_pinned(kind, &pin) {
+            let _ = fs::remove_file(&pin);
+            return Err(e);
+        }
+        Ok(pin)
+    }
+
+    /// The pin lock; see [`Pins::shared`].
+    pub(super) fn lock(&self) -> Result<std::sync::MutexGuard<'_, [bool; KINDS]>> {
+        self.shared
             .lock()
-            .map_err(|_| Error::backend("netns", "pin lock poisoned"))?;
+            .map_err(|_| Error::backend("netns", "pin lock poisoned"))
+    }
+
+    /// The pin file of `kind` for `key`, created (empty) if missing, in a pin dir made
+    /// shared. `shared` is the held pin lock.
+    pub(super) fn pin_file(
+        &self,
+        shared: &mut [bool; KINDS],
+        kind: NsKind,
+        key: &str,
+    ) -> Result<PathBuf> {
         let dir = self.root.join(kind.dir_name());
         if !shared[kind as usize] {
             ensure_shared_dir(&dir)?;
@@ -91,7 +133,7 @@ impl Pins {
         }
         let pin = dir.join(key);
         if is_ns_mount(&pin)? {
-            return Ok(pin);
+            return Ok(pin); // pinned already (a pin cannot be opened for writing)
         }
         // A file without a mount is what a crash between create and mount leaves: reuse it.
         OpenOptions::new()
@@ -101,20 +143,18 @@ impl Pins {
             .mode(0o444)
             .open(&pin)
             .io_context(|| format!("creating the namespace pin {}", pin.display()))?;
-        if let Err(e) = new_pinned(kind, &pin) {
-            let _ = fs::remove_file(&pin);
-            return Err(e);
-        }
         Ok(pin)
     }
 
     /// Unmounts and removes the pin; a missing pin is fine. The namespace itself goes
     /// away once no process or other mount holds it.
     pub(crate) fn unpin(&self, kind: NsKind, key: &str) -> Result<()> {
-        let _serial = self
-            .shared
-            .lock()
-            .map_err(|_| Error::backend("netns", "pin lock poisoned"))?;
+        let _serial = self.lock()?;
+        self.unpin_locked(kind, key)
+    }
+
+    /// [`Pins::unpin`] with the pin lock held.
+    pub(super) fn unpin_locked(&self, kind: NsKind, key: &str) -> Result<()> {
         let pin = self.path(kind, key);
         // Mounts can be stacked if something else pinned onto the same file; unmount all.
         for _ in 0..8 {
@@ -149,6 +189,23 @@ pub(crate) fn is_ns_mount(path: &Path) -> Result<bool> {
     }
 }
 
+/// Bind-mounts the namespace file `source` (a `/proc/…/ns/…` entry) onto `pin`.
+pub(super) fn bind_ns(source: &str, pin: &Path) -> Result<()> {
+    mount(
+        Some(source),
+        pin,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        Error::io(
+            format!("bind-mounting {source} onto {}", pin.display()),
+            e.into(),
+        )
+    })
+}
+
 /// Unshares `kind` in a fresh thread and bind-mounts that thread's namespace onto `pin`.
 /// `unshare` changes only the calling thread, and the thread ends right after, so no
 /// other code of ours ever runs inside the new namespace.
@@ -158,19 +215,7 @@ fn new_pinned(kind: NsKind, pin: &Path) -> Result<()> {
         s.spawn(|| -> Result<()> {
             unshare(kind.flag())
                 .map_err(|e| Error::io(format!("unshare({:?})", kind.flag()), e.into()))?;
-            mount(
-                Some(source.as_str()),
-                pin,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .map_err(|e| {
-                Error::io(
-                    format!("bind-mounting {source} onto {}", pin.display()),
-                    e.into(),
-                )
-            })
+            bind_ns(&source, pin)
         })
         .join()
         .map_err(|_| Error::backend("netns", "the namespace pinning thread panicked"))?
@@ -303,5 +348,6 @@ mod tests {
         assert_eq!(pins.path(NsKind::Net, "p"), Path::new("/r/netns/p"));
         assert_eq!(pins.path(NsKind::Ipc, "p"), Path::new("/r/ipcns/p"));
         assert_eq!(pins.path(NsKind::Uts, "p"), Path::new("/r/utsns/p"));
+        assert_eq!(pins.path(NsKind::User, "p"), Path::new("/r/userns/p"));
     }
 }

@@ -1,6 +1,7 @@
 //! Plain values the [`Runtime`](crate::Runtime) trait speaks: no protobuf types here.
 
 mod container;
+mod features;
 mod image;
 mod pod;
 mod stream;
@@ -9,6 +10,7 @@ pub use container::{
     ContainerSpec, ContainerState, ContainerStats, ContainerStatus, ExecOutput, ExecRequest,
     ResolvedUser, SupplementalGroupsPolicy, UserRequest,
 };
+pub use features::Features;
 pub use image::{FsUsage, ImageConfig, ImageInfo, PullRequest, RegistryAuth};
 pub use pod::{
     DnsConfig, IdMapping, NamespaceMode, NamespaceOptions, NetworkStats, PortMapping, Protocol,

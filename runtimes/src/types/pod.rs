@@ -31,6 +31,17 @@ pub struct IdMapping {
     pub length: u32,
 }
 
+impl IdMapping {
+    /// `length` ids from `container_id` inside the namespace, from `host_id` outside.
+    pub fn new(container_id: u32, host_id: u32, length: u32) -> IdMapping {
+        IdMapping {
+            host_id,
+            container_id,
+            length,
+        }
+    }
+}
+
 /// A user namespace request (`NamespaceOption.userns_options`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserNamespace {

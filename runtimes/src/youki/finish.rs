@@ -4,7 +4,9 @@
 //! - `root.path`: the container's overlay (`root.readonly` is the agent's);
 //! - namespaces: the pod decides network, IPC and UTS (CRI shares them pod-wide): a
 //!   `Node` mode removes the entry (the host's), a `Pod` mode points it at the pod's
-//!   pin; UTS follows the network (a host-network pod has the host's hostname). The
+//!   pin; UTS follows the network (a host-network pod has the host's hostname). A pod
+//!   with a user namespace has every container join its pin (with the pod's id
+//!   mappings in the spec, for the record: libcontainer writes none when joining). The
 //!   `pid` entry joins the namespace the caller resolved from the container's PID mode
 //!   (the pod's holder for `Pod`, the target's init for `Target`), or stays the
 //!   container's own (`Container`) or absent (`Node`);
@@ -21,12 +23,12 @@
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, Mount, MountBuilder, RootBuilder,
-    Spec, UserBuilder,
+    LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespace, LinuxNamespaceBuilder,
+    LinuxNamespaceType, Mount, MountBuilder, RootBuilder, Spec, UserBuilder,
 };
 
 use crate::error::{Error, Result};
-use crate::types::{NamespaceMode, NamespaceOptions, ResolvedUser};
+use crate::types::{IdMapping, NamespaceMode, NamespaceOptions, ResolvedUser};
 
 /// What the pod contributes to its containers' specs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +41,8 @@ pub struct PodParts {
     pub ipcns: Option<PathBuf>,
     /// Pinned UTS namespace (for a pod with its own network).
     pub utsns: Option<PathBuf>,
+    /// Pinned user namespace (for a pod with one; it owns the pod's other pins).
+    pub userns: Option<PathBuf>,
     /// The PID namespace the container joins (`/proc/<pid>/ns/pid` of the pod's
     /// holder or of a target container), if it joins one.
     pub pid_namespace: Option<PathBuf>,
@@ -108,6 +112,10 @@ pub fn finish(
     let (namespaces, own_pid_namespace) =
         namespaces(linux.namespaces().clone().unwrap_or_default(), pod)?;
     linux.set_namespaces(Some(namespaces));
+    if let Some(user) = &pod.namespaces.user {
+        linux.set_uid_mappings(Some(id_mappings(&user.uids)?));
+        linux.set_gid_mappings(Some(id_mappings(&user.gids)?));
+    }
     let cgroup = match linux.cgroups_path() {
         Some(path) => path.display().to_string(),
         None => format!("{}/{key}", pod.cgroup.trim_end_matches('/')),
@@ -126,6 +134,20 @@ pub fn finish(
 
 fn invalid(e: oci_spec::OciSpecError) -> Error {
     Error::InvalidSpec(format!("CreateContainer: {e}"))
+}
+
+fn id_mappings(mappings: &[IdMapping]) -> Result<Vec<LinuxIdMapping>> {
+    mappings
+        .iter()
+        .map(|m| {
+            LinuxIdMappingBuilder::default()
+                .container_id(m.container_id)
+                .host_id(m.host_id)
+                .size(m.length)
+                .build()
+                .map_err(invalid)
+        })
+        .collect()
 }
 
 fn ns(typ: LinuxNamespaceType, path: Option<&Path>) -> Result<LinuxNamespace> {
@@ -154,6 +176,14 @@ fn namespaces(
     for entry in requested {
         match entry.typ() {
             T::Network | T::Ipc | T::Uts => {} // the pod decides, below
+            T::User if entry.path().is_none() => {
+                if pod.userns.is_none() {
+                    return Err(Error::FailedPrecondition(
+                        "the container asks for the pod's user namespace, but the pod has none"
+                            .into(),
+                    ));
+                }
+            }
             T::Pid => match &pod.pid_namespace {
                 Some(path) => out.push(ns(T::Pid, Some(path))?),
                 None => {
@@ -168,6 +198,10 @@ fn namespaces(
         if !out.iter().any(|n| n.typ() == T::Pid) {
             out.push(ns(T::Pid, Some(path))?);
         }
+    }
+    if let Some(userns) = &pod.userns {
+        out.retain(|n| n.typ() != T::User);
+        out.push(ns(T::User, Some(userns))?);
     }
     let own_network = pod.namespaces.network != NamespaceMode::Node;
     if own_network {
@@ -233,6 +267,7 @@ mod tests {
             netns: Some("/run/berth/netns/p".into()),
             ipcns: Some("/run/berth/ipcns/p".into()),
             utsns: Some("/run/berth/utsns/p".into()),
+            userns: None,
             pid_namespace: None,
             etc: "/var/lib/berth/youki/pods/p/etc".into(),
             shm: "/run/berth/youki/pods/p/shm".into(),
@@ -354,6 +389,52 @@ mod tests {
         let mut p = pod();
         p.netns = None;
         let err = finish(&mut spec(), "k", Path::new("/m"), &user(), 0, &p).unwrap_err();
+        assert!(matches!(err, Error::FailedPrecondition(_)), "{err}");
+    }
+
+    #[test]
+    fn a_user_namespace_pod_has_its_containers_join_its_pin() {
+        use crate::types::UserNamespace;
+        use LinuxNamespaceType as T;
+        let range = IdMapping {
+            host_id: 100000,
+            container_id: 0,
+            length: 65536,
+        };
+        let mut p = pod();
+        p.namespaces.user = Some(UserNamespace {
+            mode: NamespaceMode::Pod,
+            uids: vec![range],
+            gids: vec![range],
+        });
+        p.userns = Some("/run/berth/userns/p".into());
+        let mut s = spec();
+        let mut linux = s.linux().clone().unwrap_or_default();
+        let mut requested = linux.namespaces().clone().unwrap_or_default();
+        requested.push(ns(T::User, None).unwrap());
+        linux.set_namespaces(Some(requested));
+        s.set_linux(Some(linux.clone()));
+        finish_spec(&mut s, &p);
+        let users: Vec<_> = ns_of(&s)
+            .into_iter()
+            .filter(|(t, _)| *t == T::User)
+            .collect();
+        assert_eq!(users, [(T::User, Some("/run/berth/userns/p".into()))]);
+        let linux_out = s.linux().as_ref().unwrap();
+        for maps in [linux_out.uid_mappings(), linux_out.gid_mappings()] {
+            let maps = maps.as_ref().unwrap();
+            assert_eq!(
+                maps.iter()
+                    .map(|m| (m.container_id(), m.host_id(), m.size()))
+                    .collect::<Vec<_>>(),
+                [(0, 100000, 65536)]
+            );
+        }
+
+        // A container that asks for a user namespace in a pod without one.
+        let mut s = spec();
+        s.set_linux(Some(linux));
+        let err = finish(&mut s, "k", Path::new("/m"), &user(), 0, &pod()).unwrap_err();
         assert!(matches!(err, Error::FailedPrecondition(_)), "{err}");
     }
 

@@ -15,12 +15,14 @@ mod client;
 mod clock;
 mod container;
 mod fdio;
+mod features;
 mod finish;
 pub mod layout;
 mod pod;
 mod port_forward;
 mod records;
 mod recover;
+mod remap;
 mod rootfs;
 pub mod shim;
 mod stats;
@@ -40,8 +42,8 @@ use crate::network::Network;
 use crate::runtime::Runtime;
 use crate::types::{
     AttachRequest, ContainerSpec, ContainerStats, ContainerStatus, ExecOutput, ExecRequest,
-    ExecStreamRequest, FsUsage, ImageInfo, PortStream, PullRequest, SandboxSpec, SandboxStats,
-    SandboxStatus, StreamSession,
+    ExecStreamRequest, Features, FsUsage, ImageInfo, PortStream, PullRequest, SandboxSpec,
+    SandboxStats, SandboxStatus, StreamSession,
 };
 use backend::Backend;
 use cgroups::Hierarchy;
@@ -70,6 +72,8 @@ pub struct YoukiRuntime {
     images: Arc<ImageStore>,
     /// `None` for an image-only backend ([`YoukiRuntime::new`]).
     backend: Option<Arc<Backend>>,
+    /// What the full backend offers on this host (nothing for an image-only one).
+    features: Features,
 }
 
 impl YoukiRuntime {
@@ -79,6 +83,7 @@ impl YoukiRuntime {
         YoukiRuntime {
             images,
             backend: None,
+            features: Features::default(),
         }
     }
 
@@ -119,9 +124,12 @@ impl YoukiRuntime {
         for e in &left {
             tracing::warn!(error = %e, "youki: recovery left work for the next start");
         }
+        let features = features::probe();
+        tracing::info!(?features, "youki: features on this host");
         Ok(YoukiRuntime {
             images,
             backend: Some(backend),
+            features,
         })
     }
 
@@ -155,6 +163,10 @@ impl Runtime for YoukiRuntime {
 
     fn runs_os(&self, os: &str) -> bool {
         os == "linux"
+    }
+
+    fn features(&self) -> Features {
+        self.features
     }
 
     async fn pull_image(&self, request: &PullRequest) -> Result<ImageInfo> {

@@ -52,6 +52,10 @@ pub struct PodRecord {
     pub ipcns: Option<PathBuf>,
     /// The pinned UTS namespace, once made.
     pub utsns: Option<PathBuf>,
+    /// The pinned user namespace of a pod with one (the network, IPC and UTS pins are
+    /// then made inside it).
+    #[serde(default)]
+    pub userns: Option<PathBuf>,
     /// The pod's IPs, primary first, once the network is attached.
     pub ips: Vec<String>,
     /// The pod cgroup (cgroupfs path) the containers go under.

@@ -9,6 +9,7 @@ mod attach;
 mod failures;
 mod leaks;
 mod pins;
+mod userns;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -140,7 +141,7 @@ impl Env {
     /// Mounts of namespace pins under this test's run dir (not the pin dirs themselves).
     pub fn pin_mounts(&self) -> Vec<String> {
         let run = self.run_dir();
-        let dirs: Vec<String> = ["netns", "ipcns", "utsns"]
+        let dirs: Vec<String> = ["netns", "ipcns", "utsns", "userns"]
             .iter()
             .map(|d| format!("{}/", run.join(d).display()))
             .collect();

@@ -29,6 +29,7 @@ fn pins_are_idempotent_separate_and_leave_no_mount() {
             NsKind::Net => "/proc/self/ns/net",
             NsKind::Ipc => "/proc/self/ns/ipc",
             NsKind::Uts => "/proc/self/ns/uts",
+            NsKind::User => unreachable!("pinned only with what it owns (userns.rs)"),
         };
         // A pinned namespace file has the namespace's inode: new, and one per key.
         assert_ne!(

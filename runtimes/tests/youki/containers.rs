@@ -273,7 +273,8 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
-fn bind(source: &str, destination: &str) -> Mount {
+/// A private recursive bind mount of `source` at `destination`.
+pub fn bind(source: &str, destination: &str) -> Mount {
     MountBuilder::default()
         .destination(destination)
         .typ("bind")

@@ -10,6 +10,7 @@
 
 mod containers;
 mod exec;
+mod features;
 mod pods;
 mod restart;
 mod stop;
@@ -36,7 +37,7 @@ use runtimes::{ContainerId, Runtime};
 pub const SHIM: &str = env!("CARGO_BIN_EXE_berth-youki-shim");
 
 /// The directories `runtimes::network` pins namespaces in, under the run dir.
-const PIN_DIRS: [&str; 3] = ["netns", "ipcns", "utsns"];
+const PIN_DIRS: [&str; 4] = ["netns", "ipcns", "utsns", "userns"];
 
 /// One test's world: a registry holding a busybox image, and directories for the
 /// image store, the backend's state and run dirs and the CNI config.

@@ -18,7 +18,7 @@ use super::super::client::{unexpected, CALL_TIMEOUT};
 use super::super::finish::finish;
 use super::super::layout::key;
 use super::super::records::{ContainerPhase, ContainerRecord, PodPhase};
-use super::super::{binds, pod, rootfs, user, NAME};
+use super::super::{binds, pod, remap, rootfs, user, NAME};
 use super::stop_signal;
 
 impl Backend {
@@ -109,6 +109,9 @@ impl Backend {
         };
         let layers = self.images.layer_dirs(image)?;
         let rootfs = rootfs::mount_overlay(&layers, &self.layout.rootfs(k))?;
+        if let Some(user) = &pod_record.namespaces.user {
+            remap::remap_owners(&rootfs, &user.uids, &user.gids)?;
+        }
         let resolved = user::resolve(&rootfs, &spec.user)
             .map_err(|e| Error::InvalidSpec(format!("CreateContainer {id}: {e}")))?;
         let supervisor = self.supervisor(&record.pod);
@@ -117,8 +120,10 @@ impl Backend {
             .map_err(|e| e.into_error("pod sandbox", &record.pod.to_string()))?;
         let min_oom = own_oom_score_adj(pong.pid);
         let pid_namespace = match spec.namespaces.pid {
+            // The namespace the holder's children go to: its own where it is PID 1,
+            // the one it made where it sits in the pod's user namespace.
             NamespaceMode::Pod if pong.pid_ns_holder != 0 => Some(PathBuf::from(format!(
-                "/proc/{}/ns/pid",
+                "/proc/{}/ns/pid_for_children",
                 pong.pid_ns_holder
             ))),
             NamespaceMode::Pod => {

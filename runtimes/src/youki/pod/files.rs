@@ -87,12 +87,15 @@ pub fn write_etc(
 }
 
 /// Mounts the pod's `/dev/shm` tmpfs at `dir` (idempotent: an existing mount stays).
-pub fn mount_shm(dir: &Path) -> Result<()> {
+pub fn mount_shm(dir: &Path, owner: Option<(u32, u32)>) -> Result<()> {
     fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
     if is_mount_point(dir)? {
         return Ok(());
     }
-    let data = format!("mode=1777,size={SHM_SIZE}");
+    let mut data = format!("mode=1777,size={SHM_SIZE}");
+    if let Some((uid, gid)) = owner {
+        data.push_str(&format!(",uid={uid},gid={gid}"));
+    }
     mount(
         Some("shm"),
         dir,

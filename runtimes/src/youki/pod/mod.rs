@@ -45,6 +45,7 @@ pub fn parts(
         netns: record.netns.clone(),
         ipcns: record.ipcns.clone(),
         utsns: record.utsns.clone(),
+        userns: record.userns.clone(),
         pid_namespace,
         etc: layout.pod_etc(&k),
         shm: layout.pod_shm(&k),
@@ -58,5 +59,6 @@ fn pin_of(record: &PodRecord, kind: NsKind) -> Option<std::path::PathBuf> {
         NsKind::Net => record.netns.clone(),
         NsKind::Ipc => record.ipcns.clone(),
         NsKind::Uts => record.utsns.clone(),
+        NsKind::User => record.userns.clone(),
     }
 }

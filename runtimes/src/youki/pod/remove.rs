@@ -130,10 +130,12 @@ impl Backend {
     fn release_pod(&self, record: &PodRecord) -> Vec<Error> {
         let k = key(&record.id);
         let mut errors = Vec::new();
+        // The user namespace last: it owns the others.
         for (kind, pin) in [
             (NsKind::Net, &record.netns),
             (NsKind::Uts, &record.utsns),
             (NsKind::Ipc, &record.ipcns),
+            (NsKind::User, &record.userns),
         ] {
             if pin.is_some() {
                 if let Err(e) = self.network.unpin(kind, &k) {

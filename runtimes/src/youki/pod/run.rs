@@ -8,13 +8,15 @@ use std::time::SystemTime;
 use crate::error::{Error, IoContext, Result};
 use crate::id::ContainerId;
 use crate::network::{in_namespace, NsKind};
-use crate::types::{NamespaceMode, SandboxSpec, SandboxState, SandboxStatus};
+use crate::types::{
+    NamespaceMode, NamespaceOptions, SandboxSpec, SandboxState, SandboxStatus, UserNamespace,
+};
 
 use super::super::backend::{blocking, warn_cleanup, Backend};
 use super::super::client;
 use super::super::layout::key;
 use super::super::records::{PodPhase, PodRecord};
-use super::super::{shim, NAME};
+use super::super::{remap, shim, NAME};
 use super::{files, pod_network, sysctl};
 
 /// The longest hostname Kubernetes gives a pod (the kernel takes 64 bytes).
@@ -33,15 +35,8 @@ fn validate(id: &ContainerId, spec: &SandboxSpec) -> Result<String> {
     if ns.pid == NamespaceMode::Target {
         return bad("a pod's PID namespace cannot be another container's (TARGET)");
     }
-    if ns
-        .user
-        .as_ref()
-        .is_some_and(|u| u.mode != NamespaceMode::Node)
-    {
-        return Err(Error::Unsupported {
-            backend: NAME.into(),
-            operation: "user namespaces",
-        });
+    if let Some(Err(what)) = ns.user.as_ref().map(|user| validate_userns(user, ns)) {
+        return bad(&what);
     }
     sysctl::validate(&spec.sysctls, ns)?;
     let hostname = if ns.network == NamespaceMode::Node {
@@ -62,6 +57,40 @@ fn validate(id: &ContainerId, spec: &SandboxSpec) -> Result<String> {
         return bad(&format!("hostname {hostname:?} is not valid"));
     }
     Ok(fit_hostname(&hostname))
+}
+
+/// A pod user namespace needs the pod's own network, IPC and PID namespaces (as
+/// Kubernetes requires for `hostUsers: false`): a namespace of the node is owned by the
+/// node's user namespace, and the pod's root could not mount `/sys`, `/dev/mqueue` or
+/// `/proc` for it. Its mappings must be what the rootfs can be remapped with: one range
+/// each, starting at container id 0.
+fn validate_userns(user: &UserNamespace, ns: &NamespaceOptions) -> std::result::Result<(), String> {
+    if user.mode != NamespaceMode::Pod {
+        return Err(format!(
+            "the user namespace mode must be POD or NODE, not {:?}",
+            user.mode
+        ));
+    }
+    if ns.network == NamespaceMode::Node
+        || ns.ipc == NamespaceMode::Node
+        || ns.pid == NamespaceMode::Node
+    {
+        return Err(
+            "a pod with its own user namespace cannot share the node's network, IPC or PID namespace"
+                .into(),
+        );
+    }
+    for (what, maps) in [("uid", &user.uids), ("gid", &user.gids)] {
+        match maps.as_slice() {
+            [m] if m.container_id == 0 && m.length > 0 => {}
+            _ => {
+                return Err(format!(
+                    "the user namespace needs exactly one {what} mapping starting at container id 0, got {maps:?}"
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `name` cut to what the kernel takes as Kubernetes cuts pod hostnames: at most 63
@@ -127,6 +156,7 @@ impl Backend {
             netns: None,
             ipcns: None,
             utsns: None,
+            userns: None,
             ips: Vec::new(),
             cgroup,
             owns_cgroup,
@@ -172,6 +202,9 @@ impl Backend {
         if own_ipc {
             record.ipcns = Some(self.network.pin_path(NsKind::Ipc, k));
         }
+        if record.namespaces.user.is_some() {
+            record.userns = Some(self.network.pin_path(NsKind::User, k));
+        }
         self.save_pod(record)?;
 
         let (me, r, key) = (self.clone(), record.clone(), k.to_string());
@@ -187,15 +220,27 @@ impl Backend {
         blocking(move || me.finish_pod(&key, &r, &spec)).await
     }
 
-    /// Pins the namespaces, sets the hostname, mounts `/dev/shm`.
+    /// Pins the namespaces (inside the pod's user namespace when it has one), sets the
+    /// hostname, mounts `/dev/shm`.
     fn pin_and_prepare(&self, k: &str, record: &PodRecord) -> Result<()> {
-        for (kind, pin) in [
+        let pinned: Vec<NsKind> = [
             (NsKind::Net, &record.netns),
             (NsKind::Uts, &record.utsns),
             (NsKind::Ipc, &record.ipcns),
-        ] {
-            if pin.is_some() {
-                self.network.pin(kind, k)?;
+        ]
+        .into_iter()
+        .filter(|(_, pin)| pin.is_some())
+        .map(|(kind, _)| kind)
+        .collect();
+        match &record.namespaces.user {
+            Some(user) => {
+                self.network
+                    .pin_with_userns(k, &user.uids, &user.gids, &pinned)?;
+            }
+            None => {
+                for kind in pinned {
+                    self.network.pin(kind, k)?;
+                }
             }
         }
         if let Some(uts) = &record.utsns {
@@ -211,7 +256,13 @@ impl Backend {
             })?;
         }
         if record.ipcns.is_some() {
-            files::mount_shm(&self.layout.pod_shm(k))?;
+            // Owned by the pod's root when it has a user namespace.
+            let owner = record
+                .namespaces
+                .user
+                .as_ref()
+                .and_then(|u| Some((remap::to_host(0, &u.uids)?, remap::to_host(0, &u.gids)?)));
+            files::mount_shm(&self.layout.pod_shm(k), owner)?;
         }
         Ok(())
     }
@@ -231,6 +282,7 @@ impl Backend {
             pod_dir: self.layout.pod_run(k),
             libcontainer_root: self.layout.libcontainer(),
             pid_namespace: record.namespaces.pid == NamespaceMode::Pod,
+            userns: record.userns.clone(),
         };
         client::spawn(&self.shim, &args)
     }

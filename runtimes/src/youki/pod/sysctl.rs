@@ -54,7 +54,7 @@ pub fn validate(sysctls: &BTreeMap<String, String>, ns: &NamespaceOptions) -> Re
             )));
         }
         let shared_with_node = match namespace_of(name) {
-            None => {
+            None | Some(NsKind::User) => {
                 return Err(Error::InvalidSpec(format!(
                     "RunPodSandbox: sysctl {name} is not namespaced and would change the node"
                 )))

@@ -5,14 +5,15 @@
 //! long-lived, multi-threaded agent must never call it; and the containers must outlive
 //! an agent restart with their stdio, logs and exit statuses intact.
 //!
-//! Shape: the agent runs `<berth> shim --pod-dir D --libcontainer-root R [--pid-namespace]`.
+//! Shape: the agent runs
+//! `<berth> shim --pod-dir D --libcontainer-root R [--pid-namespace] [--userns PIN]`.
 //! That process forks the supervisor and exits once the supervisor's socket is bound
 //! (exit status 0) or with the reason it could not be (status 1, on stderr). The
 //! supervisor starts a session of its own (setsid), so it is nobody's child but
 //! init's, becomes the child subreaper of everything it starts, and serves
 //! `D/shim.sock` from one thread with a `poll(2)` loop (no async runtime: ~1 MB of
 //! anonymous memory). With `--pid-namespace` it forks the pod's PID-namespace holder
-//! first. Its own errors go to `D/shim.log`.
+//! first (a PID namespace owned by the pod's user namespace `PIN` when given). Its own errors go to `D/shim.log`.
 
 mod console;
 mod containers;
@@ -45,6 +46,8 @@ pub struct Args {
     pub libcontainer_root: PathBuf,
     /// Hold a PID namespace for the pod (a pod-level `pid` namespace).
     pub pid_namespace: bool,
+    /// The pod's user namespace pin: the held PID namespace is made owned by it.
+    pub userns: Option<PathBuf>,
 }
 
 impl Args {
@@ -59,18 +62,29 @@ impl Args {
         if self.pid_namespace {
             out.push("--pid-namespace".into());
         }
+        if let Some(userns) = &self.userns {
+            out.push("--userns".into());
+            out.push(userns.clone().into());
+        }
         out
     }
 
     /// Parses the arguments after `shim`.
     pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
-        let (mut pod_dir, mut root, mut pid_namespace) = (None, None, false);
+        let (mut pod_dir, mut root, mut pid_namespace, mut userns) = (None, None, false, None);
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             match arg.to_str() {
                 Some("--pod-dir") => pod_dir = args.next().map(PathBuf::from),
                 Some("--libcontainer-root") => root = args.next().map(PathBuf::from),
                 Some("--pid-namespace") => pid_namespace = true,
+                Some("--userns") => {
+                    userns = Some(
+                        args.next()
+                            .map(PathBuf::from)
+                            .ok_or("--userns needs a path")?,
+                    )
+                }
                 _ => return Err(format!("unexpected argument {arg:?}")),
             }
         }
@@ -78,6 +92,7 @@ impl Args {
             pod_dir: pod_dir.ok_or("--pod-dir is required")?,
             libcontainer_root: root.ok_or("--libcontainer-root is required")?,
             pid_namespace,
+            userns,
         })
     }
 }
@@ -201,10 +216,12 @@ mod tests {
             pod_dir: "/run/berth/youki/pods/p".into(),
             libcontainer_root: "/run/berth/youki/libcontainer".into(),
             pid_namespace: true,
+            userns: Some("/run/berth/userns/p".into()),
         };
         assert_eq!(Args::parse(args.to_args()).unwrap(), args);
         let plain = Args {
             pid_namespace: false,
+            userns: None,
             ..args
         };
         assert_eq!(Args::parse(plain.to_args()).unwrap(), plain);

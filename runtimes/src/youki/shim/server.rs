@@ -87,7 +87,10 @@ impl Supervisor {
             .map_err(|e| format!("socket: {e}"))?;
         let sigchld = io::sigchld_pipe().map_err(|e| format!("SIGCHLD handler: {e}"))?;
         let holder = if args.pid_namespace {
-            Some(holder::spawn().map_err(|e| format!("PID namespace holder: {e}"))?)
+            Some(
+                holder::spawn(args.userns.as_deref())
+                    .map_err(|e| format!("PID namespace holder: {e}"))?,
+            )
         } else {
             None
         };
