@@ -19,8 +19,8 @@ use crate::types::{
 };
 use crate::types::{
     ContainerSpec, ContainerState, ContainerStats, ContainerStatus, ExecOutput, ExecRequest,
-    Features, FsUsage, ImageInfo, NetworkStats, PullRequest, ResolvedUser, SandboxSpec,
-    SandboxState, SandboxStats, SandboxStatus,
+    Features, FsUsage, ImageInfo, MemoryStats, NetworkStats, PullRequest, ResolvedUser,
+    SandboxSpec, SandboxState, SandboxStats, SandboxStatus,
 };
 
 /// One call a [`MockRuntime`] received.
@@ -288,11 +288,13 @@ impl Runtime for MockRuntime {
         Ok(SandboxStats {
             timestamp: SystemTime::now(),
             cpu_usage_ns: running * 1_000_000_000,
-            memory_working_set: (8 + running) << 20,
-            memory_usage: (9 + running) << 20,
-            memory_rss: running << 20,
-            page_faults: 10,
-            major_page_faults: 1,
+            memory: MemoryStats {
+                working_set: (8 + running) << 20,
+                usage: (9 + running) << 20,
+                rss: running << 20,
+                page_faults: 10,
+                major_page_faults: 1,
+            },
             processes: running,
             network: Some(NetworkStats {
                 interface: "eth0".into(),
@@ -477,11 +479,13 @@ impl Runtime for MockRuntime {
         Ok(ContainerStats {
             timestamp: SystemTime::now(),
             cpu_usage_ns: 1_000_000_000,
-            memory_working_set: 1 << 20,
-            memory_usage: 2 << 20,
-            memory_rss: 1 << 19,
-            page_faults: 5,
-            major_page_faults: 0,
+            memory: MemoryStats {
+                working_set: 1 << 20,
+                usage: 2 << 20,
+                rss: 1 << 19,
+                page_faults: 5,
+                major_page_faults: 0,
+            },
             writable_layer: format!("/mock/{}/{id}/upper", self.name).into(),
             writable_layer_bytes: 4096,
             writable_layer_inodes: 3,

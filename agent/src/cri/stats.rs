@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use k8s_cri::v1 as cri;
-use runtimes::types::{ContainerStats, SandboxStats};
+use runtimes::types::{ContainerStats, MemoryStats, SandboxStats};
 
 use super::container::attributes;
 use super::objects::{shown_labels, unix_nanos};
@@ -44,41 +44,17 @@ fn value(value: u64) -> Option<cri::UInt64Value> {
     Some(cri::UInt64Value { value })
 }
 
-/// The memory numbers both kinds of stats share.
-struct Memory {
-    working_set: u64,
-    usage: u64,
-    rss: u64,
-    page_faults: u64,
-    major_page_faults: u64,
-}
-
-impl Memory {
-    fn usage(&self, timestamp: i64) -> cri::MemoryUsage {
-        cri::MemoryUsage {
-            timestamp,
-            working_set_bytes: value(self.working_set),
-            available_bytes: None,
-            usage_bytes: value(self.usage),
-            rss_bytes: value(self.rss),
-            page_faults: value(self.page_faults),
-            major_page_faults: value(self.major_page_faults),
-        }
+/// CRI's memory usage from a backend's numbers (containers and pods alike).
+fn memory(m: &MemoryStats, timestamp: i64) -> cri::MemoryUsage {
+    cri::MemoryUsage {
+        timestamp,
+        working_set_bytes: value(m.working_set),
+        available_bytes: None,
+        usage_bytes: value(m.usage),
+        rss_bytes: value(m.rss),
+        page_faults: value(m.page_faults),
+        major_page_faults: value(m.major_page_faults),
     }
-}
-
-/// The memory usage of `ContainerStats` or `SandboxStats` (the same field names).
-macro_rules! memory {
-    ($stats:expr, $timestamp:expr) => {
-        Memory {
-            working_set: $stats.memory_working_set,
-            usage: $stats.memory_usage,
-            rss: $stats.memory_rss,
-            page_faults: $stats.page_faults,
-            major_page_faults: $stats.major_page_faults,
-        }
-        .usage($timestamp)
-    };
 }
 
 /// CPU usage of the object `id`, with its rate since the previous reading.
@@ -100,7 +76,7 @@ pub(super) fn container_stats(
     cri::ContainerStats {
         attributes: Some(attributes(record)),
         cpu: Some(cpu(rates, &record.id, s.timestamp, s.cpu_usage_ns)),
-        memory: Some(memory!(s, timestamp)),
+        memory: Some(memory(&s.memory, timestamp)),
         writable_layer: Some(cri::FilesystemUsage {
             timestamp,
             fs_id: Some(cri::FilesystemIdentifier {
@@ -144,7 +120,7 @@ pub(super) fn sandbox_stats(
         }),
         linux: Some(cri::LinuxPodSandboxStats {
             cpu: Some(cpu(rates, &record.id, s.timestamp, s.cpu_usage_ns)),
-            memory: Some(memory!(s, timestamp)),
+            memory: Some(memory(&s.memory, timestamp)),
             network,
             process: Some(cri::ProcessUsage {
                 timestamp,

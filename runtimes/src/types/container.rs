@@ -133,6 +133,21 @@ pub struct ExecOutput {
     pub exit_code: i32,
 }
 
+/// Memory numbers of a container or a whole pod (its cgroup).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryStats {
+    /// Working set (usage minus inactive file pages), in bytes.
+    pub working_set: u64,
+    /// Usage, in bytes.
+    pub usage: u64,
+    /// Anonymous and swap cache memory, in bytes.
+    pub rss: u64,
+    /// Page faults, cumulative.
+    pub page_faults: u64,
+    /// Major page faults, cumulative.
+    pub major_page_faults: u64,
+}
+
 /// Resource usage of one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerStats {
@@ -140,16 +155,8 @@ pub struct ContainerStats {
     pub timestamp: SystemTime,
     /// CPU time used, cumulative, in nanoseconds.
     pub cpu_usage_ns: u64,
-    /// Memory working set (usage minus inactive file pages), in bytes.
-    pub memory_working_set: u64,
-    /// Memory usage, in bytes.
-    pub memory_usage: u64,
-    /// Anonymous and swap cache memory, in bytes.
-    pub memory_rss: u64,
-    /// Page faults, cumulative.
-    pub page_faults: u64,
-    /// Major page faults, cumulative.
-    pub major_page_faults: u64,
+    /// Memory.
+    pub memory: MemoryStats,
     /// The writable layer's directory.
     pub writable_layer: PathBuf,
     /// Bytes used by the writable layer.

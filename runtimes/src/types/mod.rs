@@ -8,7 +8,7 @@ mod stream;
 
 pub use container::{
     ContainerSpec, ContainerState, ContainerStats, ContainerStatus, ExecOutput, ExecRequest,
-    ResolvedUser, SupplementalGroupsPolicy, UserRequest,
+    MemoryStats, ResolvedUser, SupplementalGroupsPolicy, UserRequest,
 };
 pub use features::Features;
 pub use image::{FsUsage, ImageConfig, ImageInfo, PullRequest, RegistryAuth};

@@ -6,6 +6,8 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use super::MemoryStats;
+
 /// Where a namespace comes from, with CRI's meaning.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NamespaceMode {
@@ -185,16 +187,8 @@ pub struct SandboxStats {
     pub timestamp: SystemTime,
     /// CPU time used, cumulative, in nanoseconds.
     pub cpu_usage_ns: u64,
-    /// Memory working set (usage minus inactive file pages), in bytes.
-    pub memory_working_set: u64,
-    /// Memory usage, in bytes.
-    pub memory_usage: u64,
-    /// Anonymous and swap cache memory, in bytes.
-    pub memory_rss: u64,
-    /// Page faults, cumulative.
-    pub page_faults: u64,
-    /// Major page faults, cumulative.
-    pub major_page_faults: u64,
+    /// Memory of the whole pod.
+    pub memory: MemoryStats,
     /// Processes in the pod.
     pub processes: u64,
     /// The pod interface's counters, when it has its own network.

@@ -6,22 +6,15 @@
 use std::fs;
 
 use super::cgroups::{parse_keyed, read_number, Hierarchy};
+use crate::types::MemoryStats;
 
 /// The numbers CRI's container and pod stats are made of.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CgroupUsage {
     /// CPU time, cumulative, in nanoseconds.
     pub cpu_ns: u64,
-    /// Memory usage in bytes.
-    pub memory_usage: u64,
-    /// Usage minus inactive file pages.
-    pub working_set: u64,
-    /// Anonymous memory.
-    pub rss: u64,
-    /// Page faults.
-    pub page_faults: u64,
-    /// Major page faults.
-    pub major_page_faults: u64,
+    /// Memory.
+    pub memory: MemoryStats,
     /// Processes.
     pub processes: u64,
 }
@@ -48,23 +41,25 @@ pub fn read(h: &Hierarchy, cgroup: &str) -> CgroupUsage {
     match h {
         Hierarchy::V1 { .. } => {
             usage.cpu_ns = number("cpuacct", "cpuacct.usage");
-            usage.memory_usage = number("memory", "memory.usage_in_bytes");
-            usage.working_set = usage
-                .memory_usage
+            usage.memory.usage = number("memory", "memory.usage_in_bytes");
+            usage.memory.working_set = usage
+                .memory
+                .usage
                 .saturating_sub(stat_value("total_inactive_file"));
-            usage.rss = stat_value("total_rss");
-            usage.page_faults = stat_value("total_pgfault");
-            usage.major_page_faults = stat_value("total_pgmajfault");
+            usage.memory.rss = stat_value("total_rss");
+            usage.memory.page_faults = stat_value("total_pgfault");
+            usage.memory.major_page_faults = stat_value("total_pgmajfault");
         }
         Hierarchy::V2 { .. } => {
             usage.cpu_ns = parse_keyed(&text("cpu", "cpu.stat"), "usage_usec").unwrap_or(0) * 1000;
-            usage.memory_usage = number("memory", "memory.current");
-            usage.working_set = usage
-                .memory_usage
+            usage.memory.usage = number("memory", "memory.current");
+            usage.memory.working_set = usage
+                .memory
+                .usage
                 .saturating_sub(stat_value("inactive_file"));
-            usage.rss = stat_value("anon");
-            usage.page_faults = stat_value("pgfault");
-            usage.major_page_faults = stat_value("pgmajfault");
+            usage.memory.rss = stat_value("anon");
+            usage.memory.page_faults = stat_value("pgfault");
+            usage.memory.major_page_faults = stat_value("pgmajfault");
         }
     }
     usage
@@ -104,11 +99,13 @@ mod tests {
             read(&h, "/b/c"),
             CgroupUsage {
                 cpu_ns: 17029756,
-                memory_usage: 1286144,
-                working_set: 950272,
-                rss: 49152,
-                page_faults: 90,
-                major_page_faults: 3,
+                memory: MemoryStats {
+                    usage: 1286144,
+                    working_set: 950272,
+                    rss: 49152,
+                    page_faults: 90,
+                    major_page_faults: 3,
+                },
                 processes: 2,
             }
         );
@@ -132,10 +129,17 @@ mod tests {
         let u = read(&h, "/b/c");
         assert_eq!(u.cpu_ns, 1_500_000);
         assert_eq!(
-            (u.memory_usage, u.working_set, u.rss),
+            (u.memory.usage, u.memory.working_set, u.memory.rss),
             (4096000, 4000000, 8192)
         );
-        assert_eq!((u.page_faults, u.major_page_faults, u.processes), (7, 1, 1));
+        assert_eq!(
+            (
+                u.memory.page_faults,
+                u.memory.major_page_faults,
+                u.processes
+            ),
+            (7, 1, 1)
+        );
     }
 
     #[test]

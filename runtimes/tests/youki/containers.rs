@@ -179,7 +179,7 @@ async fn stats_resources_oom_and_log_reopening() {
     let stats = rt.container_stats(&busy).await.unwrap();
     assert!(stats.cpu_usage_ns > 0, "{stats:?}");
     assert!(
-        stats.memory_usage > 0 && stats.memory_working_set <= stats.memory_usage,
+        stats.memory.usage > 0 && stats.memory.working_set <= stats.memory.usage,
         "{stats:?}"
     );
     assert!(stats.writable_layer_bytes >= 2048 * 1024, "{stats:?}");

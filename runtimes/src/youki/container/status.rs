@@ -93,11 +93,7 @@ impl Backend {
             Ok(ContainerStats {
                 timestamp: SystemTime::now(),
                 cpu_usage_ns: usage.cpu_ns,
-                memory_working_set: usage.working_set,
-                memory_usage: usage.memory_usage,
-                memory_rss: usage.rss,
-                page_faults: usage.page_faults,
-                major_page_faults: usage.major_page_faults,
+                memory: usage.memory,
                 writable_layer: upper,
                 writable_layer_bytes: layer.used_bytes,
                 writable_layer_inodes: layer.inodes_used,

@@ -43,11 +43,7 @@ impl Backend {
             Ok(SandboxStats {
                 timestamp: SystemTime::now(),
                 cpu_usage_ns: usage.cpu_ns,
-                memory_working_set: usage.working_set,
-                memory_usage: usage.memory_usage,
-                memory_rss: usage.rss,
-                page_faults: usage.page_faults,
-                major_page_faults: usage.major_page_faults,
+                memory: usage.memory,
                 processes: usage.processes,
                 network,
             })
