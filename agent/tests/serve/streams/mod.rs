@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use berth_testkit::images::{busybox_layer, image, push, DOCKER_MANIFEST};
+use berth_testkit::host;
+use berth_testkit::images::busybox_registry;
 use berth_testkit::servers::Registry;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
@@ -76,20 +77,6 @@ pub struct Node {
     _registry: Registry,
 }
 
-/// A second octet X in 90-99 that nothing on the host routes now.
-fn free_subnet_octet() -> u8 {
-    let out = std::process::Command::new("ip")
-        .args(["-4", "route", "show", "table", "all"])
-        .output()
-        .expect("ip route");
-    let used = String::from_utf8_lossy(&out.stdout).into_owned();
-    let start = std::process::id() % 10;
-    (0..10)
-        .map(|i| 90 + ((start + i) % 10) as u8)
-        .find(|x| !used.contains(&format!("10.{x}.")))
-        .expect("a free 10.9X.0.0/16 subnet")
-}
-
 impl Node {
     /// Starts berth and pulls the busybox image through it.
     pub async fn start() -> Result<Node> {
@@ -102,19 +89,12 @@ impl Node {
             nix::unistd::geteuid().is_root(),
             "these tests run pods: run as root"
         );
-        let registry = Registry::start().await;
-        let img = image(
-            vec![busybox_layer()],
-            berth_testkit::host_arch(),
-            &["sh"],
-            DOCKER_MANIFEST,
-        );
-        push(&registry.addr, "test/busybox", "1", &img).await;
-        let tag = format!("{:08x}", rand_u32());
+        let (registry, image) = busybox_registry().await;
+        let tag = format!("{:08x}", host::random());
         let (bridge, cgroup_parent) = (format!("bs{tag}"), format!("/berth-streams/{tag}"));
         let network = format!(
             "  default_bridge: {bridge}\n  default_subnet: 10.{}.0.0/16\n",
-            free_subnet_octet()
+            host::free_subnet_octet(90..100)
         );
         let extra = format!(
             "cgroup_parent: {cgroup_parent}\nregistries:\n  insecure: [\"{}\"]\n{extra}",
@@ -122,15 +102,11 @@ impl Node {
         );
         let home = Home::with_node(&format!("streams-{tag}"), &network, &extra)?;
         let berth = home.start().await?;
-        pull(
-            &mut berth.images().await?,
-            &format!("{}/test/busybox:1", registry.addr),
-        )
-        .await?;
+        pull(&mut berth.images().await?, &image).await?;
         let crictl = Crictl::new(home.dir.path(), &home.socket());
         let client = berth.runtime().await?;
         Ok(Node {
-            image: format!("{}/test/busybox:1", registry.addr),
+            image,
             berth,
             crictl,
             client,
@@ -353,14 +329,6 @@ pub fn fds_and_threads(pid: u32) -> (usize, usize) {
         count(format!("/proc/{pid}/fd")),
         count(format!("/proc/{pid}/task")),
     )
-}
-
-/// A number that differs between calls and processes.
-fn rand_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.finish() as u32
 }
 
 /// Sends a plain HTTP/1.0 GET for `/` to 127.0.0.1:`port`; the whole answer.
