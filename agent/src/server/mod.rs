@@ -1,6 +1,7 @@
 //! `berth serve`: take the socket, open the state, build the runtime, serve CRI until
 //! SIGTERM or SIGINT, then drain and clean up.
 
+mod authority;
 mod deadline;
 mod socket;
 
@@ -14,6 +15,7 @@ use runtimes::Runtime;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::StreamExt;
 use tonic::transport::Server;
 
 use crate::backends;
@@ -24,6 +26,8 @@ use crate::reconcile::reconcile;
 use crate::store::Store;
 use crate::streaming::StreamingServer;
 use crate::telemetry::CriTraceLayer;
+
+use authority::AuthorityFix;
 
 pub use deadline::{Deadline, DeadlineLayer};
 pub use socket::SocketGuard;
@@ -103,13 +107,16 @@ async fn serve_until_signal(
         );
         let _ = stopping.send(());
     };
+    // Clients not written in Go send the socket's path as :authority, which h2 refuses;
+    // see `authority`.
+    let incoming = UnixListenerStream::new(listener).map(|stream| stream.map(AuthorityFix::new));
     // The trace layer wraps the deadline layer, so a call past its deadline is logged.
     let server = Server::builder()
         .layer(CriTraceLayer)
         .layer(DeadlineLayer)
         .add_service(runtime_service)
         .add_service(image_service)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown);
+        .serve_with_incoming_shutdown(incoming, shutdown);
     let deadline = async move {
         match stopped.await {
             Ok(()) => tokio::time::sleep(grace).await,

@@ -12,6 +12,7 @@ mod image_verbs;
 mod lifecycle;
 mod logs;
 mod many_pods;
+mod non_go_clients;
 mod pod_http;
 mod pods;
 mod streams;
