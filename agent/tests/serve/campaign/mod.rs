@@ -162,8 +162,12 @@ async fn malformed_requests_get_clear_codes_and_leave_nothing() -> Result<()> {
         .context("ListContainers of everything the campaign made, in 4 MiB")?
         .into_inner()
         .containers;
+    let listing_bytes = prost::Message::encoded_len(&ListPodSandboxResponse {
+        items: listed.clone(),
+    });
     eprintln!(
-        "campaign: {} requests in {:?}; {} pods and {} containers left to remove",
+        "campaign: {} requests in {:?}; {} pods ({listing_bytes} bytes listed) and {} \
+         containers left to remove",
         target.log.requests,
         started.elapsed(),
         listed.len(),
