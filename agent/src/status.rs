@@ -20,9 +20,14 @@ pub const ROUTE_TO_PEER: &str = "ROUTE_TO_PEER";
 /// `google.rpc.ErrorInfo.domain` of berth's structured errors.
 pub const ERROR_DOMAIN: &str = "berth.dev";
 
+/// The longest message a status carries. It travels in an HTTP/2 header
+/// (`grpc-message`, percent-encoded), which peers cap: a message quoting a huge request
+/// field (a 1 MB image name in a `NotFound`) would cost the client the whole answer.
+const MAX_MESSAGE: usize = 8 << 10;
+
 /// The gRPC status for a runtime error.
 pub fn from_runtime(err: Error) -> Status {
-    let message = err.to_string();
+    let message = bounded(err.to_string());
     match err {
         Error::RouteToPeer {
             service,
@@ -52,6 +57,19 @@ pub fn from_runtime(err: Error) -> Status {
         Error::Backend { .. } => Status::internal(message),
         Error::Io { .. } => Status::internal(message),
     }
+}
+
+/// `message`, cut to [`MAX_MESSAGE`] bytes (at a character boundary) with a note of
+/// its full length.
+fn bounded(message: String) -> String {
+    if message.len() <= MAX_MESSAGE {
+        return message;
+    }
+    let mut end = MAX_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… (cut from {} bytes)", &message[..end], message.len())
 }
 
 /// A handler's result as tonic wants it.
@@ -201,6 +219,24 @@ mod tests {
         assert_eq!(info.metadata["service"], "web.default");
         assert_eq!(info.metadata["required_os"], "windows");
         assert_eq!(info.metadata.len(), 2);
+    }
+
+    #[test]
+    fn huge_messages_are_cut_at_a_character_boundary() {
+        let name = format!("a{}", "é".repeat(1 << 20));
+        let status = from_runtime(Error::not_found("image", &name));
+        assert_eq!(status.code(), Code::NotFound);
+        let message = status.message();
+        assert!(message.len() < MAX_MESSAGE + 64, "{}", message.len());
+        assert!(message.starts_with("image aé"), "{}", &message[..20]);
+        let note = format!("… (cut from {} bytes)", name.len() + 16);
+        assert!(
+            message.ends_with(&note),
+            "{}",
+            &message[message.len() - 60..]
+        );
+        let short = from_runtime(Error::not_found("image", "busybox"));
+        assert_eq!(short.message(), "image busybox not found");
     }
 
     #[test]

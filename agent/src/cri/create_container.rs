@@ -1,10 +1,14 @@
 //! `CreateContainer`.
 
-use k8s_cri::v1::{CreateContainerRequest, CreateContainerResponse};
+use k8s_cri::v1::{
+    ContainerConfig, CreateContainerRequest, CreateContainerResponse, PodSandboxConfig,
+};
 use runtimes::{Error, Runtime};
 
+use super::fields;
 use super::image::requested_image;
-use super::objects::{abandon, mark, new_cri_id, now_nanos, resolve};
+use super::objects::{abandon, in_method, mark, new_cri_id, now_nanos, resolve};
+use super::sandbox_spec::pod_host_fields;
 use super::Cri;
 use crate::identity;
 use crate::spec::{self, SpecInput};
@@ -39,8 +43,9 @@ pub(super) async fn create_container(
         .metadata
         .as_ref()
         .map(|m| m.name.clone())
-        .filter(|n| !n.trim().is_empty())
-        .ok_or_else(|| Error::InvalidSpec(format!("{METHOD}: config.metadata.name is empty")))?;
+        .unwrap_or_default();
+    request_fields(&name, &config, request.sandbox_config.as_ref())
+        .map_err(|e| in_method(METHOD, e))?;
     let image_name = requested_image(METHOD, config.image.as_ref())?;
     // The image must be pulled first (kubelet always does); never pull here.
     let image = cri
@@ -117,6 +122,26 @@ pub(super) async fn create_container(
         return Err(abandon(&cri.store, &record, err, undone));
     }
     Ok(CreateContainerResponse { container_id: id })
+}
+
+/// The fields Kubernetes validates (see [`fields`]): the container's name, log path,
+/// labels and annotations, and what the request's pod config brings to the host.
+fn request_fields(
+    name: &str,
+    config: &ContainerConfig,
+    sandbox_config: Option<&PodSandboxConfig>,
+) -> runtimes::Result<()> {
+    fields::name("config.metadata.name", name)?;
+    fields::log_path("config.log_path", &config.log_path)?;
+    fields::map_size("config.labels", &config.labels)?;
+    fields::map_size("config.annotations", &config.annotations)?;
+    if let Some(image) = &config.image {
+        fields::map_size("config.image.annotations", &image.annotations)?;
+    }
+    match sandbox_config {
+        Some(pod) => pod_host_fields("sandbox_config", pod),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -254,6 +279,49 @@ mod tests {
             assert!(matches!(err, Error::InvalidSpec(_)), "{err:?}");
             assert!(err.to_string().starts_with("CreateContainer: "), "{err}");
         }
+        assert!(h.store().list::<ContainerRecord>().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn names_and_paths_kubernetes_never_sends_are_refused_creating_nothing() {
+        let h = Harness::new().await;
+        let pod = h.run_pod("web").await;
+        type Change = fn(&mut CreateContainerRequest);
+        let cases: [(&str, Change); 7] = [
+            ("config.metadata.name \"a/b\"", |r| {
+                r.config.as_mut().unwrap().metadata.as_mut().unwrap().name = "a/b".into()
+            }),
+            ("config.metadata.name \"\": is empty", |r| {
+                r.config.as_mut().unwrap().metadata = None
+            }),
+            ("config.log_path \"/etc/cron.d/x\": is absolute", |r| {
+                r.config.as_mut().unwrap().log_path = "/etc/cron.d/x".into()
+            }),
+            ("config.log_path \"app/../../../etc/x\"", |r| {
+                r.config.as_mut().unwrap().log_path = "app/../../../etc/x".into()
+            }),
+            ("config.image.annotations hold", |r| {
+                let image = r.config.as_mut().unwrap().image.as_mut().unwrap();
+                image.annotations.insert("big".into(), "x".repeat(1 << 20));
+            }),
+            ("sandbox_config.log_directory: \"logs\"", |r| {
+                r.sandbox_config.as_mut().unwrap().log_directory = "logs".into()
+            }),
+            ("sandbox_config.hostname \"Web\"", |r| {
+                r.sandbox_config.as_mut().unwrap().hostname = "Web".into()
+            }),
+        ];
+        let calls = h.mock.calls().len();
+        for (expected, change) in cases {
+            let mut request = container_request(&pod, "app", 0);
+            change(&mut request);
+            let err = create_err(&h, request).await;
+            assert!(matches!(err, Error::InvalidSpec(_)), "{err:?}");
+            let text = err.to_string();
+            assert!(text.starts_with("CreateContainer: "), "{text}");
+            assert!(text.contains(expected), "{expected}: {text}");
+        }
+        assert_eq!(h.mock.calls().len(), calls, "{:?}", h.mock.calls());
         assert!(h.store().list::<ContainerRecord>().unwrap().is_empty());
     }
 

@@ -14,6 +14,7 @@ mod container_status;
 mod create_container;
 mod exec;
 mod exec_sync;
+mod fields;
 mod image;
 mod image_fs_info;
 mod image_service;

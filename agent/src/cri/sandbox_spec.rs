@@ -7,6 +7,8 @@ use k8s_cri::v1 as cri;
 use runtimes::types::{DnsConfig, PortMapping, Protocol, SandboxSpec};
 use runtimes::Error;
 
+use super::fields;
+use super::objects::in_method;
 use crate::spec::{self, HostFacts};
 
 const METHOD: &str = "RunPodSandbox";
@@ -30,15 +32,7 @@ pub(super) fn sandbox_spec(
         .metadata
         .as_ref()
         .ok_or_else(|| invalid("config.metadata is missing".into()))?;
-    for (field, value) in [
-        ("name", &metadata.name),
-        ("namespace", &metadata.namespace),
-        ("uid", &metadata.uid),
-    ] {
-        if value.trim().is_empty() {
-            return Err(invalid(format!("config.metadata.{field} is empty")));
-        }
-    }
+    config_fields(config, metadata).map_err(|e| in_method(METHOD, e))?;
     let linux = config.linux.clone().unwrap_or_default();
     let security = linux.security_context.clone().unwrap_or_default();
     let namespaces = spec::namespace_options(
@@ -78,6 +72,34 @@ pub(super) fn sandbox_spec(
         cgroup_parent: linux.cgroup_parent.clone(),
         privileged: security.privileged,
     })
+}
+
+/// The fields Kubernetes validates (see [`fields`]): metadata names, the hostname,
+/// the cgroup parent, labels and annotations.
+fn config_fields(
+    config: &cri::PodSandboxConfig,
+    metadata: &cri::PodSandboxMetadata,
+) -> runtimes::Result<()> {
+    fields::name("config.metadata.name", &metadata.name)?;
+    fields::name("config.metadata.namespace", &metadata.namespace)?;
+    fields::name("config.metadata.uid", &metadata.uid)?;
+    pod_host_fields("config", config)?;
+    if let Some(linux) = &config.linux {
+        fields::cgroup_parent("config.linux.cgroup_parent", &linux.cgroup_parent)?;
+    }
+    fields::map_size("config.labels", &config.labels)?;
+    fields::map_size("config.annotations", &config.annotations)
+}
+
+/// The fields of a pod's config that reach the host when a container is made from it:
+/// its hostname (the containers' `HOSTNAME`) and log directory. `at` names the config
+/// in the request.
+pub(super) fn pod_host_fields(at: &str, config: &cri::PodSandboxConfig) -> runtimes::Result<()> {
+    fields::hostname(&format!("{at}.hostname"), &config.hostname)?;
+    if !config.log_directory.is_empty() {
+        spec::absolute(&format!("{at}.log_directory"), &config.log_directory)?;
+    }
+    Ok(())
 }
 
 fn sorted(map: &std::collections::HashMap<String, String>) -> BTreeMap<String, String> {
@@ -162,10 +184,60 @@ pub(super) mod tests {
             let text = error(&r);
             assert!(text.starts_with("RunPodSandbox: "), "{text}");
             assert!(
-                text.contains(&format!("config.metadata.{field} is empty")),
+                text.contains(&format!("config.metadata.{field} ")),
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn what_kubernetes_never_sends_is_refused_naming_the_field() {
+        type Change = fn(&mut cri::PodSandboxConfig);
+        let cases: [(&str, Change); 9] = [
+            ("config.metadata.name \"../../../../etc/passwd\"", |c| {
+                c.metadata.as_mut().unwrap().name = "../../../../etc/passwd".into()
+            }),
+            ("config.metadata.namespace \"with/slash\"", |c| {
+                c.metadata.as_mut().unwrap().namespace = "with/slash".into()
+            }),
+            ("config.metadata.uid \"a\\nb\"", |c| {
+                c.metadata.as_mut().unwrap().uid = "a\nb".into()
+            }),
+            ("config.metadata.name \"xxxx", |c| {
+                c.metadata.as_mut().unwrap().name = "x".repeat(254)
+            }),
+            ("config.hostname \"$(id)\"", |c| c.hostname = "$(id)".into()),
+            (
+                "config.log_directory: \"var/log/pods/p\" is not an absolute path",
+                |c| c.log_directory = "var/log/pods/p".into(),
+            ),
+            (
+                "config.log_directory: \"/var/log/../../etc\" must not contain '..'",
+                |c| c.log_directory = "/var/log/../../etc".into(),
+            ),
+            ("config.linux.cgroup_parent \"/kubepods/../../etc\"", |c| {
+                c.linux.as_mut().unwrap().cgroup_parent = "/kubepods/../../etc".into()
+            }),
+            ("config.annotations hold 262145 bytes", |c| {
+                c.annotations = HashMap::from([("a".into(), "b".repeat(256 << 10))])
+            }),
+        ];
+        for (expected, change) in cases {
+            let mut r = request("p");
+            change(r.config.as_mut().unwrap());
+            let text = error(&r);
+            assert!(text.starts_with("RunPodSandbox: "), "{text}");
+            assert!(text.contains(expected), "{expected}: {text}");
+        }
+        // A pod named after its hostname's limit is still fine: the backend cuts it.
+        let mut r = request(&"p".repeat(253));
+        let c = r.config.as_mut().unwrap();
+        c.hostname.clear();
+        c.metadata.as_mut().unwrap().uid = "uid-1".into();
+        assert_eq!(
+            sandbox_spec(&r, &HostFacts::default()).unwrap().hostname,
+            "p".repeat(253)
+        );
     }
 
     #[test]

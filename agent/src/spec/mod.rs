@@ -52,7 +52,7 @@ use oci_spec::runtime::{Linux, Process, Root, Spec, User};
 use runtimes::types::{ContainerSpec, ImageInfo, NamespaceMode, NamespaceOptions};
 
 pub use host::{DeviceKind, HostDevice, HostFacts, HostLookup, SystemLookup, KUBELET_SECCOMP_ROOT};
-pub use mounts::DEV_SHM;
+pub use mounts::{absolute, DEV_SHM};
 pub use namespaces::namespace_options;
 pub use resources::resources;
 pub use security::DEFAULT_APPARMOR_PROFILE;

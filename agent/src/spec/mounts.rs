@@ -194,8 +194,9 @@ fn bind_mount(
     )))
 }
 
-/// An absolute path without `..`, cleaned of `.` and repeated or trailing slashes.
-fn absolute(field: &str, path: &str) -> runtimes::Result<PathBuf> {
+/// An absolute path without `..`, cleaned of `.` and repeated or trailing slashes (a
+/// host path of the request).
+pub fn absolute(field: &str, path: &str) -> runtimes::Result<PathBuf> {
     if path.is_empty() {
         return Err(invalid(field, "is empty"));
     }

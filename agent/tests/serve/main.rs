@@ -3,6 +3,7 @@
 //! pull from Debian's real `docker-registry` (through `berth-testkit`'s proxies) and
 //! run as root, as CI does.
 
+mod campaign;
 mod container_errors;
 mod crash;
 mod image_crash;
@@ -12,6 +13,7 @@ mod image_verbs;
 mod lifecycle;
 mod logs;
 mod many_pods;
+mod missing_command;
 mod non_go_clients;
 mod pod_http;
 mod pods;

@@ -53,6 +53,29 @@ pub(super) fn internal(e: impl std::fmt::Display) -> Fail {
     (Code::Internal, e.to_string())
 }
 
+/// libcontainer's texts for a process it will not execute (its executor's checks of
+/// `args[0]`). They run in the container's init and reach us as text, across its fork.
+const NOT_EXECUTABLE: [&str; 3] = [
+    "not found in $PATH",
+    "does not have correct permissions",
+    "PATH environment variable is not set",
+];
+
+/// A failure to create a container or exec in one: `Invalid` when the command the
+/// request names cannot be executed in the container (the request's fault, not the
+/// host's), else `Internal`.
+pub(super) fn launch_failure(e: impl std::fmt::Display) -> Fail {
+    let text = e.to_string();
+    if NOT_EXECUTABLE.iter().any(|t| text.contains(t)) {
+        (
+            Code::Invalid,
+            format!("the command cannot be executed: {text}"),
+        )
+    } else {
+        internal(text)
+    }
+}
+
 fn pipes() -> Result<([io::Pipe; 2], Stdio), Fail> {
     let (out, out_w) = io::pipe().map_err(internal)?;
     let (err, err_w) = io::pipe().map_err(internal)?;
@@ -81,7 +104,7 @@ impl Supervisor {
         if r.tty {
             let console = Console::bind(&self.pod_dir).map_err(internal)?;
             let io = Io::Terminal(console.path().to_path_buf());
-            let pid = containers::create(&r.id, self.root(), bundle, io).map_err(internal)?;
+            let pid = containers::create(&r.id, self.root(), bundle, io).map_err(launch_failure)?;
             return match console.receive() {
                 Ok(master) => Ok(([Some(io::Pipe::new(master)), None], None, pid)),
                 Err(e) => {
@@ -98,8 +121,8 @@ impl Supervisor {
             stdio.stdin = read;
             stdin = Some(write);
         }
-        let pid =
-            containers::create(&r.id, self.root(), bundle, Io::Fds(stdio)).map_err(internal)?;
+        let pid = containers::create(&r.id, self.root(), bundle, Io::Fds(stdio))
+            .map_err(launch_failure)?;
         Ok(([Some(out), Some(err)], stdin, pid))
     }
 
@@ -214,7 +237,7 @@ impl Supervisor {
                 self.execs.push(ExecJob::new(pid, conn, timeout, pipes));
                 Ok(())
             }
-            Err(e) => Err((conn, internal(format!("exec in {}: {e}", r.id)))),
+            Err(e) => Err((conn, launch_failure(format!("exec in {}: {e}", r.id)))),
         }
     }
 
@@ -327,5 +350,26 @@ impl Supervisor {
         let _ = std::fs::remove_file(self.pod_dir.join("shim.sock"));
         self.shutdown = true;
         Ok(reply::Kind::Done(Done {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_libcontainer_will_not_execute_is_the_requests_fault() {
+        // libcontainer 0.7's texts, as they reach the supervisor.
+        for text in [
+            "failed to create container: exec process failed with error error in executing \
+             process : executable 'nope' not found in $PATH",
+            "exec in c1: executable '' at path '\"/bin/\"' does not have correct permissions",
+        ] {
+            let (code, message) = launch_failure(text);
+            assert_eq!(code, Code::Invalid, "{text}");
+            assert!(message.contains(text), "{message}");
+        }
+        let (code, _) = launch_failure("failed to prepare rootfs");
+        assert_eq!(code, Code::Internal);
     }
 }
