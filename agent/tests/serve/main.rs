@@ -15,6 +15,7 @@ mod many_pods;
 mod pod_http;
 mod pods;
 mod streams;
+mod supervisor_death;
 mod world;
 
 use std::fs::{self, File};
