@@ -17,8 +17,8 @@ use tonic::Code;
 
 use crate::crash::alive;
 use crate::world::{
-    container_status, create, create_and_start, list_containers, list_pods, pod_status, run_pod,
-    Client, World,
+    container_status, create, create_and_start, list_containers, list_pods, pod_status,
+    remove_all_pods, run_pod, Client, World,
 };
 
 /// A pod of `world` named `name` whose containers share one PID namespace when `shared`.
