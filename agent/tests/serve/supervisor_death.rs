@@ -24,7 +24,9 @@ use crate::world::{
 /// A pod of `world` named `name` whose containers share one PID namespace when `shared`.
 fn pod_config(world: &World, name: &str, shared: bool, attempt: u32) -> PodSandboxConfig {
     let mut config = world.pod(name, &[]);
-    config.metadata.as_mut().map(|m| m.attempt = attempt);
+    if let Some(m) = config.metadata.as_mut() {
+        m.attempt = attempt;
+    }
     if shared {
         let options = config
             .linux
