@@ -5,8 +5,8 @@
 //!   record and its ContainerId are dropped. When the backend fails, the record stays
 //!   for the next start-up (it is invisible to CRI meanwhile).
 //! - Every other record is kept with its ContainerId. A sandbox recorded ready that its
-//!   backend no longer has ready (a reboot emptied `run_dir`) is marked not ready, so
-//!   kubelet makes a new one.
+//!   backend no longer has ready (a reboot emptied `run_dir`, its supervisor died while
+//!   berth was down) is marked not ready, so kubelet makes a new one.
 
 use runtimes::types::SandboxState;
 use runtimes::Runtime;

@@ -1,31 +1,52 @@
 //! `ListPodSandbox`.
 
+use futures::future::join_all;
 use k8s_cri::v1::{ListPodSandboxRequest, ListPodSandboxResponse};
+use runtimes::Runtime;
 
 use super::objects::{id_matches, labels_match, visible};
-use super::sandbox::{cri_state, to_cri_sandbox};
+use super::sandbox::{cri_state, settle, to_cri_sandbox};
 use super::Cri;
-use crate::store::SandboxRecord;
+use crate::store::{SandboxPhase, SandboxRecord};
 
-/// The recorded pods, filtered by id (a prefix, as containerd), state and labels.
+/// The recorded pods, filtered by id (a prefix, as containerd), labels and state. A
+/// pod recorded ready is shown ready only while its backend says so (its supervisor
+/// may have died): the backends answer that from memory (the youki backend polls a
+/// pidfd), so kubelet's listing every second asks no supervisor. The state filter
+/// applies to what is shown.
 pub(super) async fn list_pod_sandbox(
     cri: &Cri,
     request: ListPodSandboxRequest,
 ) -> runtimes::Result<ListPodSandboxResponse> {
     let filter = request.filter.unwrap_or_default();
-    let items = visible::<SandboxRecord>(&cri.store)?
-        .iter()
+    let records: Vec<SandboxRecord> = visible::<SandboxRecord>(&cri.store)?
+        .into_iter()
         .filter(|r| id_matches(&filter.id, &r.id))
-        .filter(|r| {
+        .filter(|r| labels_match(&filter.label_selector, &r.config.labels, &r.container_id))
+        .collect();
+    let phases = join_all(records.iter().map(|r| phase(cri, r))).await;
+    let items = records
+        .iter()
+        .zip(phases)
+        .filter(|(_, phase)| {
             filter
                 .state
                 .as_ref()
-                .is_none_or(|s| s.state == cri_state(r.phase) as i32)
+                .is_none_or(|s| s.state == cri_state(*phase) as i32)
         })
-        .filter(|r| labels_match(&filter.label_selector, &r.config.labels, &r.container_id))
-        .map(to_cri_sandbox)
+        .map(|(record, phase)| to_cri_sandbox(record, phase))
         .collect();
     Ok(ListPodSandboxResponse { items })
+}
+
+/// The phase `record` is shown in: its backend is asked only while it is recorded
+/// ready.
+async fn phase(cri: &Cri, record: &SandboxRecord) -> SandboxPhase {
+    if record.phase != SandboxPhase::Ready {
+        return record.phase;
+    }
+    let backend = cri.runtime.pod_sandbox_status(&record.container_id).await;
+    settle(cri, record, &backend)
 }
 
 #[cfg(test)]
@@ -51,6 +72,13 @@ mod tests {
                 .into_iter()
                 .map(|s| s.metadata.unwrap().name),
         )
+    }
+
+    fn in_state(s: cri::PodSandboxState) -> cri::PodSandboxFilter {
+        cri::PodSandboxFilter {
+            state: Some(cri::PodSandboxStateValue { state: s as i32 }),
+            ..Default::default()
+        }
     }
 
     #[tokio::test]
@@ -79,16 +107,12 @@ mod tests {
         assert_eq!(list(&h, by(&db[..6])).await, ["db"]);
         assert!(list(&h, by("zz")).await.is_empty());
 
-        let state = |s: cri::PodSandboxState| cri::PodSandboxFilter {
-            state: Some(cri::PodSandboxStateValue { state: s as i32 }),
-            ..Default::default()
-        };
         assert_eq!(
-            list(&h, state(cri::PodSandboxState::SandboxReady)).await,
+            list(&h, in_state(cri::PodSandboxState::SandboxReady)).await,
             ["web"]
         );
         assert_eq!(
-            list(&h, state(cri::PodSandboxState::SandboxNotready)).await,
+            list(&h, in_state(cri::PodSandboxState::SandboxNotready)).await,
             ["db"]
         );
 
@@ -111,6 +135,35 @@ mod tests {
         assert!(list(&h, labels(&[("app", "db"), ("x", "y")]))
             .await
             .is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_pod_its_backend_lost_is_listed_not_ready_for_good() {
+        let h = Harness::new().await;
+        let web = h.run_pod("web").await;
+        let lost = h.run_pod("lost").await;
+        h.mock.lose_sandbox(&h.sandbox_id_of(&lost));
+        assert_eq!(
+            list(&h, in_state(cri::PodSandboxState::SandboxReady)).await,
+            ["web"]
+        );
+        assert_eq!(
+            list(&h, in_state(cri::PodSandboxState::SandboxNotready)).await,
+            ["lost"]
+        );
+        let record = h.store().get::<SandboxRecord>(&lost).unwrap().unwrap();
+        assert_eq!(record.phase, SandboxPhase::NotReady, "recorded");
+        // A pod its backend cannot be asked about now is shown not ready, not
+        // recorded so.
+        h.mock.fail("pod_sandbox_status", || {
+            runtimes::Error::backend("mock", "busy")
+        });
+        assert_eq!(
+            list(&h, in_state(cri::PodSandboxState::SandboxNotready)).await,
+            ["lost", "web"]
+        );
+        let record = h.store().get::<SandboxRecord>(&web).unwrap().unwrap();
+        assert_eq!(record.phase, SandboxPhase::Ready);
     }
 
     #[tokio::test]

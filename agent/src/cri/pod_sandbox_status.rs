@@ -3,18 +3,18 @@
 use std::collections::HashMap;
 
 use k8s_cri::v1 as cri;
-use runtimes::types::SandboxState;
 use runtimes::Runtime;
 use serde_json::json;
 
 use super::objects::{now_nanos, resolve, shown_labels};
-use super::sandbox::{cri_state, namespace_options};
+use super::sandbox::{cri_state, namespace_options, settle};
 use super::Cri;
-use crate::store::{SandboxPhase, SandboxRecord};
+use crate::store::SandboxRecord;
 
 const METHOD: &str = "PodSandboxStatus";
 
-/// The pod as recorded; it is ready only while its backend also says so. `verbose`
+/// The pod as recorded; it is ready only while its backend also says so (one that
+/// stopped being ready is recorded not ready, see `settle`). `verbose`
 /// adds `info["info"]`: the ContainerId, the backend it runs on, its network
 /// namespace and the config it was created with.
 pub(super) async fn pod_sandbox_status(
@@ -23,10 +23,7 @@ pub(super) async fn pod_sandbox_status(
 ) -> runtimes::Result<cri::PodSandboxStatusResponse> {
     let record: SandboxRecord = resolve(&cri.store, METHOD, &request.pod_sandbox_id)?;
     let backend = cri.runtime.pod_sandbox_status(&record.container_id).await;
-    let phase = match &backend {
-        Ok(status) if status.state == SandboxState::Ready => record.phase,
-        _ => SandboxPhase::NotReady,
-    };
+    let phase = settle(cri, &record, &backend);
     let ips = match &backend {
         Ok(status) if record.ips.is_empty() => status.ips.clone(),
         _ => record.ips.clone(),

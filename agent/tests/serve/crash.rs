@@ -23,7 +23,7 @@ fn now_nanos() -> i64 {
         .unwrap_or_default()
 }
 
-fn alive(pid: i64) -> bool {
+pub fn alive(pid: i64) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
         s.rsplit_once(')')
             .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))

@@ -18,6 +18,7 @@ mod non_go_clients;
 mod pod_http;
 mod pods;
 mod streams;
+mod supervisor_death;
 mod world;
 
 use std::fs::{self, File};

@@ -14,6 +14,7 @@ use super::cgroups::Hierarchy;
 use super::client::Client;
 use super::layout::{key, Layout};
 use super::records::{ContainerRecord, PodRecord};
+use super::watch::Supervisors;
 use super::NAME;
 
 /// Every pod and container record, as on disk.
@@ -50,6 +51,8 @@ pub struct Backend {
     pub images: Arc<ImageStore>,
     /// Pod networks and namespace pins.
     pub network: Arc<Network>,
+    /// Whether each pod's supervisor runs.
+    pub supervisors: Supervisors,
     index: Mutex<Index>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -72,6 +75,7 @@ impl Backend {
             hierarchy,
             images,
             network,
+            supervisors: Supervisors::default(),
             index: Mutex::new(index),
             locks: Mutex::default(),
         }

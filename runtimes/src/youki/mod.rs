@@ -27,6 +27,7 @@ mod rootfs;
 pub mod shim;
 mod stats;
 mod user;
+mod watch;
 mod wire;
 
 use std::path::PathBuf;

@@ -113,6 +113,7 @@ impl Backend {
         match Client::new(self.layout.socket(&k)).ping() {
             Ok(pong) if pong.version == shim::PROTOCOL_VERSION => {
                 tracing::info!(pod = %pod.id, supervisor = pong.pid, containers = pong.containers.len(), "reconnected to the pod's supervisor");
+                self.supervisors.watch(&pod.id, &self.layout.pod_run(&k));
                 return Ok(());
             }
             Ok(pong) => {
@@ -122,6 +123,8 @@ impl Backend {
                 tracing::warn!(pod = %pod.id, "the pod's supervisor is gone; burying its containers")
             }
         }
+        // The pod is not ready for good: kubelet replaces it (see `watch`).
+        self.supervisors.exited(&pod.id);
         let mut failures = Vec::new();
         for c in self.index().containers_of(&pod.id) {
             let buried = self

@@ -38,9 +38,12 @@ pub fn stop_signal(name: Option<&str>) -> Result<i32, String> {
         .map_err(|_| format!("stop signal {name:?} is not a signal"))
 }
 
-/// CRI's reason for an exit.
+/// CRI's reason for an exit: `Unknown` for one the supervisor did not live to see (as
+/// containerd, and berth for a container its backend lost), with exit code 255.
 pub fn reason(exit: &ExitRecord) -> &'static str {
-    if exit.oom_killed {
+    if exit.lost {
+        "Unknown"
+    } else if exit.oom_killed {
         "OOMKilled"
     } else if exit.exit_code == 0 {
         "Completed"
@@ -81,5 +84,6 @@ mod tests {
         assert_eq!(reason(&exit(0, false)), "Completed");
         assert_eq!(reason(&exit(3, false)), "Error");
         assert_eq!(reason(&exit(137, true)), "OOMKilled");
+        assert_eq!(reason(&ExitRecord::lost(None)), "Unknown");
     }
 }

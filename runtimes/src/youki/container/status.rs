@@ -113,6 +113,6 @@ fn exited(status: &mut ContainerStatus, exit: &ExitRecord) {
     status.reason = reason(exit).to_string();
     if exit.lost {
         status.message =
-            "the pod's supervisor ended before the container; its exit status is unknown".into();
+            "the pod's supervisor ended before the container, which berth then killed; its exit status is unknown".into();
     }
 }

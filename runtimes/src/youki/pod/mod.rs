@@ -21,7 +21,7 @@ use super::finish::PodParts;
 use super::layout::{key, Layout};
 use super::records::PodRecord;
 
-pub use remove::teardown;
+pub use remove::{supervisor_pid, teardown};
 
 /// What CNI needs to know about the pod.
 fn pod_network(record: &PodRecord) -> PodNetwork {

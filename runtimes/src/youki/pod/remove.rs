@@ -122,6 +122,9 @@ pub async fn teardown(backend: &Arc<Backend>, record: &PodRecord) -> Vec<Error> 
         Ok(more) => errors.extend(more),
         Err(e) => errors.push(e),
     }
+    if errors.is_empty() {
+        backend.supervisors.forget(&record.id);
+    }
     errors
 }
 

@@ -166,6 +166,9 @@ impl Backend {
         self.save_pod(&record)?;
         match self.set_up(&k, &mut record, spec).await {
             Ok(()) => {
+                // Its death is noticed from now on without asking it (a few reads
+                // in /proc and one pidfd).
+                self.supervisors.watch(id, &self.layout.pod_run(&k));
                 record.phase = PodPhase::Ready;
                 self.save_pod(&record)?;
                 Ok(SandboxStatus {

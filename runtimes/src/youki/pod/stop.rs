@@ -1,9 +1,11 @@
 //! StopPodSandbox: kill every container of the pod and take its network down (CNI DEL,
 //! the network namespace unpinned). The supervisor stays, holding the containers' exit
-//! statuses until the pod is removed. Stopping a missing or stopped pod succeeds; every
+//! statuses until the pod is removed; when it died, what is left in the pod's cgroup is
+//! killed. Stopping a missing or stopped pod succeeds; every
 //! step runs even when an earlier one failed.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::id::ContainerId;
@@ -11,9 +13,12 @@ use crate::network::NsKind;
 
 use super::super::backend::{blocking, Backend};
 use super::super::layout::key;
-use super::super::records::PodPhase;
+use super::super::records::{PodPhase, PodRecord};
 use super::super::NAME;
 use super::pod_network;
+
+/// How long the processes of a pod whose supervisor died may take to die of SIGKILL.
+const KILL_PATIENCE: Duration = Duration::from_secs(5);
 
 impl Backend {
     /// Stops the pod `id`.
@@ -29,6 +34,9 @@ impl Backend {
             if let Err(e) = self.kill_container(&c).await {
                 errors.push(e);
             }
+        }
+        if let Err(e) = self.kill_orphans(id, &record).await {
+            errors.push(e);
         }
         if let Some(netns) = record.netns.clone() {
             let detached = self
@@ -61,5 +69,29 @@ impl Backend {
             NAME,
             format!("stopping pod sandbox {id}: {}", failures.join("; ")),
         ))
+    }
+
+    /// When the pod's supervisor is gone, nobody reaps or kills what ran under it: the
+    /// init of a container with a PID namespace of its own (and whatever it started)
+    /// was reparented away and may still run. Each container's cgroup was emptied
+    /// when it was buried; what is left in a pod cgroup berth made is killed too (one
+    /// kubelet names may be shared, so it is left to the containers' cgroups). A
+    /// running supervisor killed its containers itself (and lives outside the pod's
+    /// cgroup).
+    async fn kill_orphans(self: &Arc<Self>, id: &ContainerId, record: &PodRecord) -> Result<()> {
+        if !record.owns_cgroup || record.cgroup.is_empty() || self.supervisor_runs(id).await? {
+            return Ok(());
+        }
+        let (me, cgroup) = (self.clone(), record.cgroup.clone());
+        blocking(move || {
+            if me.hierarchy.kill_all(&cgroup, KILL_PATIENCE) {
+                return Ok(());
+            }
+            Err(Error::backend(
+                NAME,
+                format!("processes of the pod's cgroup {cgroup} survive SIGKILL"),
+            ))
+        })
+        .await
     }
 }
