@@ -14,6 +14,7 @@ mod logs;
 mod many_pods;
 mod pod_http;
 mod pods;
+mod shared_pid;
 mod streams;
 mod world;
 
