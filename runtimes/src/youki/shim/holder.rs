@@ -48,6 +48,7 @@ const STACK: usize = 64 * 1024;
 /// What the child was doing when it failed, by the number it reports.
 const STEPS: &[&str] = &[
     "entering the pod's user namespace",
+    "becoming the pod's root",
     "unsharing the PID namespace",
     "forking PID 1",
     "marking descriptors close-on-exec",
@@ -75,6 +76,7 @@ pub fn spawn(userns: Option<&Path>) -> std::io::Result<Pid> {
     // The child reports a failed step here; a successful exec closes it (CLOEXEC).
     let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let report = report_w.as_raw_fd();
+    let supervisor = std::process::id() as libc::pid_t;
     let (flags, body): (CloneFlags, Box<dyn FnMut() -> isize>) = match userns {
         None => (
             CloneFlags::CLONE_NEWPID,
@@ -90,7 +92,7 @@ pub fn spawn(userns: Option<&Path>) -> std::io::Result<Pid> {
             })?;
             (
                 CloneFlags::empty(),
-                Box::new(move || hold_in_userns(ns.as_raw_fd(), report)),
+                Box::new(move || hold_in_userns(ns.as_raw_fd(), supervisor, report)),
             )
         }
     };
@@ -139,14 +141,26 @@ fn step(name: &str) -> usize {
 }
 
 /// The holder of a pod with a user namespace: enters it (`userns` is the pin's
-/// descriptor), unshares a PID namespace, forks its PID 1 and becomes the pod init
-/// that waits for it. Dies with the supervisor (PDEATHSIG), and PID 1 with it.
-fn hold_in_userns(userns: libc::c_int, report: libc::c_int) -> isize {
+/// descriptor) as the pod's root (a mapped host id: the supervisor's uid 0 means
+/// nothing there, and a holder left as host uid 0 would own what root owns, its
+/// keyring for one), unshares a PID namespace, forks its PID 1 and becomes the pod
+/// init that waits for it. Dies with the `supervisor` (PDEATHSIG), and PID 1 with it.
+fn hold_in_userns(userns: libc::c_int, supervisor: libc::pid_t, report: libc::c_int) -> isize {
     // SAFETY: plain syscalls on our own process; every path ends in exec or `_exit`.
     unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
         if libc::setns(userns, libc::CLONE_NEWUSER) != 0 {
             fail(report, step("entering the pod's user namespace"));
+        }
+        // Host groups are unmapped there; a pin that denies setgroups keeps them.
+        libc::setgroups(0, std::ptr::null());
+        if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
+            fail(report, step("becoming the pod's root"));
+        }
+        // After the change of uid (which clears it); a supervisor that died before
+        // it was set is no longer our parent.
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        if libc::getppid() != supervisor {
+            libc::_exit(1);
         }
         if libc::unshare(libc::CLONE_NEWPID) != 0 {
             fail(report, step("unsharing the PID namespace"));
