@@ -18,7 +18,7 @@ use core::arch::{asm, global_asm};
 mod nr {
     pub const EXIT_GROUP: usize = 231;
     pub const GETPID: usize = 39;
-    pub const PAUSE_OR_PPOLL: usize = 271; // ppoll
+    pub const PPOLL: usize = 271;
     pub const PRCTL: usize = 157;
     pub const RT_SIGACTION: usize = 13;
     pub const WAIT4: usize = 61;
@@ -27,7 +27,7 @@ mod nr {
 mod nr {
     pub const EXIT_GROUP: usize = 94;
     pub const GETPID: usize = 172;
-    pub const PAUSE_OR_PPOLL: usize = 73; // ppoll
+    pub const PPOLL: usize = 73;
     pub const PRCTL: usize = 167;
     pub const RT_SIGACTION: usize = 134;
     pub const WAIT4: usize = 260;
@@ -53,9 +53,23 @@ unsafe fn syscall(n: usize, a: [usize; 4]) -> isize {
 // The entry point: the kernel leaves no return address, so call into Rust with an
 // aligned stack rather than declaring `_start` a Rust function.
 #[cfg(target_arch = "x86_64")]
-global_asm!(".globl _start", "_start:", "xor rbp, rbp", "and rsp, -16", "call pod_init", "ud2");
+global_asm!(
+    ".globl _start",
+    "_start:",
+    "xor rbp, rbp",
+    "and rsp, -16",
+    "call pod_init",
+    "ud2"
+);
 #[cfg(target_arch = "aarch64")]
-global_asm!(".globl _start", "_start:", "mov x29, xzr", "mov x30, xzr", "bl pod_init", "brk #0");
+global_asm!(
+    ".globl _start",
+    "_start:",
+    "mov x29, xzr",
+    "mov x30, xzr",
+    "bl pod_init",
+    "brk #0"
+);
 
 const PR_SET_NAME: usize = 15;
 const PR_SET_DUMPABLE: usize = 4;
@@ -86,7 +100,10 @@ extern "C" fn pod_init() -> ! {
         // without CAP_SYS_PTRACE could open /proc/1/* (PID 1 has no capability a
         // ptrace check could weigh against it).
         syscall(nr::PRCTL, [PR_SET_DUMPABLE, 0, 0, 0]);
-        syscall(nr::PRCTL, [PR_SET_NAME, b"pod-init\0".as_ptr() as usize, 0, 0]);
+        syscall(
+            nr::PRCTL,
+            [PR_SET_NAME, b"pod-init\0".as_ptr() as usize, 0, 0],
+        );
         let ignore = SigAction([SIG_IGN, 0, 0, 0]);
         for sig in [SIGCHLD, SIGTERM, SIGINT, SIGHUP] {
             syscall(nr::RT_SIGACTION, [sig, &ignore as *const _ as usize, 0, 8]);
@@ -95,7 +112,7 @@ extern "C" fn pod_init() -> ! {
             loop {
                 // ppoll on nothing, no timeout: sleeps until a signal, and none is
                 // ever delivered (all ignored or dropped).
-                syscall(nr::PAUSE_OR_PPOLL, [0, 0, 0, 0]);
+                syscall(nr::PPOLL, [0, 0, 0, 0]);
             }
         }
         // With SIGCHLD ignored, wait4 returns ECHILD once the last child is gone.
