@@ -17,6 +17,7 @@ mod missing_command;
 mod non_go_clients;
 mod pod_http;
 mod pods;
+mod shared_pid;
 mod streams;
 mod supervisor_death;
 mod world;

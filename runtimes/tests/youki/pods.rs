@@ -146,7 +146,7 @@ fn walk_files(dir: &std::path::Path) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_shared_pid_namespace_is_held_by_the_supervisor() {
+async fn a_shared_pid_namespace_is_held_by_the_pod_init() {
     let env = Env::new().await;
     let (rt, image) = env.open().await;
     let pod = env.pod_id("pidns");
@@ -178,8 +178,8 @@ async fn a_shared_pid_namespace_is_held_by_the_supervisor() {
     let out = log_text(&log);
     let pid1 = out.lines().next().unwrap();
     assert!(
-        pid1.contains("shim") && !pid1.contains("sleep"),
-        "PID 1 is the holder: {out}"
+        pid1.trim() == "pod-init",
+        "PID 1 is berth's pod init: {out}"
     );
     assert!(
         out.contains("sleep 1000"),

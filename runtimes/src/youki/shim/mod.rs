@@ -12,7 +12,7 @@
 //! supervisor starts a session of its own (setsid), so it is nobody's child but
 //! init's, becomes the child subreaper of everything it starts, and serves
 //! `D/shim.sock` from one thread with a `poll(2)` loop (no async runtime: ~1 MB of
-//! anonymous memory). With `--pid-namespace` it forks the pod's PID-namespace holder
+//! anonymous memory). With `--pid-namespace` it forks the pod's PID-namespace holder (berth's locked-down pod init)
 //! first (a PID namespace owned by the pod's user namespace `PIN` when given). Its own errors go to `D/shim.log`.
 
 mod console;
