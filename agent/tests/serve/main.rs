@@ -11,6 +11,7 @@ mod image_pull;
 mod image_verbs;
 mod lifecycle;
 mod logs;
+mod many_containers;
 mod many_pods;
 mod pod_http;
 mod pods;
