@@ -12,6 +12,7 @@ mod image_pull;
 mod image_verbs;
 mod lifecycle;
 mod logs;
+mod many_containers;
 mod many_pods;
 mod missing_command;
 mod non_go_clients;

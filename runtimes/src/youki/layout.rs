@@ -8,6 +8,7 @@
 //!   containers/<ctr>/exit.json       its exit, written by the supervisor before it reports it
 //!   containers/<ctr>/bundle/         config.json for libcontainer
 //!   containers/<ctr>/rootfs/         overlay upper/ and work/ (the writable layer), merged/
+//!   containers/<ctr>/cgroupfs/       skeleton of its /sys/fs/cgroup (cgroup v1 hosts)
 //! <run_dir>/youki/                   runtime only (tmpfs: gone with the processes at reboot)
 //!   pods/<pod>/shim.sock             the supervisor's socket; shim.log, shim.pid
 //!   pods/<pod>/shm/                  the pod's /dev/shm (a tmpfs)
@@ -139,6 +140,11 @@ impl Layout {
     /// A container's overlay directories (`upper`, `work`, `merged`).
     pub fn rootfs(&self, key: &str) -> PathBuf {
         self.container(key).join("rootfs")
+    }
+
+    /// The skeleton of a container's `/sys/fs/cgroup` on a cgroup v1 host.
+    pub fn cgroupfs(&self, key: &str) -> PathBuf {
+        self.container(key).join("cgroupfs")
     }
 
     /// libcontainer's state root.

@@ -10,6 +10,7 @@
 
 mod backend;
 mod binds;
+mod cgroupfs;
 mod cgroups;
 mod client;
 mod clock;

@@ -14,11 +14,12 @@ use crate::id::ContainerId;
 use crate::types::{ContainerSpec, NamespaceMode};
 
 use super::super::backend::{blocking, warn_cleanup, Backend};
+use super::super::cgroups::Hierarchy;
 use super::super::client::{unexpected, CALL_TIMEOUT};
 use super::super::finish::finish;
 use super::super::layout::key;
 use super::super::records::{ContainerPhase, ContainerRecord, PodPhase};
-use super::super::{binds, pod, remap, rootfs, user, NAME};
+use super::super::{binds, cgroupfs, pod, remap, rootfs, user, NAME};
 use super::stop_signal;
 
 impl Backend {
@@ -141,6 +142,9 @@ impl Backend {
         }
         let parts = pod::parts(&self.layout, pod_record, pid_namespace);
         let finished = finish(&mut oci, k, &rootfs, &resolved, min_oom, &parts)?;
+        if let Hierarchy::V1 { mounts } = &self.hierarchy {
+            cgroupfs::replace(&mut oci, mounts, &finished.cgroup, &self.layout.cgroupfs(k))?;
+        }
         if !finished.cwd.is_empty() {
             rootfs::make_dir_in_root(&rootfs, Path::new(&finished.cwd))?;
         }
