@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use berth_testkit::host::{self, Leftovers};
 use berth_testkit::images::busybox_registry;
+use berth_testkit::require;
 use berth_testkit::servers::Registry;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
@@ -38,10 +39,12 @@ pub struct World {
 
 impl World {
     pub async fn new() -> Result<World> {
-        anyhow::ensure!(
-            nix::unistd::geteuid().is_root(),
-            "these tests run pods: run as root"
-        );
+        World::with_config("").await
+    }
+
+    /// [`World::new`] with `extra` (YAML lines) at the top level of berth's config.
+    pub async fn with_config(extra: &str) -> Result<World> {
+        require::root("these tests run pods");
         let (registry, image) = busybox_registry().await;
         let tag = format!("{:08x}", host::random());
         let x = host::free_subnet_octet(100..150);
@@ -49,7 +52,7 @@ impl World {
         let cgroup_parent = format!("/berth-e2e/{tag}");
         let network = format!("  default_bridge: {bridge}\n  default_subnet: 10.{x}.0.0/16\n");
         let extra = format!(
-            "cgroup_parent: {cgroup_parent}\nregistries:\n  insecure: [\"{}\"]\n",
+            "cgroup_parent: {cgroup_parent}\nregistries:\n  insecure: [\"{}\"]\n{extra}",
             registry.addr
         );
         let home = Home::with_node(&format!("e2e-{tag}"), &network, &extra)?;
@@ -353,13 +356,18 @@ pub async fn remove_all_pods(client: &mut Client) -> Result<()> {
     Ok(())
 }
 
-/// `GET /` over plain TCP to `addr`, with bounded timeouts; the whole answer.
+/// `GET /` over plain TCP to `addr`, within 3 s; the whole answer.
 pub async fn http_get(addr: &str) -> Result<String> {
+    http_get_within(addr, Duration::from_secs(3)).await
+}
+
+/// `GET /` over plain TCP to `addr`, connect to last byte within `limit`; the whole
+/// answer.
+pub async fn http_get_within(addr: &str, limit: Duration) -> Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let limit = Duration::from_secs(3);
     let exchange = async {
         let mut s = tokio::net::TcpStream::connect(addr).await?;
-        s.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
+        s.write_all(b"GET / HTTP/1.0\r\nHost: pod\r\n\r\n").await?;
         let mut out = String::new();
         s.read_to_string(&mut out).await?;
         anyhow::Ok(out)

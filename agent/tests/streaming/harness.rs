@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use berth::streaming::{StreamingConfig, StreamingServer};
+use berth_testkit::crictl::Crictl;
 use k8s_cri::v1::{AttachRequest, ExecRequest, PortForwardRequest};
 use runtimes::types::{self, ExecStreamRequest, StdioRequest};
 use runtimes::ContainerId;
@@ -11,7 +12,6 @@ use tempfile::TempDir;
 use tonic::Status;
 
 use crate::cri_stub::{self, Stub};
-use crate::crictl::Crictl;
 use crate::local_runtime::LocalRuntime;
 
 /// The CRI id of the one container the stub knows.

@@ -5,13 +5,12 @@
 
 mod attach;
 mod cri_stub;
-mod crictl;
 mod exec;
 mod harness;
 mod http;
+mod leaks;
 mod local_runtime;
 mod port_forward;
-mod pty;
 mod record;
 mod tty;
 mod ws_port_forward;

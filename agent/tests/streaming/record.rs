@@ -11,6 +11,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use berth_testkit::crictl::Crictl;
+use berth_testkit::pty::PtyClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -18,8 +20,6 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::Status;
 
 use crate::cri_stub::{self, Stub};
-use crate::crictl::Crictl;
-use crate::pty::PtyClient;
 
 const WAIT: Duration = Duration::from_secs(20);
 

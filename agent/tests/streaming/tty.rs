@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use crate::pty::PtyClient;
+use berth_testkit::pty::PtyClient;
+
 use crate::{Harness, CTR, TRANSPORTS};
 
 const WAIT: Duration = Duration::from_secs(20);

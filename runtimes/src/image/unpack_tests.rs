@@ -14,10 +14,7 @@ use super::unpack;
 use crate::error::Error;
 
 fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "unpack tests create device nodes and trusted.* xattrs: run them as root (CI does)"
-    );
+    berth_testkit::require::root("unpack tests create device nodes and trusted.* xattrs");
 }
 
 fn header(kind: EntryType, size: u64, mode: u32) -> Header {

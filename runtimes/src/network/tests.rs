@@ -43,10 +43,7 @@ impl Fixture {
     }
 
     fn with_timeout(plugins: Value, timeout: Duration) -> Self {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "the network tests pin a private network namespace: run as root"
-        );
+        berth_testkit::require::root("the network tests pin a private network namespace");
         let dir = tempfile::tempdir().unwrap();
         for d in ["conf", "bin", "rec"] {
             fs::create_dir(dir.path().join(d)).unwrap();

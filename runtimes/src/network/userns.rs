@@ -212,9 +212,9 @@ mod tests {
 
     #[test]
     fn a_child_sits_in_a_mapped_user_namespace_owning_the_inner_ones() {
-        if !nix::unistd::geteuid().is_root() {
-            return; // needs CAP_SETUID/CAP_SETGID over the new namespace's maps
-        }
+        berth_testkit::require::root(
+            "writing the new namespace's maps needs CAP_SETUID/CAP_SETGID",
+        );
         let maps = [IdMapping::new(0, 1000, 100000)];
         let seen = with_userns(&maps, &maps, CloneFlags::CLONE_NEWUTS, |pid| {
             let read = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap();
@@ -236,9 +236,7 @@ mod tests {
 
     #[test]
     fn a_failing_step_is_reported_and_the_child_is_gone() {
-        if !nix::unistd::geteuid().is_root() {
-            return;
-        }
+        berth_testkit::require::root("a user namespace with maps needs CAP_SETUID/CAP_SETGID");
         // Two ranges that overlap inside: the kernel refuses the uid_map write.
         let bad = [IdMapping::new(0, 1000, 10), IdMapping::new(5, 5000, 10)];
         let mut child = None;

@@ -75,9 +75,7 @@ mod tests {
 
     #[test]
     fn owners_move_to_their_host_ids_and_setuid_survives() {
-        if !nix::unistd::geteuid().is_root() {
-            return; // chown needs CAP_CHOWN
-        }
+        berth_testkit::require::root("chown needs CAP_CHOWN");
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("r");
         fs::create_dir_all(root.join("bin")).unwrap();

@@ -3,11 +3,25 @@
 //! registry that can lie, images built and pushed by the test itself, and the host
 //! inspection and clean-up of tests that run pods.
 //!
-//! Used by the image store's tests (`runtimes/tests/image_store`) and by the black-box
-//! tests of the `berth` binary (`agent/tests/serve`). Test code: it panics on failure.
+//! Used by the runtimes crate's tests and by the black-box and streaming tests of the
+//! `berth` binary (`agent/tests`), which also drive the real crictl ([`crictl`]), on a
+//! terminal when they need one ([`pty`]). Test code: it panics on failure.
+//!
+//! # Tests that need the host
+//!
+//! One policy for every test in the workspace: a test that needs root, IPv6 on
+//! loopback or a kernel feature *requires* it. It calls [`require`] first and fails,
+//! naming what is missing, on a host without it; no test returns early and passes, and
+//! none is `#[ignore]`d for want of a capability. CI runs the tests as root with `::1`
+//! on loopback, where all of them must run; a skip there would hide a regression. To
+//! run the tests that need nothing, filter them by name (`cargo test -p runtimes --lib
+//! image::reference`).
 
+pub mod crictl;
 pub mod host;
 pub mod images;
+pub mod pty;
+pub mod require;
 pub mod servers;
 
 use std::path::Path;

@@ -16,11 +16,10 @@ pub use berth_testkit::{assert_empty, host_arch, names, other_arch};
 use runtimes::image::{ImageStore, RegistryConfig};
 use runtimes::types::{PullRequest, RegistryAuth};
 
-/// Fails loudly when not root: these tests are meant to run, not to be skipped.
+/// Fails loudly when not root (the testkit's policy: required, never skipped).
 pub fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "the image store tests unpack layers with owners, devices and trusted xattrs: run as root"
+    berth_testkit::require::root(
+        "the image store tests unpack layers with owners, devices and trusted xattrs",
     );
 }
 

@@ -57,9 +57,8 @@ impl Env {
     }
 
     fn build(extra: Option<Vec<Value>>) -> Env {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "the network tests create bridges, namespaces and iptables rules: run as root"
+        berth_testkit::require::root(
+            "the network tests create bridges, namespaces and iptables rules",
         );
         assert!(
             Path::new(DEBIAN_CNI).join("bridge").exists(),

@@ -58,10 +58,7 @@ pub struct Env {
 
 impl Env {
     pub async fn new() -> Env {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "the youki tests run containers: run as root"
-        );
+        berth_testkit::require::root("the youki tests run containers");
         let (registry, image) = busybox_registry().await;
         let tag = format!("{:08x}", host::random());
         // 10.150-199: away from the network tests' 10.200-254.

@@ -2,10 +2,10 @@
 //! pods' supervisors, driven by the real crictl (cri-tools v1.34.0, built by
 //! `critest/tools`) over SPDY and WebSocket, as a user at a terminal would.
 //!
-//! Each test owns a node: a registry holding a busybox image, a berth home whose pods
-//! get a bridge (`bs<tag>`), a free `10.X.0.0/16` (X in 90-99, away from the other
-//! suites' ranges) and a cgroup parent of their own, and crictl pointed at its socket.
-//! Dropping the node removes its pods first, so a failed test leaves no container.
+//! Each test owns a node: a [`World`] (registry, berth home, bridge, subnet, cgroup
+//! parent, and its host sweep on drop) with berth started in it and crictl pointed at
+//! its socket. Dropping the node removes its pods through crictl first, so a failed
+//! test leaves no container even before the world's sweep.
 
 mod attach;
 mod exec;
@@ -18,24 +18,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use berth_testkit::host;
-use berth_testkit::images::busybox_registry;
-use berth_testkit::servers::Registry;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::*;
 use tonic::transport::Channel;
 
-use crate::{pull, Berth, Home};
+use crate::world::{self, World};
+use crate::Berth;
 
-#[path = "../../streaming/crictl.rs"]
-#[allow(dead_code)]
-mod crictl;
-#[path = "../../streaming/pty.rs"]
-#[allow(dead_code)]
-mod pty;
-
-pub use crictl::Crictl;
-pub use pty::PtyClient;
+pub use berth_testkit::crictl::{self, Crictl};
+pub use berth_testkit::pty::PtyClient;
 
 /// Both transports crictl speaks (`crictl exec -r …`).
 pub const TRANSPORTS: [&str; 2] = ["spdy", "websocket"];
@@ -62,19 +53,15 @@ pub const SLEEPER: Ctr = Ctr {
     tty: false,
 };
 
-/// One test's node: berth serving pods on a network of their own.
+/// One test's node: berth serving pods in a [`World`] of their own.
 pub struct Node {
     pub berth: Berth,
     pub crictl: Crictl,
     pub client: RuntimeServiceClient<Channel>,
-    pub image: String,
-    home: Home,
-    tag: String,
     /// The pods run on the host's network, by name.
     host_pods: Vec<String>,
-    bridge: String,
-    cgroup_parent: String,
-    _registry: Registry,
+    /// Declared last: dropped (swept) after berth is stopped.
+    pub world: World,
 }
 
 impl Node {
@@ -85,43 +72,22 @@ impl Node {
 
     /// [`Node::start`] with `extra` (YAML lines) at the top level of berth's config.
     pub async fn start_with(extra: &str) -> Result<Node> {
-        anyhow::ensure!(
-            nix::unistd::geteuid().is_root(),
-            "these tests run pods: run as root"
-        );
-        let (registry, image) = busybox_registry().await;
-        let tag = format!("{:08x}", host::random());
-        let (bridge, cgroup_parent) = (format!("bs{tag}"), format!("/berth-streams/{tag}"));
-        let network = format!(
-            "  default_bridge: {bridge}\n  default_subnet: 10.{}.0.0/16\n",
-            host::free_subnet_octet(90..100)
-        );
-        let extra = format!(
-            "cgroup_parent: {cgroup_parent}\nregistries:\n  insecure: [\"{}\"]\n{extra}",
-            registry.addr
-        );
-        let home = Home::with_node(&format!("streams-{tag}"), &network, &extra)?;
-        let berth = home.start().await?;
-        pull(&mut berth.images().await?, &image).await?;
-        let crictl = Crictl::new(home.dir.path(), &home.socket());
+        let world = World::with_config(extra).await?;
+        let berth = world.start().await?;
+        let crictl = Crictl::new(world.home.dir.path(), &world.home.socket());
         let client = berth.runtime().await?;
         Ok(Node {
-            image,
             berth,
             crictl,
             client,
-            home,
-            tag,
             host_pods: Vec::new(),
-            bridge,
-            cgroup_parent,
-            _registry: registry,
+            world,
         })
     }
 
     /// The home's directory.
     pub fn dir(&self) -> &Path {
-        self.home.dir.path()
+        self.world.home.dir.path()
     }
 
     /// Runs a pod named `name` (on the host's network when `host_network`).
@@ -130,87 +96,44 @@ impl Node {
             self.host_pods.push(name.to_string());
         }
         let config = self.pod_config(name);
-        let answer = self
-            .client
-            .run_pod_sandbox(RunPodSandboxRequest {
-                config: Some(config),
-                runtime_handler: String::new(),
-            })
-            .await?;
-        Ok(answer.into_inner().pod_sandbox_id)
+        world::run_pod(&mut self.client, &config).await
     }
 
+    /// The world's pod `name`, on the host's network if it was run there.
     fn pod_config(&self, name: &str) -> PodSandboxConfig {
-        let network = if self.host_pods.iter().any(|p| p == name) {
-            NamespaceMode::Node
-        } else {
-            NamespaceMode::Pod
-        };
-        PodSandboxConfig {
-            metadata: Some(PodSandboxMetadata {
-                name: name.into(),
-                uid: format!("{name}-{}", self.tag),
-                namespace: "default".into(),
-                attempt: 0,
-            }),
-            hostname: name.into(),
-            log_directory: self.dir().join("logs").join(name).display().to_string(),
-            linux: Some(LinuxPodSandboxConfig {
-                security_context: Some(LinuxSandboxSecurityContext {
-                    namespace_options: Some(NamespaceOption {
-                        network: network as i32,
-                        pid: NamespaceMode::Container as i32,
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
+        let mut config = self.world.pod(name, &[]);
+        if self.host_pods.iter().any(|p| p == name) {
+            let options = config
+                .linux
+                .as_mut()
+                .and_then(|l| l.security_context.as_mut())
+                .and_then(|c| c.namespace_options.as_mut())
+                .expect("the world's pods have namespace options");
+            options.network = NamespaceMode::Node as i32;
         }
+        config
     }
 
     /// Creates and starts `ctr` in the pod `pod` (named `pod_name`); its id.
     pub async fn run(&mut self, pod: &str, pod_name: &str, ctr: &Ctr<'_>) -> Result<String> {
-        let id = self.create(pod, pod_name, ctr).await?;
-        self.client
-            .start_container(StartContainerRequest {
-                container_id: id.clone(),
-            })
-            .await?;
-        Ok(id)
+        let (pod_config, config) = (self.pod_config(pod_name), self.container_config(ctr));
+        world::create_and_start(&mut self.client, pod, &pod_config, &config).await
     }
 
     /// Creates `ctr` in the pod `pod` (named `pod_name`) without starting it; its id.
     pub async fn create(&mut self, pod: &str, pod_name: &str, ctr: &Ctr<'_>) -> Result<String> {
-        let config = ContainerConfig {
-            metadata: Some(ContainerMetadata {
-                name: ctr.name.into(),
-                attempt: 0,
-            }),
-            image: Some(ImageSpec {
-                image: self.image.clone(),
-                ..Default::default()
-            }),
-            command: ctr.command.iter().map(|s| s.to_string()).collect(),
-            log_path: format!("{}.log", ctr.name),
+        let (pod_config, config) = (self.pod_config(pod_name), self.container_config(ctr));
+        Ok(world::create(&mut self.client, pod, &pod_config, &config).await?)
+    }
+
+    /// The world's container `ctr.name`, with `ctr`'s stdin and tty.
+    fn container_config(&self, ctr: &Ctr<'_>) -> ContainerConfig {
+        ContainerConfig {
             stdin: ctr.stdin,
             stdin_once: ctr.stdin_once,
             tty: ctr.tty,
-            linux: Some(LinuxContainerConfig::default()),
-            ..Default::default()
-        };
-        let id = self
-            .client
-            .create_container(CreateContainerRequest {
-                pod_sandbox_id: pod.into(),
-                config: Some(config),
-                sandbox_config: Some(self.pod_config(pod_name)),
-            })
-            .await?
-            .into_inner()
-            .container_id;
-        Ok(id)
+            ..self.world.container(ctr.name, ctr.command)
+        }
     }
 
     /// A pod `name` with one running container `ctr`: (pod id, container id).
@@ -275,20 +198,8 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        // Then berth is stopped and the world sweeps whatever is left on the host.
         self.remove_pods();
-        let _ = std::process::Command::new("ip")
-            .args(["link", "delete", &self.bridge])
-            .output();
-        for controller in std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let dir = controller
-                .path()
-                .join(self.cgroup_parent.trim_start_matches('/'));
-            let _ = std::fs::remove_dir(&dir);
-        }
     }
 }
 
@@ -331,17 +242,9 @@ pub fn fds_and_threads(pid: u32) -> (usize, usize) {
     )
 }
 
-/// Sends a plain HTTP/1.0 GET for `/` to 127.0.0.1:`port`; the whole answer.
+/// `GET /` to 127.0.0.1:`port`, within [`WAIT`]; the whole answer.
 pub async fn http_get(port: u16) -> Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    conn.write_all(b"GET / HTTP/1.0\r\nHost: pod\r\n\r\n")
-        .await?;
-    let mut answer = Vec::new();
-    tokio::time::timeout(WAIT, conn.read_to_end(&mut answer))
-        .await
-        .context("no answer")??;
-    Ok(String::from_utf8_lossy(&answer).into_owned())
+    world::http_get_within(&format!("127.0.0.1:{port}"), WAIT).await
 }
 
 /// Waits until `check` holds, for at most `limit`.

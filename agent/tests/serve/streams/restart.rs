@@ -61,7 +61,7 @@ async fn sessions_die_with_berth_and_the_containers_keep_running() -> Result<()>
     );
     drop((exec, attach));
 
-    node.berth = node.home.start_as("berth-again").await?;
+    node.berth = node.world.home.start_as("berth-again").await?;
     node.client = node.berth.runtime().await?;
     for id in [&sh, &app] {
         assert_eq!(node.state(id).await?, ContainerState::ContainerRunning);

@@ -1,4 +1,5 @@
-//! Running the real crictl (cri-tools, built by `critest/tools`) against the stub.
+//! Running the real crictl (cri-tools, built by `critest/tools`) against a CRI socket:
+//! berth's own or the streaming tests' stub.
 
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -15,7 +16,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 pub fn binary() -> PathBuf {
     let tools = std::env::var_os("BERTH_TOOLS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/tools"));
     let crictl = tools.join("bin/crictl");
     assert!(
         crictl.exists(),

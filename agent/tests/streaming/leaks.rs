@@ -1,25 +1,42 @@
 //! Nothing outlives a session: 200 execs through crictl (both transports, some
 //! killed mid-run) leave the server process with the file descriptors, tokio tasks
 //! and child processes it had before; a client that goes away ends its exec'd
-//! process. A binary of its own, so that no other test opens or closes fds meanwhile.
-
-// The streaming tests' harness is shared; not every helper is used here.
-#![allow(dead_code)]
-
-#[path = "../streaming/cri_stub.rs"]
-mod cri_stub;
-#[path = "../streaming/crictl.rs"]
-mod crictl;
-#[path = "../streaming/harness.rs"]
-mod harness;
-#[path = "../streaming/local_runtime.rs"]
-mod local_runtime;
+//! process. The count is of this process's fds and children, which the other tests
+//! of this binary open and close meanwhile: the test runs alone, in a process of its
+//! own that [`two_hundred_execs_leak_nothing_alone`] starts.
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use harness::{Harness, CTR, TRANSPORTS};
 use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::{Harness, CTR, TRANSPORTS};
+
+/// Runs [`two_hundred_execs_leak_nothing`] in a test process of its own, where nothing
+/// else opens files or starts children.
+#[test]
+fn two_hundred_execs_leak_nothing_alone() {
+    let child = "leaks::two_hundred_execs_leak_nothing";
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            child,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{child} failed:\n{stdout}\n{stderr}");
+    // It ran (a filter that matches nothing passes too).
+    assert!(
+        stdout.contains("1 passed"),
+        "{child} did not run:\n{stdout}"
+    );
+    eprint!("{stderr}");
+}
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
@@ -88,6 +105,7 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "counts its process's fds: run alone by two_hundred_execs_leak_nothing_alone"]
 async fn two_hundred_execs_leak_nothing() {
     let h = Harness::start().await;
     // Warm up: lazily made runtime threads and connections exist from here on.
