@@ -3,6 +3,8 @@
 //! - [`supervisor`]: what the agent and a pod's supervisor (`berth shim`) say to each
 //!   other over the supervisor's unix socket; see `proto/supervisor.proto` for the framing.
 
+#![warn(missing_docs)]
+
 /// The agent ↔ per-pod supervisor protocol (`berth.supervisor.v1`).
 pub mod supervisor {
     #![allow(missing_docs)]

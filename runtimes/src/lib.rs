@@ -3,6 +3,8 @@
 //! and the plain values they exchange. No protobuf types cross into this crate; the
 //! agent turns CRI requests into these values first.
 
+#![warn(missing_docs)]
+
 pub mod composite;
 pub mod error;
 pub mod id;

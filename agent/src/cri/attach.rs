@@ -3,8 +3,8 @@
 use k8s_cri::v1::{AttachRequest, AttachResponse};
 use runtimes::types::{AttachRequest as Attach, StdioRequest};
 
-use super::container::require_running;
-use super::objects::{in_method, resolve};
+use super::shared::container::require_running;
+use super::shared::objects::{in_method, resolve};
 use super::Cri;
 use crate::store::ContainerRecord;
 use crate::streaming::validate_stdio;

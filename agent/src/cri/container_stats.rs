@@ -3,8 +3,8 @@
 use k8s_cri::v1 as cri;
 use runtimes::Runtime;
 
-use super::objects::resolve;
-use super::stats;
+use super::shared::objects::resolve;
+use super::shared::stats;
 use super::Cri;
 use crate::store::ContainerRecord;
 

@@ -6,8 +6,8 @@ use k8s_cri::v1 as cri;
 use runtimes::types::{ContainerState, ContainerStatus};
 use serde_json::json;
 
-use super::container::{cri_state, image_ref, image_spec, observe};
-use super::objects::{resolve, shown_labels, unix_nanos};
+use super::shared::container::{cri_state, image_ref, image_spec, observe};
+use super::shared::objects::{resolve, shown_labels, unix_nanos};
 use super::Cri;
 use crate::store::ContainerRecord;
 

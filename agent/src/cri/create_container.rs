@@ -5,10 +5,10 @@ use k8s_cri::v1::{
 };
 use runtimes::{Error, Runtime};
 
-use super::fields;
-use super::image::requested_image;
-use super::objects::{abandon, in_method, mark, new_cri_id, now_nanos, resolve};
-use super::sandbox_spec::pod_host_fields;
+use super::shared::fields;
+use super::shared::image::requested_image;
+use super::shared::objects::{abandon, in_method, mark, new_cri_id, now_nanos, resolve};
+use super::shared::sandbox_spec::pod_host_fields;
 use super::Cri;
 use crate::identity;
 use crate::spec::{self, SpecInput};

@@ -4,8 +4,8 @@
 use k8s_cri::v1::{ExecRequest, ExecResponse};
 use runtimes::types::{ExecStreamRequest, StdioRequest};
 
-use super::container::require_running;
-use super::objects::{in_method, resolve};
+use super::shared::container::require_running;
+use super::shared::objects::{in_method, resolve};
 use super::Cri;
 use crate::store::ContainerRecord;
 use crate::streaming::validate_exec;

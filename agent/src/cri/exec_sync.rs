@@ -6,7 +6,7 @@ use k8s_cri::v1::{ExecSyncRequest, ExecSyncResponse};
 use runtimes::types::ExecRequest;
 use runtimes::{Error, Runtime};
 
-use super::objects::resolve;
+use super::shared::objects::resolve;
 use super::Cri;
 use crate::store::ContainerRecord;
 

@@ -54,7 +54,7 @@ mod tests {
     use runtimes::mock::MockRuntime;
 
     use super::*;
-    use crate::cri::image::tests::{busybox, holding};
+    use crate::cri::shared::image::tests::{busybox, holding};
 
     #[tokio::test]
     async fn reports_the_runtime_usage_for_images_and_containers() {

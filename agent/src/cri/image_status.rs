@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use k8s_cri::v1::{ImageStatusRequest, ImageStatusResponse};
 use runtimes::Runtime;
 
-use super::image::{requested_image, to_cri_image, verbose_info};
+use super::shared::image::{requested_image, to_cri_image, verbose_info};
 
 /// Describes the image; an unknown image is an empty answer, not an error (kubelet
 /// asks before it pulls).
@@ -34,7 +34,7 @@ mod tests {
     use runtimes::mock::MockRuntime;
 
     use super::*;
-    use crate::cri::image::tests::{busybox, holding};
+    use crate::cri::shared::image::tests::{busybox, holding};
 
     fn request(image: &str, verbose: bool) -> ImageStatusRequest {
         ImageStatusRequest {

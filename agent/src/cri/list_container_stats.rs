@@ -4,7 +4,7 @@ use futures::future::join_all;
 use k8s_cri::v1 as cri;
 
 use super::container_stats::read;
-use super::objects::{id_matches, labels_match, successes, visible};
+use super::shared::objects::{id_matches, labels_match, successes, visible};
 use super::Cri;
 use crate::store::ContainerRecord;
 

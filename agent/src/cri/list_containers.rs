@@ -3,8 +3,8 @@
 use futures::future::join_all;
 use k8s_cri::v1::{ListContainersRequest, ListContainersResponse};
 
-use super::container::{cri_state, observe, to_cri_container};
-use super::objects::{id_matches, labels_match, visible};
+use super::shared::container::{cri_state, observe, to_cri_container};
+use super::shared::objects::{id_matches, labels_match, visible};
 use super::Cri;
 use crate::store::ContainerRecord;
 

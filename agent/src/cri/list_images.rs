@@ -3,7 +3,7 @@
 use k8s_cri::v1::{ListImagesRequest, ListImagesResponse};
 use runtimes::Runtime;
 
-use super::image::{requested_image, to_cri_image};
+use super::shared::image::{requested_image, to_cri_image};
 
 /// Every image, or the one the filter names. The runtime resolves the filter's
 /// reference as `ImageStatus` does (tag, digest or id, normalized), so a filter matches
@@ -36,7 +36,7 @@ mod tests {
     use runtimes::types::{ImageConfig, ImageInfo};
 
     use super::*;
-    use crate::cri::image::tests::{busybox, holding};
+    use crate::cri::shared::image::tests::{busybox, holding};
 
     fn filtered(image: &str) -> ListImagesRequest {
         ListImagesRequest {

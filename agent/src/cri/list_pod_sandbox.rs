@@ -4,8 +4,8 @@ use futures::future::join_all;
 use k8s_cri::v1::{ListPodSandboxRequest, ListPodSandboxResponse};
 use runtimes::Runtime;
 
-use super::objects::{id_matches, labels_match, visible};
-use super::sandbox::{cri_state, settle, to_cri_sandbox};
+use super::shared::objects::{id_matches, labels_match, visible};
+use super::shared::sandbox::{cri_state, settle, to_cri_sandbox};
 use super::Cri;
 use crate::store::{SandboxPhase, SandboxRecord};
 

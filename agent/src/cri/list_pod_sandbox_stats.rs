@@ -3,8 +3,8 @@
 use futures::future::join_all;
 use k8s_cri::v1 as cri;
 
-use super::objects::{id_matches, labels_match, successes, visible};
 use super::pod_sandbox_stats::read;
+use super::shared::objects::{id_matches, labels_match, successes, visible};
 use super::Cri;
 use crate::store::SandboxRecord;
 

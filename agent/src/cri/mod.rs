@@ -7,24 +7,20 @@
 //! leaves a record that start-up ([`crate::reconcile`]) rolls back. No store
 //! transaction is ever open across a backend call.
 
+// The verbs, one file each, named as in CRI (`status` is `Status`).
 mod attach;
-mod container;
 mod container_stats;
 mod container_status;
 mod create_container;
 mod exec;
 mod exec_sync;
-mod fields;
-mod image;
 mod image_fs_info;
-mod image_service;
 mod image_status;
 mod list_container_stats;
 mod list_containers;
 mod list_images;
 mod list_pod_sandbox;
 mod list_pod_sandbox_stats;
-mod objects;
 mod pod_sandbox_stats;
 mod pod_sandbox_status;
 mod port_forward;
@@ -35,20 +31,20 @@ mod remove_pod_sandbox;
 mod reopen_container_log;
 mod run_pod_sandbox;
 mod runtime_config;
-mod runtime_service;
-mod runtime_status;
-mod sandbox;
-mod sandbox_spec;
 mod start_container;
-mod stats;
+mod status;
 mod stop_container;
 mod stop_pod_sandbox;
-mod unimplemented;
 mod update_container_resources;
 mod version;
 
+// Not verbs: the tonic service impls that route each verb to its file, and what the
+// verbs share.
+mod services;
+mod shared;
+
 #[cfg(test)]
-pub(crate) mod testing;
+pub(crate) use shared::testing;
 
 use std::sync::Arc;
 
@@ -61,7 +57,7 @@ use crate::spec::HostFacts;
 use crate::store::Store;
 use crate::streaming::StreamingServer;
 
-pub use runtime_status::{network_not_wired, NetworkReadiness};
+pub use status::{network_not_wired, NetworkReadiness};
 
 /// kubelet's limit for CRI messages (16 MiB); tonic's default of 4 MiB is too small
 /// for large `ListImages`/`ListContainers` answers.
@@ -80,7 +76,7 @@ pub struct Cri {
     handlers: Vec<(String, runtimes::types::Features)>,
     config_json: String,
     network_ready: NetworkReadiness,
-    cpu: stats::CpuRates,
+    cpu: shared::stats::CpuRates,
     /// Where `Exec`, `Attach` and `PortForward` URLs point; without it they answer
     /// `Unimplemented`.
     streaming: Option<Arc<StreamingServer>>,
@@ -106,7 +102,7 @@ impl Cri {
             host: HostFacts::detect(),
             config_json: config.redacted_json().to_string(),
             network_ready: network_not_wired(),
-            cpu: stats::CpuRates::default(),
+            cpu: shared::stats::CpuRates::default(),
             streaming: None,
         }
     }

@@ -4,8 +4,8 @@ use k8s_cri::v1 as cri;
 use runtimes::Runtime;
 
 use super::list_container_stats::container_stats_of;
-use super::objects::{resolve, visible};
-use super::stats;
+use super::shared::objects::{resolve, visible};
+use super::shared::stats;
 use super::Cri;
 use crate::store::{ContainerRecord, SandboxRecord};
 

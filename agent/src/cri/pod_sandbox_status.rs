@@ -6,8 +6,8 @@ use k8s_cri::v1 as cri;
 use runtimes::Runtime;
 use serde_json::json;
 
-use super::objects::{now_nanos, resolve, shown_labels};
-use super::sandbox::{cri_state, namespace_options, settle};
+use super::shared::objects::{now_nanos, resolve, shown_labels};
+use super::shared::sandbox::{cri_state, namespace_options, settle};
 use super::Cri;
 use crate::store::SandboxRecord;
 
@@ -75,7 +75,7 @@ pub(super) async fn pod_sandbox_status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cri::sandbox_spec::tests::request as pod_request;
+    use crate::cri::shared::sandbox_spec::tests::request as pod_request;
     use crate::cri::stop_pod_sandbox::stop_pod_sandbox;
     use crate::cri::testing::Harness;
     use crate::identity::CONTAINER_ID_LABEL;

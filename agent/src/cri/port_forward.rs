@@ -2,7 +2,7 @@
 
 use k8s_cri::v1::{PortForwardRequest, PortForwardResponse};
 
-use super::objects::{in_method, resolve};
+use super::shared::objects::{in_method, resolve};
 use super::Cri;
 use crate::store::{SandboxPhase, SandboxRecord};
 use crate::streaming::validate_ports;

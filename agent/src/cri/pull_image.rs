@@ -4,7 +4,7 @@ use k8s_cri::v1::{AuthConfig, PullImageRequest, PullImageResponse};
 use runtimes::types::{PullRequest, RegistryAuth};
 use runtimes::Runtime;
 
-use super::image::requested_image;
+use super::shared::image::requested_image;
 
 /// Pulls the image and answers with its id, as containerd does.
 pub(super) async fn pull_image(
@@ -45,7 +45,7 @@ mod tests {
     use runtimes::mock::MockRuntime;
 
     use super::*;
-    use crate::cri::image::tests::busybox;
+    use crate::cri::shared::image::tests::busybox;
 
     fn request(image: &str, auth: Option<AuthConfig>) -> PullImageRequest {
         PullImageRequest {

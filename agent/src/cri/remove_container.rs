@@ -6,7 +6,7 @@ use k8s_cri::v1::{RemoveContainerRequest, RemoveContainerResponse};
 use runtimes::types::ContainerState;
 use runtimes::Runtime;
 
-use super::objects::find;
+use super::shared::objects::find;
 use super::stop_container::stop;
 use super::Cri;
 use crate::store::ContainerRecord;

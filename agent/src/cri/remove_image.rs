@@ -3,7 +3,7 @@
 use k8s_cri::v1::{RemoveImageRequest, RemoveImageResponse};
 use runtimes::Runtime;
 
-use super::image::requested_image;
+use super::shared::image::requested_image;
 
 /// Removes the image; removing an absent image succeeds (the runtime guarantees it).
 pub(super) async fn remove_image(
@@ -21,7 +21,7 @@ mod tests {
     use runtimes::mock::MockRuntime;
 
     use super::*;
-    use crate::cri::image::tests::{busybox, holding};
+    use crate::cri::shared::image::tests::{busybox, holding};
 
     fn request(image: &str) -> RemoveImageRequest {
         RemoveImageRequest {

@@ -4,8 +4,8 @@ use futures::future::join_all;
 use k8s_cri::v1::{RemovePodSandboxRequest, RemovePodSandboxResponse};
 use runtimes::Runtime;
 
-use super::objects::{combine, find, visible};
 use super::remove_container::remove as remove_one;
+use super::shared::objects::{combine, find, visible};
 use super::stop_pod_sandbox::stop;
 use super::Cri;
 use crate::store::{ContainerRecord, SandboxPhase, SandboxRecord};

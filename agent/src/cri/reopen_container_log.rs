@@ -4,8 +4,8 @@ use k8s_cri::v1::{ReopenContainerLogRequest, ReopenContainerLogResponse};
 use runtimes::types::ContainerState;
 use runtimes::{Error, Runtime};
 
-use super::container::observe;
-use super::objects::resolve;
+use super::shared::container::observe;
+use super::shared::objects::resolve;
 use super::Cri;
 use crate::store::ContainerRecord;
 

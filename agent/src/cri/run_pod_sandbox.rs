@@ -4,8 +4,8 @@ use k8s_cri::v1::{RunPodSandboxRequest, RunPodSandboxResponse};
 use runtimes::types::SandboxState;
 use runtimes::{Error, Runtime};
 
-use super::objects::{abandon, mark, new_cri_id, now_nanos};
-use super::sandbox_spec::sandbox_spec;
+use super::shared::objects::{abandon, mark, new_cri_id, now_nanos};
+use super::shared::sandbox_spec::sandbox_spec;
 use super::Cri;
 use crate::identity::{self, Pod};
 use crate::store::{SandboxPhase, SandboxRecord};
@@ -80,7 +80,7 @@ mod tests {
     use runtimes::Error;
 
     use super::*;
-    use crate::cri::sandbox_spec::tests::request;
+    use crate::cri::shared::sandbox_spec::tests::request;
     use crate::cri::testing::Harness;
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 use k8s_cri::v1::{StartContainerRequest, StartContainerResponse};
 use runtimes::Runtime;
 
-use super::objects::resolve;
+use super::shared::objects::resolve;
 use super::Cri;
 use crate::store::ContainerRecord;
 

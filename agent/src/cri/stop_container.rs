@@ -5,7 +5,7 @@ use std::time::Duration;
 use k8s_cri::v1::{StopContainerRequest, StopContainerResponse};
 use runtimes::{ContainerId, Runtime};
 
-use super::objects::find;
+use super::shared::objects::find;
 use super::Cri;
 use crate::store::ContainerRecord;
 

@@ -6,7 +6,7 @@ use futures::future::join_all;
 use k8s_cri::v1::{StopPodSandboxRequest, StopPodSandboxResponse};
 use runtimes::Runtime;
 
-use super::objects::{combine, find, visible};
+use super::shared::objects::{combine, find, visible};
 use super::stop_container::stop as stop_one;
 use super::Cri;
 use crate::store::{ContainerRecord, SandboxPhase, SandboxRecord};

@@ -34,9 +34,13 @@ pub struct Crictl {
 
 /// What one call printed and how it ended.
 pub struct Run {
+    /// Standard output as bytes (a terminal's output need not be UTF-8).
     pub raw_stdout: Vec<u8>,
+    /// Standard output, lossily decoded.
     pub stdout: String,
+    /// Standard error, lossily decoded.
     pub stderr: String,
+    /// The exit code; `None` when a signal ended crictl.
     pub code: Option<i32>,
 }
 

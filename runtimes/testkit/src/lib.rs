@@ -17,6 +17,8 @@
 //! run the tests that need nothing, filter them by name (`cargo test -p runtimes --lib
 //! image::reference`).
 
+#![warn(missing_docs)]
+
 pub mod crictl;
 pub mod host;
 pub mod images;

@@ -4,11 +4,11 @@ use k8s_cri::v1 as cri;
 use runtimes::types::{SandboxState, SandboxStatus};
 
 use super::objects::shown_labels;
-use super::Cri;
+use crate::cri::Cri;
 use crate::store::{SandboxPhase, SandboxRecord};
 
 /// The CRI state of a recorded phase (`Creating` records are never shown).
-pub(super) fn cri_state(phase: SandboxPhase) -> cri::PodSandboxState {
+pub(in crate::cri) fn cri_state(phase: SandboxPhase) -> cri::PodSandboxState {
     match phase {
         SandboxPhase::Ready => cri::PodSandboxState::SandboxReady,
         SandboxPhase::Creating | SandboxPhase::NotReady => cri::PodSandboxState::SandboxNotready,
@@ -16,7 +16,10 @@ pub(super) fn cri_state(phase: SandboxPhase) -> cri::PodSandboxState {
 }
 
 /// The `ListPodSandbox` entry of `record`, in `phase`.
-pub(super) fn to_cri_sandbox(record: &SandboxRecord, phase: SandboxPhase) -> cri::PodSandbox {
+pub(in crate::cri) fn to_cri_sandbox(
+    record: &SandboxRecord,
+    phase: SandboxPhase,
+) -> cri::PodSandbox {
     cri::PodSandbox {
         id: record.id.clone(),
         metadata: record.config.metadata.clone(),
@@ -29,7 +32,7 @@ pub(super) fn to_cri_sandbox(record: &SandboxRecord, phase: SandboxPhase) -> cri
 }
 
 /// The namespace options the pod was created with, as `PodSandboxStatus` reports them.
-pub(super) fn namespace_options(record: &SandboxRecord) -> Option<cri::NamespaceOption> {
+pub(in crate::cri) fn namespace_options(record: &SandboxRecord) -> Option<cri::NamespaceOption> {
     record
         .config
         .linux
@@ -44,7 +47,7 @@ pub(super) fn namespace_options(record: &SandboxRecord) -> Option<cri::Namespace
 /// does when a sandbox's shim exits: kubelet then stops it, removes it and makes a new
 /// one, and every listing and state filter agrees. A failure to ask shows the sandbox
 /// not ready without recording it (kubelet asks again).
-pub(super) fn settle(
+pub(in crate::cri) fn settle(
     cri: &Cri,
     record: &SandboxRecord,
     backend: &runtimes::Result<SandboxStatus>,

@@ -11,7 +11,7 @@ use crate::telemetry::{self, CallField};
 
 /// The image reference, digest or id the request's `ImageSpec` names, recorded on the
 /// call's span. Missing or blank is `InvalidSpec`, naming the verb.
-pub(super) fn requested_image<'a>(
+pub(in crate::cri) fn requested_image<'a>(
     method: &str,
     spec: Option<&'a ImageSpec>,
 ) -> runtimes::Result<&'a str> {
@@ -28,7 +28,7 @@ pub(super) fn requested_image<'a>(
 /// `info` as CRI reports it. The answer does not depend on the name the image was
 /// asked by (critest compares the status by id, tag and digest for equality), so the
 /// spec names the image by id and leaves `user_specified_image` empty, as containerd.
-pub(super) fn to_cri_image(info: ImageInfo) -> Image {
+pub(in crate::cri) fn to_cri_image(info: ImageInfo) -> Image {
     let (uid, username) = info.config.uid_and_username();
     Image {
         spec: Some(ImageSpec {
@@ -47,7 +47,7 @@ pub(super) fn to_cri_image(info: ImageInfo) -> Image {
 
 /// `ImageStatus{verbose}`'s `info["info"]`: the image config in OCI's JSON layout
 /// under `imageSpec`, as containerd shows it, plus the image id.
-pub(super) fn verbose_info(info: &ImageInfo) -> String {
+pub(in crate::cri) fn verbose_info(info: &ImageInfo) -> String {
     let c = &info.config;
     // OCI writes these two as objects whose keys are the values.
     fn as_set(keys: &[String]) -> BTreeMap<&str, serde_json::Value> {
@@ -76,7 +76,7 @@ pub(super) fn verbose_info(info: &ImageInfo) -> String {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(in crate::cri) mod tests {
     use runtimes::mock::MockRuntime;
     use runtimes::types::{ImageConfig, PullRequest};
     use runtimes::Runtime;

@@ -14,13 +14,17 @@ use crate::telemetry::{self, CallField};
 /// The record `id` names: its CRI id, or a prefix of exactly one. Records whose creation
 /// is in flight do not exist yet for CRI. Unknown → `NotFound`; empty or ambiguous →
 /// `InvalidSpec`, naming `method`.
-pub(super) fn resolve<R: Record>(store: &Store, method: &str, id: &str) -> runtimes::Result<R> {
+pub(in crate::cri) fn resolve<R: Record>(
+    store: &Store,
+    method: &str,
+    id: &str,
+) -> runtimes::Result<R> {
     find(store, method, id)?.ok_or_else(|| Error::not_found(R::KIND, id))
 }
 
 /// `e` with `method: ` before the message of an `InvalidSpec` (what kubelet shows of a
 /// refused request); other errors name their object already.
-pub(super) fn in_method(method: &str, e: Error) -> Error {
+pub(in crate::cri) fn in_method(method: &str, e: Error) -> Error {
     match e {
         Error::InvalidSpec(message) => Error::InvalidSpec(format!("{method}: {message}")),
         other => other,
@@ -29,7 +33,7 @@ pub(super) fn in_method(method: &str, e: Error) -> Error {
 
 /// Like [`resolve`], but an unknown id is `None`: for the teardown verbs, which
 /// succeed on objects that do not exist.
-pub(super) fn find<R: Record>(
+pub(in crate::cri) fn find<R: Record>(
     store: &Store,
     method: &str,
     id: &str,
@@ -59,7 +63,7 @@ pub(super) fn find<R: Record>(
 }
 
 /// Every record of kind `R` whose creation finished.
-pub(super) fn visible<R: Record>(store: &Store) -> runtimes::Result<Vec<R>> {
+pub(in crate::cri) fn visible<R: Record>(store: &Store) -> runtimes::Result<Vec<R>> {
     Ok(store
         .list::<R>()?
         .into_iter()
@@ -77,13 +81,13 @@ fn record_call_field<R: Record>(id: &str) {
 }
 
 /// A list filter's id: empty matches everything, else a prefix of the CRI id.
-pub(super) fn id_matches(filter: &str, id: &str) -> bool {
+pub(in crate::cri) fn id_matches(filter: &str, id: &str) -> bool {
     id.starts_with(filter)
 }
 
 /// A label selector: every pair must be among the labels shown for the object `id`
 /// (`labels` and the ContainerId label, see [`shown_labels`]).
-pub(super) fn labels_match(
+pub(in crate::cri) fn labels_match(
     selector: &HashMap<String, String>,
     labels: &HashMap<String, String>,
     id: &ContainerId,
@@ -98,7 +102,7 @@ pub(super) fn labels_match(
 }
 
 /// kubelet's labels plus the ContainerId label, as CRI answers show them.
-pub(super) fn shown_labels(
+pub(in crate::cri) fn shown_labels(
     labels: &HashMap<String, String>,
     id: &ContainerId,
 ) -> HashMap<String, String> {
@@ -108,7 +112,7 @@ pub(super) fn shown_labels(
 }
 
 /// A new CRI id: 32 random bytes in hex, like containerd's.
-pub(super) fn new_cri_id() -> runtimes::Result<String> {
+pub(in crate::cri) fn new_cri_id() -> runtimes::Result<String> {
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
@@ -118,7 +122,7 @@ pub(super) fn new_cri_id() -> runtimes::Result<String> {
 
 /// Applies `change` to the record `id` of a creation in flight; its record vanishing
 /// meanwhile is a failure of the store (nothing else removes a `Creating` record).
-pub(super) fn mark<R: Record>(
+pub(in crate::cri) fn mark<R: Record>(
     store: &Store,
     id: &str,
     change: impl FnOnce(&mut R),
@@ -137,7 +141,7 @@ pub(super) fn mark<R: Record>(
 /// The error of a creation that failed with `failure` after `record` was inserted:
 /// drops the record and its ContainerId; `undone` is the outcome of undoing the
 /// creation in the backend. Names every failure.
-pub(super) fn abandon<R: Record>(
+pub(in crate::cri) fn abandon<R: Record>(
     store: &Store,
     record: &R,
     failure: Error,
@@ -158,12 +162,12 @@ pub(super) fn abandon<R: Record>(
 }
 
 /// Now, in nanoseconds since the Unix epoch.
-pub(super) fn now_nanos() -> i64 {
+pub(in crate::cri) fn now_nanos() -> i64 {
     unix_nanos(SystemTime::now())
 }
 
 /// `time` in nanoseconds since the Unix epoch (0 before it, saturating far after).
-pub(super) fn unix_nanos(time: SystemTime) -> i64 {
+pub(in crate::cri) fn unix_nanos(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0)
@@ -171,7 +175,7 @@ pub(super) fn unix_nanos(time: SystemTime) -> i64 {
 
 /// One error for several teardown failures: the only one as it is, or all of them
 /// named in one message.
-pub(super) fn combine(what: &str, mut errors: Vec<Error>) -> runtimes::Result<()> {
+pub(in crate::cri) fn combine(what: &str, mut errors: Vec<Error>) -> runtimes::Result<()> {
     match errors.len() {
         0 => Ok(()),
         1 => Err(errors.remove(0)),
@@ -187,7 +191,7 @@ pub(super) fn combine(what: &str, mut errors: Vec<Error>) -> runtimes::Result<()
 
 /// The successful results of a per-record operation over `records` (in the same
 /// order); a failure only leaves its record out of a list answer, logged at debug.
-pub(super) fn successes<R: Record, T>(
+pub(in crate::cri) fn successes<R: Record, T>(
     what: &str,
     records: &[R],
     results: Vec<runtimes::Result<T>>,

@@ -6,7 +6,7 @@ use k8s_cri::v1::*;
 use tonic::{Request, Response, Status};
 
 use super::unimplemented::not_in_this_version;
-use super::*;
+use crate::cri::*;
 use crate::status::answer;
 
 /// The `RuntimeService` impl: the verbs written out in `answered`, one method per
@@ -54,7 +54,7 @@ runtime_service! {
             &self,
             request: Request<StatusRequest>,
         ) -> Result<Response<StatusResponse>, Status> {
-            let answer = runtime_status::status(
+            let answer = status::status(
                 self.runtime.as_ref(),
                 &self.network_ready,
                 &self.handlers,

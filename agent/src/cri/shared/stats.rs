@@ -14,14 +14,19 @@ use crate::store::{ContainerRecord, SandboxRecord};
 
 /// The last CPU reading per CRI id, to turn cumulative CPU time into a rate.
 #[derive(Default)]
-pub(super) struct CpuRates {
+pub(in crate::cri) struct CpuRates {
     last: Mutex<HashMap<String, (SystemTime, u64)>>,
 }
 
 impl CpuRates {
     /// The CPU rate of `id` in nanoseconds of CPU per second (nano-cores) since its
     /// previous reading; `None` for the first reading or a counter that went back.
-    pub(super) fn nano_cores(&self, id: &str, at: SystemTime, usage_ns: u64) -> Option<u64> {
+    pub(in crate::cri) fn nano_cores(
+        &self,
+        id: &str,
+        at: SystemTime,
+        usage_ns: u64,
+    ) -> Option<u64> {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let previous = last.insert(id.to_string(), (at, usage_ns))?;
         let elapsed = at.duration_since(previous.0).ok()?.as_nanos();
@@ -32,7 +37,7 @@ impl CpuRates {
     }
 
     /// Drops the readings of a removed object.
-    pub(super) fn forget(&self, id: &str) {
+    pub(in crate::cri) fn forget(&self, id: &str) {
         self.last
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -67,7 +72,7 @@ fn cpu(rates: &CpuRates, id: &str, at: SystemTime, usage_ns: u64) -> cri::CpuUsa
 }
 
 /// CRI's stats of `record` from its backend's numbers.
-pub(super) fn container_stats(
+pub(in crate::cri) fn container_stats(
     rates: &CpuRates,
     record: &ContainerRecord,
     s: &ContainerStats,
@@ -90,7 +95,7 @@ pub(super) fn container_stats(
 }
 
 /// CRI's stats of the pod `record` from its backend's numbers and its containers'.
-pub(super) fn sandbox_stats(
+pub(in crate::cri) fn sandbox_stats(
     rates: &CpuRates,
     record: &SandboxRecord,
     s: &SandboxStats,

@@ -15,7 +15,7 @@ const MAX_NAME: usize = 253;
 const MAX_DNS_LABEL: usize = 63;
 /// Kubernetes' limit on a pod's annotations (keys and values together), applied to
 /// every label and annotation map: it keeps one object's share of a listing bounded.
-pub(super) const MAX_MAP_BYTES: usize = 256 << 10;
+pub(in crate::cri) const MAX_MAP_BYTES: usize = 256 << 10;
 /// How many characters of a refused value an error message quotes.
 const QUOTED: usize = 64;
 
@@ -30,7 +30,7 @@ const CGROUP_PARENT_RULE: &str = "allowed: a cgroup path or systemd slice withou
                                   components or NUL";
 
 /// `value` escaped for an error message, its start only when it is long.
-pub(super) fn quoted(value: &str) -> String {
+pub(in crate::cri) fn quoted(value: &str) -> String {
     match value.char_indices().nth(QUOTED) {
         None => format!("{value:?}"),
         Some((end, _)) => format!("{:?}… ({} bytes)", &value[..end], value.len()),
@@ -43,7 +43,7 @@ fn refuse(field: &str, value: &str, problem: &str, rule: &str) -> Error {
 
 /// A pod's name, namespace or uid, or a container's name: Kubernetes' names are DNS
 /// labels or subdomains (critest adds uppercase), and they end up in paths.
-pub(super) fn name(field: &str, value: &str) -> runtimes::Result<()> {
+pub(in crate::cri) fn name(field: &str, value: &str) -> runtimes::Result<()> {
     let problem = if value.is_empty() {
         "is empty"
     } else if value.len() > MAX_NAME {
@@ -64,7 +64,7 @@ pub(super) fn name(field: &str, value: &str) -> runtimes::Result<()> {
 
 /// A hostname the request sets (empty: berth chooses one): a DNS-1123 subdomain, as
 /// kubelet sends (the pod's hostname, cut to 63 bytes, or its FQDN).
-pub(super) fn hostname(field: &str, value: &str) -> runtimes::Result<()> {
+pub(in crate::cri) fn hostname(field: &str, value: &str) -> runtimes::Result<()> {
     if value.is_empty() {
         return Ok(());
     }
@@ -90,7 +90,7 @@ pub(super) fn hostname(field: &str, value: &str) -> runtimes::Result<()> {
 
 /// A container's log path (empty: no log): relative to its pod's log directory and
 /// staying inside it, as kubelet sends (`<container>/<restart>.log`).
-pub(super) fn log_path(field: &str, value: &str) -> runtimes::Result<()> {
+pub(in crate::cri) fn log_path(field: &str, value: &str) -> runtimes::Result<()> {
     if value.is_empty() {
         return Ok(());
     }
@@ -111,7 +111,7 @@ pub(super) fn log_path(field: &str, value: &str) -> runtimes::Result<()> {
 
 /// A pod's cgroup parent (empty: berth's own): kubelet's cgroupfs path or systemd
 /// slice, never one climbing out of the cgroup hierarchy.
-pub(super) fn cgroup_parent(field: &str, value: &str) -> runtimes::Result<()> {
+pub(in crate::cri) fn cgroup_parent(field: &str, value: &str) -> runtimes::Result<()> {
     let problem = if value.contains('\0') {
         "contains NUL"
     } else if value.split('/').any(|part| part == "..") {
@@ -123,7 +123,7 @@ pub(super) fn cgroup_parent(field: &str, value: &str) -> runtimes::Result<()> {
 }
 
 /// A label or annotation map: at most [`MAX_MAP_BYTES`] of keys and values.
-pub(super) fn map_size(field: &str, map: &HashMap<String, String>) -> runtimes::Result<()> {
+pub(in crate::cri) fn map_size(field: &str, map: &HashMap<String, String>) -> runtimes::Result<()> {
     let bytes: usize = map.iter().map(|(k, v)| k.len() + v.len()).sum();
     if bytes <= MAX_MAP_BYTES {
         return Ok(());

@@ -20,7 +20,7 @@ fn invalid(message: String) -> Error {
 /// Checks the request and turns it into a spec. Metadata name, namespace and uid are
 /// required (they make the sandbox's unique name). Namespace options, sysctls and the
 /// hostname follow the same rules as the containers' specs (`crate::spec`).
-pub(super) fn sandbox_spec(
+pub(in crate::cri) fn sandbox_spec(
     request: &cri::RunPodSandboxRequest,
     host: &HostFacts,
 ) -> runtimes::Result<SandboxSpec> {
@@ -94,7 +94,10 @@ fn config_fields(
 /// The fields of a pod's config that reach the host when a container is made from it:
 /// its hostname (the containers' `HOSTNAME`) and log directory. `at` names the config
 /// in the request.
-pub(super) fn pod_host_fields(at: &str, config: &cri::PodSandboxConfig) -> runtimes::Result<()> {
+pub(in crate::cri) fn pod_host_fields(
+    at: &str,
+    config: &cri::PodSandboxConfig,
+) -> runtimes::Result<()> {
     fields::hostname(&format!("{at}.hostname"), &config.hostname)?;
     if !config.log_directory.is_empty() {
         spec::absolute(&format!("{at}.log_directory"), &config.log_directory)?;
@@ -134,7 +137,7 @@ fn port_mapping(index: usize, p: &cri::PortMapping) -> runtimes::Result<PortMapp
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(in crate::cri) mod tests {
     use std::collections::HashMap;
 
     use runtimes::types::NamespaceMode;

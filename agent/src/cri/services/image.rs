@@ -8,7 +8,7 @@ use k8s_cri::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{image_fs_info, image_status, list_images, pull_image, remove_image, Cri};
+use crate::cri::{image_fs_info, image_status, list_images, pull_image, remove_image, Cri};
 use crate::status::answer;
 
 #[tonic::async_trait]

@@ -5,7 +5,7 @@ use runtimes::types::{ContainerState, ContainerStatus};
 use runtimes::{Error, Runtime};
 
 use super::objects::shown_labels;
-use super::Cri;
+use crate::cri::Cri;
 use crate::store::ContainerRecord;
 
 /// The exit code reported for a container its backend lost track of (as containerd).
@@ -14,7 +14,7 @@ const UNKNOWN_EXIT_CODE: i32 = 255;
 /// The backend's status of `record`. A container the backend no longer knows (lost
 /// in a reboot, say) has exited for an unknown reason, so kubelet replaces it; any
 /// other failure to ask makes its state unknown, with the failure as message.
-pub(super) async fn observe(cri: &Cri, record: &ContainerRecord) -> ContainerStatus {
+pub(in crate::cri) async fn observe(cri: &Cri, record: &ContainerRecord) -> ContainerStatus {
     match cri.runtime.container_status(&record.container_id).await {
         Ok(status) => status,
         Err(err) if err.is_not_found() => ContainerStatus {
@@ -37,7 +37,7 @@ pub(super) async fn observe(cri: &Cri, record: &ContainerRecord) -> ContainerSta
 
 /// `FailedPrecondition` unless the backend sees the container running (what `Exec`
 /// and `Attach` need).
-pub(super) async fn require_running(
+pub(in crate::cri) async fn require_running(
     cri: &Cri,
     method: &str,
     record: &ContainerRecord,
@@ -53,7 +53,7 @@ pub(super) async fn require_running(
 }
 
 /// CRI's state for a backend state.
-pub(super) fn cri_state(state: ContainerState) -> cri::ContainerState {
+pub(in crate::cri) fn cri_state(state: ContainerState) -> cri::ContainerState {
     match state {
         ContainerState::Created => cri::ContainerState::ContainerCreated,
         ContainerState::Running => cri::ContainerState::ContainerRunning,
@@ -64,7 +64,7 @@ pub(super) fn cri_state(state: ContainerState) -> cri::ContainerState {
 
 /// The image as kubelet sees it: its first repo tag (what the request named when it
 /// has none), as containerd reports it.
-pub(super) fn image_spec(record: &ContainerRecord) -> cri::ImageSpec {
+pub(in crate::cri) fn image_spec(record: &ContainerRecord) -> cri::ImageSpec {
     let requested = record.config.image.clone().unwrap_or_default();
     cri::ImageSpec {
         image: record.image_tag.clone().unwrap_or(requested.image),
@@ -73,7 +73,7 @@ pub(super) fn image_spec(record: &ContainerRecord) -> cri::ImageSpec {
 }
 
 /// The image reference: its first repo digest, else its id.
-pub(super) fn image_ref(record: &ContainerRecord) -> String {
+pub(in crate::cri) fn image_ref(record: &ContainerRecord) -> String {
     record
         .image_digest
         .clone()
@@ -81,7 +81,10 @@ pub(super) fn image_ref(record: &ContainerRecord) -> String {
 }
 
 /// The `ListContainers` entry of `record` in `state`.
-pub(super) fn to_cri_container(record: &ContainerRecord, state: ContainerState) -> cri::Container {
+pub(in crate::cri) fn to_cri_container(
+    record: &ContainerRecord,
+    state: ContainerState,
+) -> cri::Container {
     cri::Container {
         id: record.id.clone(),
         pod_sandbox_id: record.sandbox_id.clone(),
@@ -97,7 +100,7 @@ pub(super) fn to_cri_container(record: &ContainerRecord, state: ContainerState) 
 }
 
 /// The `ContainerStats` attributes of `record`.
-pub(super) fn attributes(record: &ContainerRecord) -> cri::ContainerAttributes {
+pub(in crate::cri) fn attributes(record: &ContainerRecord) -> cri::ContainerAttributes {
     cri::ContainerAttributes {
         id: record.id.clone(),
         metadata: record.config.metadata.clone(),
