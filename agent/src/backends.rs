@@ -20,10 +20,11 @@ pub struct Backends {
     pub network: Arc<Network>,
 }
 
-/// Builds the backends from the config, behind a `CompositeRuntime` whose dispatch
-/// records live in `store`. The youki backend reconnects to the pods' supervisors that
-/// outlived a previous berth, and cleans up what a crash left half-made.
-pub async fn build(config: &Config, store: Arc<Store>) -> Result<Backends> {
+/// Builds the backends from the config, behind a `CompositeRuntime` handed the routes
+/// `store` records (each pod's backend, on its record). The youki backend reconnects
+/// to the pods' supervisors that outlived a previous berth, and cleans up what a crash
+/// left half-made.
+pub async fn build(config: &Config, store: &Store) -> Result<Backends> {
     let images = ImageStore::open(&config.state_dir.join("images"), config.registries.clone())?;
     let network = Arc::new(Network::new(config.network.clone(), &config.run_dir)?);
     // Each pod's supervisor is this binary, run as `berth shim`.
@@ -41,7 +42,7 @@ pub async fn build(config: &Config, store: Arc<Store>) -> Result<Backends> {
     )
     .await?;
     let primary: Arc<dyn Runtime> = Arc::new(youki);
-    let composite = CompositeRuntime::new(primary, store)?;
+    let composite = CompositeRuntime::new(primary).with_routes(store.routes()?);
     Ok(Backends {
         runtime: Arc::new(composite),
         network,

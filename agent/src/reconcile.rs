@@ -153,7 +153,7 @@ mod tests {
             .unwrap()
             .is_none());
         assert_eq!(h.store().allocated_ids().unwrap(), ids_before);
-        assert_eq!(h.store().dispatch_records().unwrap().len(), 2);
+        assert_eq!(h.store().routes().unwrap().len(), 2);
         // The kept ones answer as before, under the same ContainerIds.
         let record = h
             .store()

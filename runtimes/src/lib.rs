@@ -16,7 +16,7 @@ pub mod runtime;
 pub mod types;
 pub mod youki;
 
-pub use composite::{CompositeRuntime, DispatchLog};
+pub use composite::CompositeRuntime;
 pub use error::{Error, Result};
 pub use id::ContainerId;
 pub use runtime::Runtime;

@@ -19,7 +19,7 @@ use crate::types::{
 /// A container runtime backend.
 #[async_trait]
 pub trait Runtime: Send + Sync {
-    /// The backend's name, as dispatch records and messages show it (`youki`, …).
+    /// The backend's name, as pod records, routes and messages show it (`youki`, …).
     fn name(&self) -> &str;
 
     /// True when this backend runs workloads for `os` (an OCI `os` value, `linux`).

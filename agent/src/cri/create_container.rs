@@ -335,8 +335,10 @@ mod tests {
         let err = create_err(&h, container_request(&pod, "app", 0)).await;
         assert!(err.to_string().contains("rootfs failed"), "{err}");
         assert!(h.store().list::<ContainerRecord>().unwrap().is_empty());
-        // Only the sandbox's id and dispatch record remain.
+        // Only the sandbox's id and route remain.
         assert_eq!(h.store().allocated_ids().unwrap().len(), 1);
-        assert_eq!(h.store().dispatch_records().unwrap().len(), 1);
+        assert_eq!(h.store().routes().unwrap().len(), 1);
+        let cid = runtimes::ContainerId::parse_display("web.default-app-0-on-node-a").unwrap();
+        assert!(h.runtime().backend_of(&cid).is_none());
     }
 }

@@ -28,7 +28,7 @@ pub(super) async fn remove_container(
 /// Kills `record`'s container if it may run, removes it from its backend, then drops
 /// the record and its ContainerId. The record stays when the backend fails, so the
 /// removal can be retried.
-pub(super) async fn remove(cri: &Cri, record: &ContainerRecord) -> runtimes::Result<()> {
+async fn remove(cri: &Cri, record: &ContainerRecord) -> runtimes::Result<()> {
     let id = &record.container_id;
     let stopped = match cri.runtime.container_status(id).await {
         Ok(status) => matches!(

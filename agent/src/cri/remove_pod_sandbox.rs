@@ -1,20 +1,19 @@
 //! `RemovePodSandbox`.
 
-use futures::future::join_all;
 use k8s_cri::v1::{RemovePodSandboxRequest, RemovePodSandboxResponse};
 use runtimes::Runtime;
 
-use super::remove_container::remove as remove_one;
-use super::shared::objects::{combine, find, visible};
-use super::stop_pod_sandbox::stop;
+use super::shared::objects::{find, visible};
 use super::Cri;
-use crate::store::{ContainerRecord, SandboxPhase, SandboxRecord};
+use crate::store::{ContainerRecord, SandboxRecord};
 
 const METHOD: &str = "RemovePodSandbox";
 
-/// Removes the pod: stops it if still ready, removes its containers, then the
-/// sandbox, then its record and ContainerId. Removing an unknown pod succeeds. When a
-/// step fails the pod's record stays, so kubelet's retry finishes the job.
+/// Removes the pod: its backend removes the sandbox and everything it holds (stopping
+/// it first if it runs, as the `Runtime` contract says), then the agent drops the
+/// records of its containers and of the pod, with their ContainerIds. Removing an
+/// unknown pod succeeds. When the backend fails every record stays, so kubelet's retry
+/// finishes the job.
 pub(super) async fn remove_pod_sandbox(
     cri: &Cri,
     request: RemovePodSandboxRequest,
@@ -22,24 +21,16 @@ pub(super) async fn remove_pod_sandbox(
     let Some(record) = find::<SandboxRecord>(&cri.store, METHOD, &request.pod_sandbox_id)? else {
         return Ok(RemovePodSandboxResponse {});
     };
-    if record.phase == SandboxPhase::Ready {
-        stop(cri, &record).await?;
-    }
-    let containers: Vec<ContainerRecord> = visible::<ContainerRecord>(&cri.store)?
-        .into_iter()
-        .filter(|c| c.sandbox_id == record.id)
-        .collect();
-    let removed = join_all(containers.iter().map(|c| remove_one(cri, c))).await;
-    combine(
-        &format!(
-            "removing the containers of pod sandbox {} ({})",
-            record.id, record.container_id
-        ),
-        removed.into_iter().filter_map(Result::err).collect(),
-    )?;
     match cri.runtime.remove_pod_sandbox(&record.container_id).await {
         Err(err) if !err.is_not_found() => return Err(err),
         _ => {}
+    }
+    let containers = visible::<ContainerRecord>(&cri.store)?
+        .into_iter()
+        .filter(|c| c.sandbox_id == record.id);
+    for container in containers {
+        cri.cpu.forget(&container.id);
+        cri.store.remove::<ContainerRecord>(&container.id)?;
     }
     cri.cpu.forget(&record.id);
     cri.store.remove::<SandboxRecord>(&record.id)?;
@@ -88,7 +79,8 @@ mod tests {
             ids,
             ["db.default-a-0-on-node-a", "db.default-sandbox-0-on-node-a"]
         );
-        assert_eq!(h.store().dispatch_records().unwrap().len(), 2);
+        assert_eq!(h.store().routes().unwrap().len(), 2);
+        assert!(h.runtime().backend_of(&cid).is_none());
         // Idempotent, and fine for unknown ids.
         remove_pod_sandbox(&h.cri, request(&pod)).await.unwrap();
         remove_pod_sandbox(&h.cri, request("ffff0000"))
@@ -97,11 +89,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_container_removal_keeps_the_pod_for_a_retry() {
+    async fn the_backend_removes_the_containers_with_the_pod() {
+        let h = Harness::new().await;
+        let pod = h.run_pod("web").await;
+        h.start(&pod, "a").await;
+        h.create(&pod, "b").await;
+        remove_pod_sandbox(&h.cri, request(&pod)).await.unwrap();
+        let ops: Vec<_> = h.mock.calls().into_iter().map(|c| c.operation).collect();
+        assert!(
+            !ops.iter()
+                .any(|op| ["stop_container", "remove_container", "stop_pod_sandbox"].contains(op)),
+            "{ops:?}"
+        );
+        assert_eq!(ops.last(), Some(&"remove_pod_sandbox"));
+    }
+
+    #[tokio::test]
+    async fn a_failed_removal_keeps_the_pod_for_a_retry() {
         let h = Harness::new().await;
         let pod = h.run_pod("web").await;
         let container = h.create(&pod, "a").await;
-        h.mock.fail("remove_container", || {
+        h.mock.fail("remove_pod_sandbox", || {
             runtimes::Error::backend("mock", "umount busy")
         });
         let err = remove_pod_sandbox(&h.cri, request(&pod)).await.unwrap_err();
@@ -112,6 +120,6 @@ mod tests {
             .get::<ContainerRecord>(&container)
             .unwrap()
             .is_some());
-        assert!(!h.called("remove_pod_sandbox"));
+        assert!(!h.called("remove_container"));
     }
 }

@@ -13,8 +13,8 @@ use crate::telemetry::{self, CallField};
 
 const METHOD: &str = "RunPodSandbox";
 
-/// Records the sandbox as `Creating` with a fresh ContainerId, asks the backend to run
-/// it, then marks it `Ready`. A sandbox name (`name_namespace_uid_attempt`) already
+/// Records the sandbox as `Creating` with a fresh ContainerId, records the backend the
+/// composite chooses for it, asks that backend to run it, then marks it `Ready`. A sandbox name (`name_namespace_uid_attempt`) already
 /// in use is `AlreadyExists`. When the backend fails, the record and its ContainerId
 /// are dropped again (the backend cleaned up after itself).
 pub(super) async fn run_pod_sandbox(
@@ -48,10 +48,21 @@ pub(super) async fn run_pod_sandbox(
             runtime_handler: request.runtime_handler.clone(),
             config: config.clone(),
             ips: Vec::new(),
+            backend: String::new(),
         })
     })?;
 
     let cid = &record.container_id;
+    // Recorded before the backend runs anything: a crash in between leaves a record
+    // whose rollback at start-up goes to the right backend.
+    let backend = match cri.runtime.choose(cid, &spec).await {
+        Ok(backend) => backend,
+        Err(err) => return Err(abandon(&cri.store, &record, err, Ok(()))),
+    };
+    if let Err(err) = mark::<SandboxRecord>(&cri.store, &id, |r| r.backend = backend) {
+        let undone = cri.runtime.remove_pod_sandbox(cid).await;
+        return Err(abandon(&cri.store, &record, err, undone));
+    }
     let status = match cri.runtime.run_pod_sandbox(cid, &spec).await {
         Ok(status) => status,
         // The backend cleaned up after itself.
@@ -98,6 +109,7 @@ mod tests {
             "web.default-sandbox-0-on-node-a"
         );
         assert_eq!(record.ips, ["10.88.0.1"]);
+        assert_eq!(record.backend, "mock");
         assert!(h.mock.holds_sandbox(&record.container_id));
         let allocated = h.store().allocated_ids().unwrap();
         assert_eq!(allocated.get(&record.container_id), Some(&id));
@@ -145,7 +157,8 @@ mod tests {
         assert!(err.to_string().contains("no netns"), "{err}");
         assert!(h.store().list::<SandboxRecord>().unwrap().is_empty());
         assert!(h.store().allocated_ids().unwrap().is_empty());
-        assert!(h.store().dispatch_records().unwrap().is_empty());
+        let cid = runtimes::ContainerId::parse_display("web.default-sandbox-0-on-node-a").unwrap();
+        assert!(h.runtime().backend_of(&cid).is_none(), "no route is left");
     }
 
     #[tokio::test]

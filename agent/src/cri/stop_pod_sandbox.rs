@@ -1,63 +1,35 @@
 //! `StopPodSandbox`.
 
-use std::time::Duration;
-
-use futures::future::join_all;
 use k8s_cri::v1::{StopPodSandboxRequest, StopPodSandboxResponse};
 use runtimes::Runtime;
 
-use super::shared::objects::{combine, find, visible};
-use super::stop_container::stop as stop_one;
+use super::shared::objects::find;
 use super::Cri;
-use crate::store::{ContainerRecord, SandboxPhase, SandboxRecord};
+use crate::store::{SandboxPhase, SandboxRecord};
 
 const METHOD: &str = "StopPodSandbox";
 
-/// Stops the pod: kills its containers at once (as containerd), then stops the
-/// sandbox (its network goes), then records it not ready. Stopping an unknown or
-/// stopped pod succeeds.
+/// Stops the pod, then records it not ready. Stopping an unknown or stopped pod
+/// succeeds.
 pub(super) async fn stop_pod_sandbox(
     cri: &Cri,
     request: StopPodSandboxRequest,
 ) -> runtimes::Result<StopPodSandboxResponse> {
-    if let Some(record) = find::<SandboxRecord>(&cri.store, METHOD, &request.pod_sandbox_id)? {
-        stop(cri, &record).await?;
-    }
-    Ok(StopPodSandboxResponse {})
-}
-
-/// Stops every container of `sandbox` and then the sandbox, trying each step even
-/// after one failed; reports every failure.
-pub(super) async fn stop(cri: &Cri, sandbox: &SandboxRecord) -> runtimes::Result<()> {
-    let containers: Vec<ContainerRecord> = visible::<ContainerRecord>(&cri.store)?
-        .into_iter()
-        .filter(|c| c.sandbox_id == sandbox.id)
-        .collect();
-    let stopped = join_all(
-        containers
-            .iter()
-            .map(|c| stop_one(cri, &c.container_id, Duration::ZERO)),
-    )
-    .await;
-    let mut errors: Vec<_> = stopped.into_iter().filter_map(Result::err).collect();
-    match cri.runtime.stop_pod_sandbox(&sandbox.container_id).await {
+    let Some(record) = find::<SandboxRecord>(&cri.store, METHOD, &request.pod_sandbox_id)? else {
+        return Ok(StopPodSandboxResponse {});
+    };
+    // The backend owns the teardown (the `Runtime` contract: every process of the pod,
+    // its containers at once, then its network); the agent only records the outcome.
+    // The containers' exits stay the backend's to report.
+    match cri.runtime.stop_pod_sandbox(&record.container_id).await {
         Ok(()) => {
-            errors.extend(
-                cri.store
-                    .update::<SandboxRecord>(&sandbox.id, |r| r.phase = SandboxPhase::NotReady)
-                    .err(),
-            );
+            cri.store
+                .update::<SandboxRecord>(&record.id, |r| r.phase = SandboxPhase::NotReady)?;
         }
         Err(err) if err.is_not_found() => {}
-        Err(err) => errors.push(err),
+        Err(err) => return Err(err),
     }
-    combine(
-        &format!(
-            "stopping pod sandbox {} ({})",
-            sandbox.id, sandbox.container_id
-        ),
-        errors,
-    )
+    Ok(StopPodSandboxResponse {})
 }
 
 #[cfg(test)]
@@ -74,7 +46,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn stops_the_containers_then_the_pod() {
+    async fn the_backend_stops_the_pod_with_its_containers() {
         let h = Harness::new().await;
         let pod = h.run_pod("web").await;
         let running = h.start(&pod, "a").await;
@@ -92,6 +64,8 @@ mod tests {
         };
         assert_eq!(state(&running), Some(ContainerState::Exited));
         assert_eq!(state(&created), Some(ContainerState::Created));
+        // The backend owns the teardown: the agent stops no container itself.
+        assert!(!h.called("stop_container"));
         let last = h.mock.calls().last().cloned().unwrap();
         assert_eq!(last.operation, "stop_pod_sandbox");
         // Again, and for ids nobody knows.
@@ -102,23 +76,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn every_failure_is_reported_and_the_pod_stays_ready() {
+    async fn a_failure_is_reported_and_the_pod_stays_ready() {
         let h = Harness::new().await;
         let pod = h.run_pod("web").await;
         h.start(&pod, "a").await;
-        h.mock.fail("stop_container", || {
-            runtimes::Error::backend("mock", "kill a failed")
-        });
         h.mock.fail("stop_pod_sandbox", || {
             runtimes::Error::backend("mock", "CNI DEL failed")
         });
         let err = stop_pod_sandbox(&h.cri, request(&pod)).await.unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains("kill a failed") && text.contains("CNI DEL failed"),
-            "{text}"
-        );
-        assert!(text.contains(&pod), "{text}");
+        assert!(err.to_string().contains("CNI DEL failed"), "{err}");
         let record = h.store().get::<SandboxRecord>(&pod).unwrap().unwrap();
         assert_eq!(record.phase, SandboxPhase::Ready);
     }

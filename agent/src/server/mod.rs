@@ -42,7 +42,7 @@ pub async fn serve(config: Config) -> Result<()> {
     let signals = Signals::new()?;
     let socket = SocketGuard::acquire(&config.socket)?;
     let store = Arc::new(Store::open(&config.state_dir)?);
-    let backends = backends::build(&config, store.clone()).await?;
+    let backends = backends::build(&config, &store).await?;
     let reconciled = reconcile(&store, backends.runtime.as_ref()).await;
     for failure in &reconciled.failures {
         tracing::warn!(

@@ -100,14 +100,10 @@ pub fn build(input: &SpecInput<'_>) -> runtimes::Result<ContainerSpec> {
         .linux
         .as_ref()
         .and_then(|l| l.security_context.as_ref());
+    // The name and the image were checked at the edge (`cri/fields.rs`,
+    // `requested_image`), before the image was looked up.
     let image_ref = c.image.as_ref().map(|i| i.image.as_str()).unwrap_or("");
-    if image_ref.is_empty() {
-        return Err(invalid("config.image.image", "is empty"));
-    }
     let name = c.metadata.as_ref().map(|m| m.name.as_str()).unwrap_or("");
-    if name.is_empty() {
-        return Err(invalid("config.metadata.name", "is empty"));
-    }
     let privileged = sc.is_some_and(|s| s.privileged);
     if privileged && !pod_sc.is_some_and(|s| s.privileged) {
         return Err(invalid(

@@ -2,14 +2,14 @@
 //! `<state_dir>/state.redb`.
 //!
 //! Each kind of record has a table in [`tables`] and typed accessors in its own file
-//! (`dispatch.rs`, `objects.rs` for pod sandboxes and containers); callers never see
+//! (`objects.rs` for pod sandboxes and containers, `routes.rs` for their backends); callers never see
 //! redb types. Transactions are short and never
 //! span a backend call: record the intent, commit, call the backend, then record the
 //! outcome. Every commit is durable before it returns.
 
-mod dispatch;
 mod objects;
 mod records;
+mod routes;
 mod tables;
 
 pub use objects::{Record, Snapshot, Table};
@@ -87,11 +87,14 @@ impl Store {
             let mut meta = txn.open_table(tables::META)?;
             let found = meta.get(tables::SCHEMA_VERSION_KEY)?.map(|v| v.value());
             if found.is_none_or(|v| v <= tables::SCHEMA_VERSION) {
-                meta.insert(tables::SCHEMA_VERSION_KEY, tables::SCHEMA_VERSION)?;
-                txn.open_table(tables::DISPATCH)?;
                 txn.open_table(tables::SANDBOXES)?;
                 txn.open_table(tables::CONTAINERS)?;
                 txn.open_table(tables::CONTAINER_IDS)?;
+                // In the same transaction as the new version: a crash migrates again.
+                if found.is_some_and(|v| v < 2) {
+                    routes::migrate_dispatch(txn)?;
+                }
+                meta.insert(tables::SCHEMA_VERSION_KEY, tables::SCHEMA_VERSION)?;
             }
             Ok(found)
         })?;

@@ -45,6 +45,12 @@ pub struct SandboxRecord {
     pub config: PodSandboxConfig,
     /// Its IP addresses, the primary one first.
     pub ips: Vec<String>,
+    /// The name of the backend that runs it (and its containers), chosen before the
+    /// backend was asked to run it; handed to the composite at start-up so a
+    /// restarted berth routes every call to the same backend. Empty in records of
+    /// an older berth until `Store::open` migrates them.
+    #[serde(default)]
+    pub backend: String,
 }
 
 impl SandboxRecord {

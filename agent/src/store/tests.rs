@@ -1,6 +1,6 @@
 use std::os::unix::fs::PermissionsExt;
 
-use runtimes::{ContainerId, DispatchLog};
+use runtimes::ContainerId;
 
 use super::*;
 use crate::store::{ContainerRecord, SandboxPhase, SandboxRecord};
@@ -10,19 +10,10 @@ fn id(service: &str, role: &str, replica: u32) -> ContainerId {
 }
 
 #[test]
-fn dispatch_records_survive_a_reopen() {
+fn the_state_dir_is_traversable_and_the_store_reopens() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let web = id("web.default", "sandbox", 0);
-    let db = id("db.default", "postgres", 1);
-    {
-        let store = Store::open(&state).unwrap();
-        assert!(store.load().unwrap().is_empty());
-        store.record(&web, "youki").unwrap();
-        store.record(&db, "containerd").unwrap();
-        // Re-recording replaces the backend.
-        store.record(&db, "youki").unwrap();
-    }
+    drop(Store::open(&state).unwrap());
     let mode = std::fs::metadata(&state).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o711, "others may traverse, not list");
     // A state dir an older berth created 0700 becomes traversable.
@@ -31,18 +22,86 @@ fn dispatch_records_survive_a_reopen() {
     let mode = std::fs::metadata(&state).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o711);
     assert_eq!(store.path(), state.join(STORE_FILE));
-    let mut records = store.load().unwrap();
-    records.sort();
+}
+
+#[test]
+fn routes_come_from_the_sandbox_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = id("web.default", "sandbox", 0);
+    let app = web.with_role("app").unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .insert(|_| {
+                Ok(SandboxRecord {
+                    backend: "youki".into(),
+                    ..sandbox("aa", web.clone())
+                })
+            })
+            .unwrap();
+        store
+            .insert(|_| Ok(sandbox("bb", id("db.default", "sandbox", 0))))
+            .unwrap();
+        store
+            .insert(|_| Ok(container("cc", "aa", app.clone())))
+            .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let mut routes = store.routes().unwrap();
+    routes.sort();
     assert_eq!(
-        records,
-        [
-            (db.clone(), "youki".to_string()),
-            (web.clone(), "youki".to_string())
-        ]
+        routes,
+        [(app, "youki".to_string()), (web, "youki".to_string())]
     );
-    store.forget(&web).unwrap();
-    store.forget(&web).unwrap(); // absent: still fine
-    assert_eq!(store.load().unwrap(), [(db, "youki".to_string())]);
+}
+
+#[test]
+fn a_schema_1_store_takes_the_backends_from_its_dispatch_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = id("web.default", "sandbox", 0);
+    let app = web.with_role("app").unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.insert(|_| Ok(sandbox("aa", web.clone()))).unwrap();
+        store
+            .insert(|_| Ok(container("cc", "aa", app.clone())))
+            .unwrap();
+        // As schema 1 wrote it: no backend in the record, a row per object in DISPATCH.
+        let mut old = serde_json::to_value(sandbox("aa", web.clone())).unwrap();
+        old.as_object_mut().unwrap().remove("backend");
+        let old = serde_json::to_vec(&old).unwrap();
+        store
+            .write(|txn| {
+                txn.open_table(tables::META)?
+                    .insert(tables::SCHEMA_VERSION_KEY, 1)?;
+                txn.open_table(tables::SANDBOXES)?
+                    .insert("aa", old.as_slice())?;
+                let mut dispatch = txn.open_table(tables::DISPATCH)?;
+                dispatch.insert(web.to_string().as_str(), "youki")?;
+                dispatch.insert(app.to_string().as_str(), "youki")?;
+                Ok(())
+            })
+            .unwrap();
+        assert!(store.routes().unwrap().is_empty());
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let record = store.get::<SandboxRecord>("aa").unwrap().unwrap();
+    assert_eq!(record.backend, "youki");
+    let mut routes = store.routes().unwrap();
+    routes.sort();
+    assert_eq!(
+        routes,
+        [(app, "youki".to_string()), (web, "youki".to_string())]
+    );
+    let version = store
+        .read(|txn| {
+            Ok(txn
+                .open_table(tables::META)?
+                .get(tables::SCHEMA_VERSION_KEY)?
+                .map(|v| v.value()))
+        })
+        .unwrap();
+    assert_eq!(version, Some(tables::SCHEMA_VERSION));
 }
 
 #[test]
@@ -71,25 +130,9 @@ fn a_store_from_a_newer_berth_is_refused() {
     match err {
         Error::StoreSchema {
             found, supported, ..
-        } => assert_eq!((found, supported), (2, 1)),
+        } => assert_eq!((found, supported), (3, 2)),
         other => panic!("{other:?}"),
     }
-}
-
-#[test]
-fn an_unreadable_record_is_data_loss() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    store
-        .write(|txn| {
-            txn.open_table(tables::DISPATCH)?
-                .insert("0123abcd", "youki")?;
-            Ok(())
-        })
-        .unwrap();
-    let err = store.load().unwrap_err();
-    assert!(matches!(err, runtimes::Error::DataLoss { .. }), "{err:?}");
-    assert!(err.to_string().contains("0123abcd"), "{err}");
 }
 
 #[test]
@@ -97,12 +140,12 @@ fn a_failed_write_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let result: Result<()> = store.write(|txn| {
-        txn.open_table(tables::DISPATCH)?
-            .insert(id("a", "sandbox", 0).to_string().as_str(), "youki")?;
+        txn.open_table(tables::CONTAINER_IDS)?
+            .insert(id("a", "sandbox", 0).to_string().as_str(), "aa")?;
         Err(redb::Error::Corrupted("injected".into()))
     });
     assert!(result.is_err());
-    assert!(store.dispatch_records().unwrap().is_empty());
+    assert!(store.allocated_ids().unwrap().is_empty());
 }
 
 fn sandbox(id: &str, container_id: ContainerId) -> SandboxRecord {
@@ -114,6 +157,23 @@ fn sandbox(id: &str, container_id: ContainerId) -> SandboxRecord {
         runtime_handler: String::new(),
         config: Default::default(),
         ips: vec![],
+        backend: String::new(),
+    }
+}
+
+fn container(id: &str, sandbox_id: &str, container_id: ContainerId) -> ContainerRecord {
+    ContainerRecord {
+        id: id.to_string(),
+        sandbox_id: sandbox_id.to_string(),
+        container_id,
+        phase: crate::store::ContainerPhase::Created,
+        created_at: 1,
+        config: Default::default(),
+        image_id: String::new(),
+        image_tag: None,
+        image_digest: None,
+        log_path: None,
+        resources: None,
     }
 }
 

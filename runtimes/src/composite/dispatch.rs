@@ -125,10 +125,7 @@ impl CompositeRuntime {
             return Some(os.clone());
         }
         match self.fan_out_status(image).await {
-            Ok(Some(info)) if !info.config.os.is_empty() => {
-                self.note_image_os(Some(image), &info);
-                Some(info.config.os)
-            }
+            Ok(Some(info)) if !info.config.os.is_empty() => Some(info.config.os),
             _ => None,
         }
     }

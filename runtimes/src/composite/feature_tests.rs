@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::mock::{MemoryDispatchLog, MockRuntime};
+use crate::mock::MockRuntime;
 
 fn composite(primary: MockRuntime) -> CompositeRuntime {
-    CompositeRuntime::new(Arc::new(primary), Arc::new(MemoryDispatchLog::default())).unwrap()
+    CompositeRuntime::new(Arc::new(primary))
 }
 
 fn only_rro() -> Features {

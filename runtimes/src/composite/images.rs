@@ -43,13 +43,17 @@ impl CompositeRuntime {
         }
     }
 
-    /// The first backend (in order) that holds `reference` describes it.
+    /// The first backend (in order) that holds `reference` describes it. Its OS is
+    /// noted, so the check of a container's image that follows asks no backend again.
     pub(super) async fn fan_out_status(&self, reference: &str) -> Result<Option<ImageInfo>> {
         let mut failure = None;
         let mut answered = false;
         for backend in self.backends() {
             match backend.image_status(reference).await {
-                Ok(Some(info)) => return Ok(Some(info)),
+                Ok(Some(info)) => {
+                    self.note_image_os(Some(reference), &info);
+                    return Ok(Some(info));
+                }
                 Ok(None) => answered = true,
                 Err(e) => {
                     tracing::debug!(backend = backend.name(), error = %e, "image status failed");

@@ -4,9 +4,12 @@
 //! - **Dispatch** is decided once per pod sandbox, at `run_pod_sandbox`, with this
 //!   precedence: the CRI `runtime_handler` > the pod annotation `berth.dev/isolation` >
 //!   the OS the workload needs (the image's OS, cached at pull, else the pod config's
-//!   OS) > the primary backend. The decision is written to a [`DispatchLog`] before the
-//!   backend is called, so it survives a restart; every container of the pod goes where
-//!   its sandbox went.
+//!   OS) > the primary backend. Every container of the pod goes where its sandbox went.
+//! - **The caller keeps the routes.** The composite holds them in memory only: the
+//!   agent asks [`CompositeRuntime::choose`] for a pod's backend, records it with the
+//!   pod before the backend is called, and hands every route back at start-up
+//!   ([`CompositeRuntime::with_routes`]), so a restarted berth routes each call to the
+//!   same backend without the composite keeping a store of its own.
 //! - A workload no configured backend can run (an OS nobody here serves, an unknown
 //!   runtime handler or isolation) is refused with [`Error::RouteToPeer`], so the
 //!   scheduler places it on a capable peer instead of this node failing it later.
@@ -40,16 +43,6 @@ use crate::types::{
 
 pub use dispatch::ISOLATION_ANNOTATION;
 
-/// Where [`CompositeRuntime`] persists its per-object dispatch decisions.
-pub trait DispatchLog: Send + Sync {
-    /// All records, read once at start-up.
-    fn load(&self) -> Result<Vec<(ContainerId, String)>>;
-    /// Persists `id` → backend name before the backend is called.
-    fn record(&self, id: &ContainerId, backend: &str) -> Result<()>;
-    /// Forgets `id` once the backend removed it.
-    fn forget(&self, id: &ContainerId) -> Result<()>;
-}
-
 /// Routes pods to a primary backend, an optional delegate, or a backend registered
 /// under a runtime-handler name. See the module documentation for the rules.
 pub struct CompositeRuntime {
@@ -57,7 +50,6 @@ pub struct CompositeRuntime {
     delegate: Option<Arc<dyn Runtime>>,
     /// Runtime handler name → backend. The default handler `""` is the primary.
     handlers: BTreeMap<String, Arc<dyn Runtime>>,
-    log: Arc<dyn DispatchLog>,
     /// Which backend (by name) owns each sandbox and container.
     dispatch: RwLock<HashMap<ContainerId, String>>,
     /// Image reference or id → the image's OS, filled from every pull and status.
@@ -65,17 +57,32 @@ pub struct CompositeRuntime {
 }
 
 impl CompositeRuntime {
-    /// A composite over `primary`, restoring the dispatch records from `log`.
-    pub fn new(primary: Arc<dyn Runtime>, log: Arc<dyn DispatchLog>) -> Result<Self> {
-        let records = log.load()?.into_iter().collect();
-        Ok(Self {
+    /// A composite over `primary` that has routed nothing yet.
+    pub fn new(primary: Arc<dyn Runtime>) -> Self {
+        Self {
             primary,
             delegate: None,
             handlers: BTreeMap::new(),
-            log,
-            dispatch: RwLock::new(records),
+            dispatch: RwLock::new(HashMap::new()),
             image_os: RwLock::new(HashMap::new()),
-        })
+        }
+    }
+
+    /// Restores the routes (ContainerId → backend name) a previous run chose, as the
+    /// caller recorded them.
+    pub fn with_routes(self, routes: impl IntoIterator<Item = (ContainerId, String)>) -> Self {
+        write(&self.dispatch).extend(routes);
+        self
+    }
+
+    /// Chooses the backend for the pod `id` (see the module documentation for the
+    /// precedence), routes `id` to it and returns its name, for the caller to record
+    /// before [`Runtime::run_pod_sandbox`] runs the pod there. A pod this node cannot
+    /// run is [`Error::RouteToPeer`]. Undo a choice with `remove_pod_sandbox`.
+    pub async fn choose(&self, id: &ContainerId, spec: &SandboxSpec) -> Result<String> {
+        let backend = self.select(id, spec).await?;
+        self.remember(id, backend.name());
+        Ok(backend.name().to_string())
     }
 
     /// Adds the delegate: the backend for workloads whose OS the primary does not run
@@ -146,18 +153,14 @@ impl CompositeRuntime {
         })
     }
 
-    /// Records `id` → `backend` durably, then in memory.
-    fn remember(&self, id: &ContainerId, backend: &str) -> Result<()> {
-        self.log.record(id, backend)?;
+    /// Routes `id` to `backend`.
+    fn remember(&self, id: &ContainerId, backend: &str) {
         write(&self.dispatch).insert(id.clone(), backend.to_string());
-        Ok(())
     }
 
-    /// Drops the record of `id`, durably first.
-    fn forget(&self, id: &ContainerId) -> Result<()> {
-        self.log.forget(id)?;
+    /// Drops the route of `id`.
+    fn forget(&self, id: &ContainerId) {
         write(&self.dispatch).remove(id);
-        Ok(())
     }
 
     /// Runs a teardown verb on the owner of `id`; an undispatched `id` has nothing to
@@ -231,15 +234,23 @@ impl Runtime for CompositeRuntime {
         self.fan_out_fs_info().await
     }
 
+    /// Runs the pod where [`CompositeRuntime::choose`] routed it, choosing now when
+    /// nobody did.
     async fn run_pod_sandbox(&self, id: &ContainerId, spec: &SandboxSpec) -> Result<SandboxStatus> {
-        let backend = self.select(id, spec).await?;
-        self.remember(id, backend.name())?;
+        let backend = match self.backend_of(id) {
+            Some(_) => self.owner(id)?,
+            None => {
+                let backend = self.select(id, spec).await?;
+                self.remember(id, backend.name());
+                backend
+            }
+        };
         match backend.run_pod_sandbox(id, spec).await {
             Ok(status) => Ok(status),
             Err(e) => {
-                // The backend cleaned up after itself; a record pointing at nothing would
-                // only send later calls to the wrong place.
-                self.forget(id)?;
+                // The backend cleaned up after itself; a route to nothing would only
+                // send later calls to the wrong place.
+                self.forget(id);
                 Err(e)
             }
         }
@@ -265,7 +276,7 @@ impl Runtime for CompositeRuntime {
             .await?
             .is_some()
         {
-            self.forget(id)?;
+            self.forget(id);
         }
         Ok(())
     }
@@ -278,9 +289,9 @@ impl Runtime for CompositeRuntime {
     ) -> Result<()> {
         let backend = self.owner(sandbox)?;
         self.check_image_os(id, &backend, &spec.image).await?;
-        self.remember(id, backend.name())?;
+        self.remember(id, backend.name());
         if let Err(e) = backend.create_container(sandbox, id, spec).await {
-            self.forget(id)?;
+            self.forget(id);
             return Err(e);
         }
         Ok(())
@@ -302,7 +313,7 @@ impl Runtime for CompositeRuntime {
             .await?
             .is_some()
         {
-            self.forget(id)?;
+            self.forget(id);
         }
         Ok(())
     }

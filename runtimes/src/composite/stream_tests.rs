@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 
 use super::*;
-use crate::mock::{MemoryDispatchLog, MockRuntime};
+use crate::mock::MockRuntime;
 use crate::types::StdioRequest;
 
 fn pod() -> ContainerId {
@@ -14,12 +14,7 @@ fn pod() -> ContainerId {
 
 /// A composite whose primary is `first`; `second` serves the runtime handler `kata`.
 fn composite(first: &MockRuntime, second: &MockRuntime) -> CompositeRuntime {
-    CompositeRuntime::new(
-        Arc::new(first.clone()),
-        Arc::new(MemoryDispatchLog::default()),
-    )
-    .unwrap()
-    .with_handler("kata", Arc::new(second.clone()))
+    CompositeRuntime::new(Arc::new(first.clone())).with_handler("kata", Arc::new(second.clone()))
 }
 
 async fn read_all(reader: Option<crate::types::StreamReader>) -> String {

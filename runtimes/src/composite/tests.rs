@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::mock::{MemoryDispatchLog, MockRuntime};
+use crate::mock::MockRuntime;
 use crate::types::ImageConfig;
 
 const NODE: &str = "node-a";
@@ -47,7 +47,6 @@ fn windows_image() -> ImageInfo {
 struct Node {
     primary: MockRuntime,
     delegate: MockRuntime,
-    log: MemoryDispatchLog,
 }
 
 impl Node {
@@ -59,16 +58,11 @@ impl Node {
             .sharing_calls(&primary)
             .with_registry_image(linux_image())
             .with_registry_image(windows_image());
-        Self {
-            primary,
-            delegate,
-            log: MemoryDispatchLog::default(),
-        }
+        Self { primary, delegate }
     }
 
     fn composite(&self, with_delegate: bool) -> CompositeRuntime {
-        let rt = CompositeRuntime::new(Arc::new(self.primary.clone()), Arc::new(self.log.clone()))
-            .unwrap();
+        let rt = CompositeRuntime::new(Arc::new(self.primary.clone()));
         if with_delegate {
             rt.with_delegate(Arc::new(self.delegate.clone()))
         } else {
@@ -173,10 +167,7 @@ async fn linux_workload_without_delegate_routes_to_peer() {
         reason.contains("no backend of this node runs linux"),
         "{reason}"
     );
-    assert!(
-        node.log.records().is_empty(),
-        "a refused pod leaves no dispatch record"
-    );
+    assert!(rt.backend_of(&p).is_none(), "a refused pod leaves no route");
     assert!(
         node.who("run_pod_sandbox", &p).is_empty(),
         "no backend was asked"
@@ -312,7 +303,7 @@ async fn unknown_handler_or_isolation_routes_to_peer() {
         .await
         .unwrap_err();
     assert!(route_to_peer(err).2.contains("gvisor"));
-    assert!(node.log.records().is_empty());
+    assert!(rt.backend_of(&p).is_none());
 }
 
 #[tokio::test]
@@ -361,31 +352,53 @@ async fn container_image_the_pod_backend_cannot_run_routes_to_peer() {
 }
 
 #[tokio::test]
-async fn dispatch_records_survive_a_restart() {
+async fn routes_handed_back_survive_a_restart() {
     let node = Node::new();
     let p = pod("web.default");
     let c = ctr(&p, "app");
-    {
+    let linux = SandboxSpec {
+        os: Some("linux".into()),
+        ..spec()
+    };
+    let chosen = {
         let rt = node.composite(true);
-        rt.run_pod_sandbox(
-            &p,
-            &SandboxSpec {
-                os: Some("linux".into()),
-                ..spec()
-            },
-        )
-        .await
-        .unwrap();
+        // The caller learns the choice before the backend runs the pod, to record it.
+        let chosen = rt.choose(&p, &linux).await.unwrap();
+        assert_eq!(chosen, "wsl");
+        assert!(node.who("run_pod_sandbox", &p).is_empty());
+        rt.run_pod_sandbox(&p, &linux).await.unwrap();
+        assert_eq!(node.who("run_pod_sandbox", &p), ["wsl"]);
         rt.create_container(&p, &c, &ContainerSpec::default())
             .await
             .unwrap();
-    }
-    let restarted = node.composite(true);
+        chosen
+    };
+    let restarted = node
+        .composite(true)
+        .with_routes([(p.clone(), chosen.clone()), (c.clone(), chosen)]);
     restarted.start_container(&c).await.unwrap();
     assert_eq!(node.who("start_container", &c), ["wsl"]);
     restarted.remove_container(&c).await.unwrap();
     restarted.remove_pod_sandbox(&p).await.unwrap();
-    assert!(node.log.records().is_empty(), "removal forgets the records");
+    assert!(restarted.backend_of(&c).is_none() && restarted.backend_of(&p).is_none());
+    // Without the routes a restarted composite knows nothing to tear down.
+    let forgetful = node.composite(true);
+    assert!(forgetful
+        .start_container(&c)
+        .await
+        .unwrap_err()
+        .is_not_found());
+}
+
+#[tokio::test]
+async fn a_chosen_route_is_undone_by_removing_the_pod() {
+    let node = Node::new();
+    let rt = node.composite(true);
+    let p = pod("web.default");
+    assert_eq!(rt.choose(&p, &spec()).await.unwrap(), "hcs");
+    rt.remove_pod_sandbox(&p).await.unwrap();
+    assert!(rt.backend_of(&p).is_none());
+    assert_eq!(node.who("remove_pod_sandbox", &p), ["hcs"]);
 }
 
 #[tokio::test]
@@ -397,7 +410,6 @@ async fn failed_backend_call_leaves_no_record() {
     let p = pod("web.default");
     assert!(rt.run_pod_sandbox(&p, &spec()).await.is_err());
     assert!(rt.backend_of(&p).is_none());
-    assert!(node.log.records().is_empty());
 
     let q = pod("ok.default");
     node.delegate
@@ -548,15 +560,12 @@ async fn list_merges_backends_and_fails_only_when_all_fail() {
 
 #[tokio::test]
 async fn list_merges_the_same_image_held_twice() {
-    let node = Node::new();
     let both = image("docker.io/library/busybox:latest", "sha256:multi", "linux");
     let mut other_tag = both.clone();
     other_tag.repo_tags = vec!["docker.io/library/busybox:1".into()];
     let primary = MockRuntime::new("a", &["linux"]).with_registry_image(both);
     let second = MockRuntime::new("b", &["linux"]).with_registry_image(other_tag);
-    let rt = CompositeRuntime::new(Arc::new(primary), Arc::new(node.log.clone()))
-        .unwrap()
-        .with_delegate(Arc::new(second));
+    let rt = CompositeRuntime::new(Arc::new(primary)).with_delegate(Arc::new(second));
     rt.pull_image(&PullRequest {
         reference: "sha256:multi".into(),
         auth: None,
@@ -636,4 +645,51 @@ async fn handlers_are_listed_default_first() {
         .with_handler("runc", Arc::new(node.primary.clone()))
         .with_handler("kata", Arc::new(node.delegate.clone()));
     assert_eq!(rt.runtime_handlers(), ["", "kata", "runc"]);
+}
+
+#[tokio::test]
+async fn an_image_looked_up_once_is_not_looked_up_again_to_check_a_container() {
+    let node = Node::new();
+    let rt = node.composite(true);
+    let busybox = "docker.io/library/busybox:latest";
+    // Pulled by an earlier run: this composite has no OS noted for it.
+    node.delegate
+        .pull_image(&PullRequest {
+            reference: busybox.into(),
+            auth: None,
+        })
+        .await
+        .unwrap();
+    let p = pod("web.default");
+    rt.run_pod_sandbox(
+        &p,
+        &SandboxSpec {
+            os: Some("linux".into()),
+            ..spec()
+        },
+    )
+    .await
+    .unwrap();
+    let lookups = || {
+        node.primary
+            .calls()
+            .iter()
+            .filter(|c| c.operation == "image_status")
+            .count()
+    };
+    rt.image_status(busybox).await.unwrap().unwrap();
+    let before = lookups();
+    let c = ctr(&p, "app");
+    rt.create_container(
+        &p,
+        &c,
+        &ContainerSpec {
+            image: busybox.into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(lookups(), before);
+    assert_eq!(node.who("create_container", &c), ["wsl"]);
 }

@@ -69,27 +69,18 @@ pub struct YoukiConfig {
     pub cgroup_parent: String,
 }
 
-/// The youki backend.
+/// The youki backend: the `Runtime` trait over [`Backend`], whose verbs live one per
+/// file under `pod/` and `container/`. The trait impl below is their table of
+/// contents (each method names the verb that answers it); the image verbs are served
+/// by the image store here.
 pub struct YoukiRuntime {
-    images: Arc<ImageStore>,
-    /// `None` for an image-only backend ([`YoukiRuntime::new`]).
-    backend: Option<Arc<Backend>>,
-    /// What the full backend offers on this host (nothing for an image-only one).
+    backend: Arc<Backend>,
+    /// What the backend offers on this host.
     features: Features,
 }
 
 impl YoukiRuntime {
-    /// A backend serving only images from `images`; the pod and container verbs
-    /// answer `Unsupported`.
-    pub fn new(images: Arc<ImageStore>) -> Self {
-        YoukiRuntime {
-            images,
-            backend: None,
-            features: Features::default(),
-        }
-    }
-
-    /// The full backend. Loads its records, undoes what a crash left half-made,
+    /// Opens the backend. Loads its records, undoes what a crash left half-made,
     /// reconnects to the pods' supervisors that still run, and buries the containers
     /// of those that died (their exits are recorded as lost). What cannot be cleaned
     /// up now is logged and retried at the next open.
@@ -118,7 +109,7 @@ impl YoukiRuntime {
             config.shim,
             cgroup_parent,
             Hierarchy::detect()?,
-            images.clone(),
+            images,
             config.network,
             index,
         ));
@@ -128,23 +119,7 @@ impl YoukiRuntime {
         }
         let features = features::probe();
         tracing::info!(?features, "youki: features on this host");
-        Ok(YoukiRuntime {
-            images,
-            backend: Some(backend),
-            features,
-        })
-    }
-
-    /// The image store, for the container verbs (rootfs from `layer_dirs`).
-    pub fn images(&self) -> &Arc<ImageStore> {
-        &self.images
-    }
-
-    fn backend(&self, operation: &'static str) -> Result<&Arc<Backend>> {
-        self.backend.as_ref().ok_or(Error::Unsupported {
-            backend: NAME.into(),
-            operation,
-        })
+        Ok(YoukiRuntime { backend, features })
     }
 
     /// Runs a store call that touches the disk on the blocking pool.
@@ -152,7 +127,7 @@ impl YoukiRuntime {
         &self,
         f: impl FnOnce(&ImageStore) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let images = self.images.clone();
+        let images = self.backend.images.clone();
         backend::blocking(move || f(&images)).await
     }
 }
@@ -172,20 +147,24 @@ impl Runtime for YoukiRuntime {
     }
 
     async fn pull_image(&self, request: &PullRequest) -> Result<ImageInfo> {
-        self.images.pull(request).await.map_err(|e| match e {
-            Error::WrongPlatform {
-                image,
-                platform,
-                supported,
-                ..
-            } => Error::WrongPlatform {
-                image,
-                platform,
-                backend: NAME.into(),
-                supported,
-            },
-            other => other,
-        })
+        self.backend
+            .images
+            .pull(request)
+            .await
+            .map_err(|e| match e {
+                Error::WrongPlatform {
+                    image,
+                    platform,
+                    supported,
+                    ..
+                } => Error::WrongPlatform {
+                    image,
+                    platform,
+                    backend: NAME.into(),
+                    supported,
+                },
+                other => other,
+            })
     }
 
     async fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>> {
@@ -207,23 +186,23 @@ impl Runtime for YoukiRuntime {
     }
 
     async fn run_pod_sandbox(&self, id: &ContainerId, spec: &SandboxSpec) -> Result<SandboxStatus> {
-        self.backend("RunPodSandbox")?.run_pod(id, spec).await
+        self.backend.run_pod(id, spec).await
     }
 
     async fn pod_sandbox_status(&self, id: &ContainerId) -> Result<SandboxStatus> {
-        self.backend("PodSandboxStatus")?.pod_status(id).await
+        self.backend.pod_status(id).await
     }
 
     async fn pod_sandbox_stats(&self, id: &ContainerId) -> Result<SandboxStats> {
-        self.backend("PodSandboxStats")?.pod_stats(id).await
+        self.backend.pod_stats(id).await
     }
 
     async fn stop_pod_sandbox(&self, id: &ContainerId) -> Result<()> {
-        self.backend("StopPodSandbox")?.stop_pod(id).await
+        self.backend.stop_pod(id).await
     }
 
     async fn remove_pod_sandbox(&self, id: &ContainerId) -> Result<()> {
-        self.backend("RemovePodSandbox")?.remove_pod(id).await
+        self.backend.remove_pod(id).await
     }
 
     async fn create_container(
@@ -232,27 +211,23 @@ impl Runtime for YoukiRuntime {
         id: &ContainerId,
         spec: &ContainerSpec,
     ) -> Result<()> {
-        self.backend("CreateContainer")?
-            .create_container(sandbox, id, spec)
-            .await
+        self.backend.create_container(sandbox, id, spec).await
     }
 
     async fn start_container(&self, id: &ContainerId) -> Result<()> {
-        self.backend("StartContainer")?.start_container(id).await
+        self.backend.start_container(id).await
     }
 
     async fn stop_container(&self, id: &ContainerId, timeout: Duration) -> Result<()> {
-        self.backend("StopContainer")?
-            .stop_container(id, timeout)
-            .await
+        self.backend.stop_container(id, timeout).await
     }
 
     async fn remove_container(&self, id: &ContainerId) -> Result<()> {
-        self.backend("RemoveContainer")?.remove_container(id).await
+        self.backend.remove_container(id).await
     }
 
     async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus> {
-        self.backend("ContainerStatus")?.container_status(id).await
+        self.backend.container_status(id).await
     }
 
     async fn update_container_resources(
@@ -260,34 +235,30 @@ impl Runtime for YoukiRuntime {
         id: &ContainerId,
         resources: &oci_spec::runtime::LinuxResources,
     ) -> Result<()> {
-        self.backend("UpdateContainerResources")?
-            .update_resources(id, resources)
-            .await
+        self.backend.update_resources(id, resources).await
     }
 
     async fn reopen_container_log(&self, id: &ContainerId) -> Result<()> {
-        self.backend("ReopenContainerLog")?.reopen_log(id).await
+        self.backend.reopen_log(id).await
     }
 
     async fn exec_sync(&self, id: &ContainerId, request: &ExecRequest) -> Result<ExecOutput> {
-        self.backend("ExecSync")?.exec_sync(id, request).await
+        self.backend.exec_sync(id, request).await
     }
 
     async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats> {
-        self.backend("ContainerStats")?.container_stats(id).await
+        self.backend.container_stats(id).await
     }
 
     async fn exec(&self, id: &ContainerId, request: &ExecStreamRequest) -> Result<StreamSession> {
-        self.backend("Exec")?.exec_stream(id, request).await
+        self.backend.exec_stream(id, request).await
     }
 
     async fn attach(&self, id: &ContainerId, request: &AttachRequest) -> Result<StreamSession> {
-        self.backend("Attach")?.attach(id, request).await
+        self.backend.attach(id, request).await
     }
 
     async fn port_forward(&self, sandbox: &ContainerId, port: u16) -> Result<PortStream> {
-        self.backend("PortForward")?
-            .port_forward(sandbox, port)
-            .await
+        self.backend.port_forward(sandbox, port).await
     }
 }

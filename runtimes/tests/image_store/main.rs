@@ -7,7 +7,6 @@ mod crash;
 mod errors;
 mod pull;
 mod remove;
-mod youki;
 
 use std::path::Path;
 

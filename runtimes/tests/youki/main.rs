@@ -11,6 +11,7 @@
 mod containers;
 mod exec;
 mod features;
+mod images;
 mod pods;
 mod restart;
 mod stop;

@@ -1,5 +1,5 @@
 //! A `Cri` for unit tests: a real `CompositeRuntime` over a `MockRuntime`, with a real
-//! store in a temporary directory as its dispatch log.
+//! store in a temporary directory that records each pod's backend.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -105,10 +105,22 @@ impl Harness {
                     runtime_handler: String::new(),
                     config: config.clone(),
                     ips: vec![],
+                    backend: String::new(),
                 })
             })
             .unwrap();
         let spec = sandbox_spec(&request(name), &HostFacts::default()).unwrap();
+        let backend = self
+            .cri
+            .runtime
+            .choose(&record.container_id, &spec)
+            .await
+            .unwrap();
+        let record = self
+            .store()
+            .update::<SandboxRecord>(&record.id, |r| r.backend = backend)
+            .unwrap()
+            .unwrap();
         self.cri
             .runtime
             .run_pod_sandbox(&record.container_id, &spec)
@@ -206,7 +218,8 @@ pub(crate) fn container_request(
 
 fn build(dir: &TempDir, mock: &MockRuntime) -> Cri {
     let store = Arc::new(Store::open(dir.path()).unwrap());
-    let composite = CompositeRuntime::new(Arc::new(mock.clone()), store.clone()).unwrap();
+    let composite =
+        CompositeRuntime::new(Arc::new(mock.clone())).with_routes(store.routes().unwrap());
     let config = Config {
         node_id: "node-a".into(),
         ..Config::default()

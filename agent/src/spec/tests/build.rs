@@ -56,16 +56,6 @@ fn a_privileged_container_needs_a_privileged_pod() {
 }
 
 #[test]
-fn image_and_name_are_required() {
-    let mut c = ctr();
-    c.image = None;
-    assert_eq!(invalid(&c, &pod()), "config.image.image: is empty");
-    let mut c = ctr();
-    c.metadata = None;
-    assert_eq!(invalid(&c, &pod()), "config.metadata.name: is empty");
-}
-
-#[test]
 fn stdin_flags_are_passed_on() {
     let mut c = ctr();
     c.stdin = true;

@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::join_all;
+
 use crate::error::{Error, Result};
 use crate::id::ContainerId;
 use crate::network::NsKind;
@@ -28,13 +30,10 @@ impl Backend {
         let Some(mut record) = self.index().pods.get(id).cloned() else {
             return Ok(());
         };
-        let mut errors = Vec::new();
+        // Every container at once, as containerd: one slow death does not hold up the rest.
         let containers = self.index().containers_of(id);
-        for c in containers {
-            if let Err(e) = self.kill_container(&c).await {
-                errors.push(e);
-            }
-        }
+        let killed = join_all(containers.iter().map(|c| self.kill_container(c))).await;
+        let mut errors: Vec<Error> = killed.into_iter().filter_map(Result::err).collect();
         if let Err(e) = self.kill_orphans(id, &record).await {
             errors.push(e);
         }
