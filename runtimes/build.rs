@@ -1,7 +1,7 @@
 //! Builds `podinit/podinit.rs`, PID 1 of a pod's shared PID namespace, as a
 //! freestanding static executable (no libc, ~1 KB) for the crate's target; the
 //! supervisor embeds it and execs it from a sealed memfd (see
-//! `src/youki/shim/holder.rs`).
+//! `src/supervisor/holder.rs`).
 
 use std::path::PathBuf;
 use std::process::Command;

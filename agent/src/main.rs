@@ -39,7 +39,7 @@ fn main() -> ExitCode {
     // `berth shim …` is a pod's supervisor (the youki backend re-execs this binary):
     // dispatched before clap and any runtime, so that process stays small and single-threaded.
     if std::env::args_os().nth(1).is_some_and(|a| a == "shim") {
-        return runtimes::youki::shim::main(std::env::args_os().skip(2));
+        return runtimes::supervisor::main(std::env::args_os().skip(2));
     }
     let result = match Cli::parse().command {
         Command::Serve { config } => serve(config.as_deref()),

@@ -1,5 +1,5 @@
 //! berth's pod init: PID 1 of a pod's shared PID namespace (see
-//! `runtimes/src/youki/shim/holder.rs`, which locks the process down and execs this
+//! `runtimes/src/supervisor/holder.rs`, which locks the process down and execs this
 //! from a sealed memfd). A freestanding program with no libc and no allocation, a few
 //! KB, so PID 1 maps no host file and costs the pod a few pages.
 //!

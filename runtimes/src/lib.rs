@@ -13,6 +13,7 @@ pub mod image;
 pub mod mock;
 pub mod network;
 pub mod runtime;
+pub mod supervisor;
 pub mod types;
 pub mod youki;
 

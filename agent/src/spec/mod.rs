@@ -48,7 +48,7 @@ use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
 use k8s_cri::v1::{ContainerConfig, PodSandboxConfig};
-use oci_spec::runtime::{Linux, Process, Root, Spec, User};
+use oci_spec::runtime::{Capabilities, Linux, LinuxCapabilities, Process, Root, Spec, User};
 use runtimes::types::{ContainerSpec, ImageInfo, NamespaceMode, NamespaceOptions};
 
 pub use host::{DeviceKind, HostDevice, HostFacts, HostLookup, SystemLookup, KUBELET_SECCOMP_ROOT};
@@ -93,8 +93,7 @@ pub fn build(input: &SpecInput<'_>) -> runtimes::Result<ContainerSpec> {
     let c = input.container;
     let host = input.host;
     let image = &input.image.config;
-    let linux = c.linux.as_ref();
-    let sc = linux.and_then(|l| l.security_context.as_ref());
+    let sc = c.linux.as_ref().and_then(|l| l.security_context.as_ref());
     let pod_sc = input
         .sandbox
         .linux
@@ -126,25 +125,86 @@ pub fn build(input: &SpecInput<'_>) -> runtimes::Result<ContainerSpec> {
 
     let caps = caps::capabilities(sc, privileged, host.capabilities)?;
     let bounding = caps.bounding().clone().unwrap_or_default();
+    let process = oci_process(input, privileged, caps, &hostname)?;
+    let (mounts, rootfs_propagation) = mounts::mounts(c, privileged)?;
+    let linux = oci_linux(
+        input,
+        privileged,
+        &bounding,
+        &namespaces,
+        rootfs_propagation,
+    )?;
+
+    let mut root = Root::default();
+    root.set_path(PathBuf::from("rootfs"));
+    root.set_readonly(Some(sc.is_some_and(|s| s.readonly_rootfs)));
+
+    let mut oci = Spec::default();
+    oci.set_process(Some(process))
+        .set_root(Some(root))
+        .set_hostname(None)
+        .set_mounts(Some(mounts))
+        .set_annotations(Some(annotations(input, name, image_ref)))
+        .set_linux(Some(linux));
+    Ok(ContainerSpec {
+        image: image_ref.to_string(),
+        image_id: input.image.id.clone(),
+        oci,
+        user,
+        log_path: log_path(&input.sandbox.log_directory, &c.log_path),
+        stdin: c.stdin,
+        stdin_once: c.stdin_once,
+        tty: c.tty,
+        stop_signal: (!image.stop_signal.is_empty()).then(|| image.stop_signal.clone()),
+        namespaces,
+    })
+}
+
+/// The spec's `process`: what runs, as whom (root until the backend resolves
+/// [`ContainerSpec::user`]), with which capabilities and confinement.
+fn oci_process(
+    input: &SpecInput<'_>,
+    privileged: bool,
+    caps: LinuxCapabilities,
+    hostname: &str,
+) -> runtimes::Result<Process> {
+    let c = input.container;
+    let image = &input.image.config;
+    let linux = c.linux.as_ref();
+    let sc = linux.and_then(|l| l.security_context.as_ref());
     let mut process = Process::default();
     process.set_terminal(Some(c.tty));
     process.set_user(User::default());
     process.set_args(Some(process::args(c, image)?));
-    process.set_env(Some(process::env(c, image, &hostname)?));
+    process.set_env(Some(process::env(c, image, hostname)?));
     process.set_cwd(PathBuf::from(process::cwd(c, image)?));
     process.set_capabilities(Some(caps));
     process.set_rlimits(None);
     process.set_no_new_privileges(Some(sc.is_some_and(|s| s.no_new_privs)));
-    process.set_apparmor_profile(security::apparmor(sc, privileged, host)?);
+    process.set_apparmor_profile(security::apparmor(sc, privileged, input.host)?);
     process.set_oom_score_adj(process::oom_score_adj(
         linux.and_then(|l| l.resources.as_ref()),
-        host.oom_score_adj,
+        input.host.oom_score_adj,
     )?);
     process.set_selinux_label(None);
+    Ok(process)
+}
 
-    let (mounts, rootfs_propagation) = mounts::mounts(c, privileged)?;
+/// The spec's `linux` section: namespaces and id mappings, resource limits and
+/// devices, seccomp, and the masked and read-only paths.
+fn oci_linux(
+    input: &SpecInput<'_>,
+    privileged: bool,
+    bounding: &Capabilities,
+    namespaces: &NamespaceOptions,
+    rootfs_propagation: Option<String>,
+) -> runtimes::Result<Linux> {
+    let c = input.container;
+    let host = input.host;
+    let linux = c.linux.as_ref();
+    let sc = linux.and_then(|l| l.security_context.as_ref());
     let (masked, readonly) = security::masked_and_readonly(sc, privileged)?;
-    let seccomp = security::seccomp(sc, privileged, &bounding, host, input.lookup)?;
+    let seccomp = security::seccomp(sc, privileged, bounding, host, input.lookup)?;
     let (devices, device_rules) = devices::devices(c, privileged, input.lookup)?;
     let mut limits = match linux.and_then(|l| l.resources.as_ref()) {
         Some(r) => resources(r, host)?,
@@ -152,7 +212,7 @@ pub fn build(input: &SpecInput<'_>) -> runtimes::Result<ContainerSpec> {
     };
     limits.set_devices(Some(device_rules));
     let (oci_namespaces, mappings) =
-        namespaces::oci(&namespaces, host.cgroup_unified && !privileged);
+        namespaces::oci(namespaces, host.cgroup_unified && !privileged);
 
     let mut l = Linux::default();
     l.set_namespaces(Some(oci_namespaces));
@@ -168,30 +228,7 @@ pub fn build(input: &SpecInput<'_>) -> runtimes::Result<ContainerSpec> {
     l.set_masked_paths(Some(masked));
     l.set_readonly_paths(Some(readonly));
     l.set_mount_label(None);
-
-    let mut root = Root::default();
-    root.set_path(PathBuf::from("rootfs"));
-    root.set_readonly(Some(sc.is_some_and(|s| s.readonly_rootfs)));
-
-    let mut oci = Spec::default();
-    oci.set_process(Some(process))
-        .set_root(Some(root))
-        .set_hostname(None)
-        .set_mounts(Some(mounts))
-        .set_annotations(Some(annotations(input, name, image_ref)))
-        .set_linux(Some(l));
-    Ok(ContainerSpec {
-        image: image_ref.to_string(),
-        image_id: input.image.id.clone(),
-        oci,
-        user,
-        log_path: log_path(&input.sandbox.log_directory, &c.log_path),
-        stdin: c.stdin,
-        stdin_once: c.stdin_once,
-        tty: c.tty,
-        stop_signal: (!image.stop_signal.is_empty()).then(|| image.stop_signal.clone()),
-        namespaces,
-    })
+    Ok(l)
 }
 
 /// The pod's hostname: the config's, else the node's for a host-network pod, else the

@@ -19,6 +19,23 @@ pub fn resources(
     r: &LinuxContainerResources,
     host: &HostFacts,
 ) -> runtimes::Result<LinuxResources> {
+    let cpu = cpu(r)?;
+    let memory = memory(r, host)?;
+    let hugepages = hugepages(r)?;
+    let unified = unified(r)?;
+    let mut out = LinuxResources::default();
+    out.set_devices(None);
+    out.set_cpu((cpu != LinuxCpu::default()).then_some(cpu));
+    out.set_memory((memory != LinuxMemory::default()).then_some(memory));
+    out.set_hugepage_limits(
+        (host.hugetlb_controller && !hugepages.is_empty()).then_some(hugepages),
+    );
+    out.set_unified((!unified.is_empty()).then_some(unified));
+    Ok(out)
+}
+
+/// CPU period, quota, shares and cpusets.
+fn cpu(r: &LinuxContainerResources) -> runtimes::Result<LinuxCpu> {
     let mut cpu = LinuxCpu::default();
     if r.cpu_period < 0 {
         return Err(negative("cpu_period", r.cpu_period));
@@ -47,7 +64,11 @@ pub fn resources(
     if !r.cpuset_mems.is_empty() {
         cpu.set_mems(Some(cpu_list("resources.cpuset_mems", &r.cpuset_mems)?));
     }
+    Ok(cpu)
+}
 
+/// The memory limit and memory+swap limit (swap only where the host has the controller).
+fn memory(r: &LinuxContainerResources, host: &HostFacts) -> runtimes::Result<LinuxMemory> {
     let mut memory = LinuxMemory::default();
     let limit = r.memory_limit_in_bytes;
     if limit < 0 {
@@ -76,7 +97,11 @@ pub fn resources(
             memory.set_swap(Some(limit));
         }
     }
+    Ok(memory)
+}
 
+/// Hugepage limits, each for a valid page size.
+fn hugepages(r: &LinuxContainerResources) -> runtimes::Result<Vec<LinuxHugepageLimit>> {
     let mut hugepages = Vec::new();
     for (i, h) in r.hugepage_limits.iter().enumerate() {
         let field = format!("resources.hugepage_limits[{i}]");
@@ -92,7 +117,11 @@ pub fn resources(
         l.set_limit(limit);
         hugepages.push(l);
     }
+    Ok(hugepages)
+}
 
+/// cgroup v2 files to write as they are.
+fn unified(r: &LinuxContainerResources) -> runtimes::Result<HashMap<String, String>> {
     let mut unified = HashMap::new();
     for (key, value) in &r.unified {
         // The key names a file in the container's cgroup directory.
@@ -106,16 +135,7 @@ pub fn resources(
         }
         unified.insert(key.clone(), value.clone());
     }
-
-    let mut out = LinuxResources::default();
-    out.set_devices(None);
-    out.set_cpu((cpu != LinuxCpu::default()).then_some(cpu));
-    out.set_memory((memory != LinuxMemory::default()).then_some(memory));
-    out.set_hugepage_limits(
-        (host.hugetlb_controller && !hugepages.is_empty()).then_some(hugepages),
-    );
-    out.set_unified((!unified.is_empty()).then_some(unified));
-    Ok(out)
+    Ok(unified)
 }
 
 fn negative(field: &str, value: i64) -> runtimes::Error {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
     match args.next() {
-        Some(cmd) if cmd == "shim" => runtimes::youki::shim::main(args),
+        Some(cmd) if cmd == "shim" => runtimes::supervisor::main(args),
         _ => {
             eprintln!("usage: berth-youki-shim shim --pod-dir DIR --libcontainer-root DIR [--pid-namespace]");
             ExitCode::from(2)

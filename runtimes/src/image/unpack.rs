@@ -127,40 +127,51 @@ impl LayerWriter<'_> {
         if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
             return self.whiteout(&parent, &name, hidden, &meta);
         }
-        let path = parent.join(&name);
+        self.write(kind, &mut entry, &rel, &parent.join(&name), &meta)
+    }
+
+    /// Makes `path` the layer's entry `rel` of `kind`: its content, then its metadata.
+    fn write<R: Read>(
+        &mut self,
+        kind: EntryType,
+        entry: &mut tar::Entry<'_, R>,
+        rel: &Path,
+        path: &Path,
+        meta: &Meta,
+    ) -> Result<()> {
         let ctx = || format!("unpacking {}", path.display());
         match kind {
             EntryType::Directory => {
                 let is_dir = path.symlink_metadata().map(|m| m.is_dir()).unwrap_or(false);
                 if !is_dir {
-                    remove_any(&path).io_context(ctx)?;
-                    fs::create_dir(&path).io_context(ctx)?;
+                    remove_any(path).io_context(ctx)?;
+                    fs::create_dir(path).io_context(ctx)?;
                 }
-                self.set_meta(&path, &meta, true)?;
+                self.set_meta(path, meta, true)?;
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                remove_any(&path).io_context(ctx)?;
+                remove_any(path).io_context(ctx)?;
                 let mut file = OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .custom_flags(libc::O_NOFOLLOW)
                     .mode(0o600)
-                    .open(&path)
+                    .open(path)
                     .io_context(ctx)?;
-                io::copy(&mut entry, &mut file)
+                io::copy(entry, &mut file)
                     .map_err(|e| self.corrupt(format!("reading {}: {e}", rel.display())))?;
                 drop(file);
-                self.set_meta(&path, &meta, false)?;
+                self.set_meta(path, meta, false)?;
             }
             EntryType::Symlink => {
-                let target = self.link_name(&entry)?;
-                remove_any(&path).io_context(ctx)?;
+                let target = self.link_name(entry)?;
+                remove_any(path).io_context(ctx)?;
                 // Stored verbatim (absolute targets included) and never followed here.
-                symlink(&target, &path).io_context(ctx)?;
-                self.set_meta(&path, &meta, false)?;
+                symlink(&target, path).io_context(ctx)?;
+                self.set_meta(path, meta, false)?;
             }
             EntryType::Link => {
-                let target = self.clean(&self.link_name(&entry)?)?.ok_or_else(|| {
+                let target = self.clean(&self.link_name(entry)?)?.ok_or_else(|| {
                     self.corrupt(format!(
                         "hard link {} points at the layer root",
                         rel.display()
@@ -168,8 +179,8 @@ impl LayerWriter<'_> {
                 })?;
                 let source = self.link_source(&target)?;
                 if source != path {
-                    remove_any(&path).io_context(ctx)?;
-                    fs::hard_link(&source, &path).io_context(ctx)?;
+                    remove_any(path).io_context(ctx)?;
+                    fs::hard_link(&source, path).io_context(ctx)?;
                 }
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
@@ -181,9 +192,9 @@ impl LayerWriter<'_> {
                 let header = entry.header();
                 let major = header.device_major().ok().flatten().unwrap_or(0);
                 let minor = header.device_minor().ok().flatten().unwrap_or(0);
-                remove_any(&path).io_context(ctx)?;
-                mknod(&path, special, meta.mode, major, minor).io_context(ctx)?;
-                self.set_meta(&path, &meta, false)?;
+                remove_any(path).io_context(ctx)?;
+                mknod(path, special, meta.mode, major, minor).io_context(ctx)?;
+                self.set_meta(path, meta, false)?;
             }
             other => {
                 tracing::debug!(layer = self.what, entry = %rel.display(), kind = ?other, "skipping tar entry")

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use berth_proto::supervisor::{error::Code, reply, request, Pong, Reply, Request};
 
-use super::shim;
-use super::wire;
 use crate::error::Error;
+use crate::supervisor;
+use crate::supervisor::wire;
 
 /// How long a plain request may take (create and delete do real work).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -187,7 +187,7 @@ pub fn unexpected(kind: reply::Kind) -> CallError {
 
 /// Starts a supervisor with `args` by running `<exe> shim <args>`, which returns once
 /// the supervisor serves (or says why it cannot).
-pub fn spawn(exe: &Path, args: &shim::Args) -> crate::error::Result<()> {
+pub fn spawn(exe: &Path, args: &supervisor::Args) -> crate::error::Result<()> {
     let out = Command::new(exe)
         .arg("shim")
         .args(args.to_args())

@@ -3,7 +3,7 @@
 //!
 //! The agent side (this module, in the `berth` process) keeps the records, mounts
 //! rootfs overlays, finishes the OCI spec, pins namespaces and attaches networks
-//! (`runtimes::network`). The pod's supervisor (`shim`, the same binary run as
+//! (`runtimes::network`). The pod's supervisor ([`crate::supervisor`], the same binary run as
 //! `berth shim`) makes every libcontainer call and owns the container processes, their
 //! stdio and logs, and their exit statuses; it outlives an agent restart. See
 //! [`layout`] for what lives where on disk.
@@ -11,9 +11,9 @@
 mod backend;
 mod binds;
 mod cgroupfs;
-mod cgroups;
+pub(crate) mod cgroups;
 mod client;
-mod clock;
+pub(crate) mod clock;
 mod container;
 mod fdio;
 mod features;
@@ -21,15 +21,13 @@ mod finish;
 pub mod layout;
 mod pod;
 mod port_forward;
-mod records;
+pub(crate) mod records;
 mod recover;
 mod remap;
 mod rootfs;
-pub mod shim;
 mod stats;
 mod user;
 mod watch;
-mod wire;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -14,7 +14,8 @@ use super::backend::{blocking, Backend, Index};
 use super::client::Client;
 use super::layout::{key, Layout};
 use super::records::{self, ContainerPhase, ContainerRecord, PodPhase, PodRecord};
-use super::{pod, rootfs, shim};
+use super::{pod, rootfs};
+use crate::supervisor;
 
 /// Names of the directories in `dir` (none when it does not exist).
 fn entries(dir: &Path) -> Result<Vec<String>> {
@@ -111,7 +112,7 @@ impl Backend {
     fn reconnect(&self, pod: &PodRecord) -> Result<()> {
         let k = key(&pod.id);
         match Client::new(self.layout.socket(&k)).ping() {
-            Ok(pong) if pong.version == shim::PROTOCOL_VERSION => {
+            Ok(pong) if pong.version == supervisor::PROTOCOL_VERSION => {
                 tracing::info!(pod = %pod.id, supervisor = pong.pid, containers = pong.containers.len(), "reconnected to the pod's supervisor");
                 self.supervisors.watch(&pod.id, &self.layout.pod_run(&k));
                 return Ok(());

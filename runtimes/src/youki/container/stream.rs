@@ -24,8 +24,8 @@ use super::super::backend::{blocking, Backend};
 use super::super::client::{unexpected, CALL_TIMEOUT};
 use super::super::fdio::{resizer, FdReader, FdWriter};
 use super::super::layout::key;
-use super::super::wire;
 use super::super::NAME;
+use crate::supervisor::wire;
 
 fn wire_stdio(s: &StdioRequest) -> Stdio {
     Stdio {

@@ -16,8 +16,9 @@ use super::super::backend::{blocking, warn_cleanup, Backend};
 use super::super::client;
 use super::super::layout::key;
 use super::super::records::{PodPhase, PodRecord};
-use super::super::{remap, shim, NAME};
+use super::super::{remap, NAME};
 use super::{files, pod_network, sysctl};
+use crate::supervisor;
 
 /// The longest hostname Kubernetes gives a pod (the kernel takes 64 bytes).
 const MAX_HOSTNAME: usize = 63;
@@ -281,7 +282,7 @@ impl Backend {
             record.ips.first().map(String::as_str),
         )?;
         sysctl::apply(&spec.sysctls, |kind| super::pin_of(record, kind))?;
-        let args = shim::Args {
+        let args = supervisor::Args {
             pod_dir: self.layout.pod_run(k),
             libcontainer_root: self.layout.libcontainer(),
             pid_namespace: record.namespaces.pid == NamespaceMode::Pod,

@@ -21,9 +21,9 @@ use super::ctr::{exit_message, Ctr};
 use super::exec::{ExecJob, ExecSession};
 use super::io;
 use super::{holder, Args};
+use crate::supervisor::wire;
 use crate::youki::cgroups::Hierarchy;
 use crate::youki::records::ExitRecord;
-use crate::youki::wire;
 
 mod handlers;
 mod streams;

@@ -11,7 +11,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::io::{Drained, Pipe};
-use crate::youki::wire::{self, MAX_EXEC_OUTPUT};
+use crate::supervisor::wire::{self, MAX_EXEC_OUTPUT};
 
 /// How long output may keep coming after the process exited: a background child that
 /// inherited the pipes must not hold the answer back for ever.

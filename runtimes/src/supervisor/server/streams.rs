@@ -16,7 +16,7 @@ use super::super::exec::{kill_group, ExecSession};
 use super::super::fanout::{Attached, Sink};
 use super::handlers::{exec_user, internal};
 use super::{Fail, Supervisor};
-use crate::youki::wire;
+use crate::supervisor::wire;
 
 /// The descriptors of a session, each with its role.
 type Passed = Vec<(Fd, OwnedFd)>;

@@ -1,4 +1,14 @@
-//! The per-pod supervisor, `berth shim`: the process that owns a pod's containers.
+//! The per-pod supervisor, `berth shim`: a separate program that owns a pod's
+//! containers. It shares the `berth` binary but none of the agent's process: its one
+//! door is [`main`], called by `berth`'s `main.rs` (and by this crate's
+//! `berth-youki-shim` test binary) before any async runtime or thread exists.
+//!
+//! Its own rules, unlike the rest of the crate: one thread and no async runtime (it
+//! forks, and libcontainer forks); one `poll(2)` loop that nothing may block for long
+//! (a client too far behind on a stream is cut off, not waited for); its errors go to
+//! its log, since nobody reads its stderr. The agent reaches it only through the protocol
+//! in [`wire`] (spoken by the youki backend's `client.rs`); from the youki backend it
+//! borrows only the on-disk exit records, the clock and the cgroup v1/v2 helpers.
 //!
 //! Why a process of its own: libcontainer writes `oom_score_adj` and dumpability into
 //! the *calling* process and makes the container's init the caller's child, so the
@@ -12,8 +22,9 @@
 //! supervisor starts a session of its own (setsid), so it is nobody's child but
 //! init's, becomes the child subreaper of everything it starts, and serves
 //! `D/shim.sock` from one thread with a `poll(2)` loop (no async runtime: ~1 MB of
-//! anonymous memory). With `--pid-namespace` it forks the pod's PID-namespace holder (berth's locked-down pod init)
-//! first (a PID namespace owned by the pod's user namespace `PIN` when given). Its own errors go to `D/shim.log`.
+//! anonymous memory). With `--pid-namespace` it forks the pod's PID-namespace holder
+//! (berth's locked-down pod init) first (a PID namespace owned by the pod's user
+//! namespace `PIN` when given). Its own errors go to `D/shim.log`.
 
 mod console;
 mod containers;
@@ -24,6 +35,7 @@ mod fanout;
 mod holder;
 mod io;
 mod server;
+pub mod wire;
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};

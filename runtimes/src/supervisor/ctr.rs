@@ -11,9 +11,9 @@ use nix::unistd::Pid;
 use super::crilog::{CriLog, Stream};
 use super::fanout::Attached;
 use super::io::{Drained, Pipe};
+use crate::supervisor::wire;
 use crate::youki::clock::to_nanos;
 use crate::youki::records::ExitRecord;
-use crate::youki::wire;
 
 /// The wire form of an exit record.
 pub fn exit_message(e: &ExitRecord) -> Exit {
