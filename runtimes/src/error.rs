@@ -102,6 +102,25 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// Several steps of one operation failed (a teardown goes on past a failure and
+    /// reports them all). The status code follows from the parts: their shared code,
+    /// else an internal failure.
+    #[error("{what}: {}", joined(failures))]
+    Failures {
+        /// The operation, naming its object.
+        what: String,
+        /// Every failure, in the order they happened (at least one).
+        failures: Vec<Error>,
+    },
+    /// A failure of the host or of a library the caller cannot fix, with its cause.
+    #[error("{what}: {source}")]
+    Internal {
+        /// What was being done, naming the object.
+        what: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A local I/O failure.
     #[error("{context}: {source}")]
     Io {
@@ -138,10 +157,39 @@ impl Error {
         }
     }
 
+    /// An `Internal` failure of `what`, keeping `source`.
+    pub fn internal(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Internal {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+
+    /// One error for the failed steps of `what`: none is success, else
+    /// [`Error::Failures`] (which keeps each failure's kind, and so its code).
+    pub fn combine(what: impl Into<String>, failures: Vec<Error>) -> Result<()> {
+        if failures.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Failures {
+            what: what.into(),
+            failures,
+        })
+    }
+
     /// True for `NotFound`.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
     }
+}
+
+/// Each failure's text with its sources, joined.
+fn joined(failures: &[Error]) -> String {
+    let texts: Vec<String> = failures.iter().map(|e| error_chain(e)).collect();
+    texts.join("; ")
 }
 
 /// `error` and its sources, joined: many libraries' own messages hide the cause

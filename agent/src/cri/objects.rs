@@ -143,18 +143,19 @@ pub(super) fn abandon<R: Record>(
     failure: Error,
     undone: runtimes::Result<()>,
 ) -> Error {
-    let mut errors = vec![failure];
-    errors.extend(undone.err());
-    errors.extend(store.remove::<R>(record.id()).err());
+    let mut failures = vec![failure];
+    failures.extend(undone.err());
+    failures.extend(store.remove::<R>(record.id()).err());
+    if failures.len() == 1 {
+        return failures.remove(0);
+    }
     let what = format!(
         "creating {} {} ({})",
         R::KIND,
         record.id(),
         record.container_id()
     );
-    combine(&what, errors)
-        .err()
-        .unwrap_or_else(|| Error::backend("berth", format!("{what}: failed without a reason")))
+    Error::Failures { what, failures }
 }
 
 /// Now, in nanoseconds since the Unix epoch.
@@ -170,18 +171,12 @@ pub(super) fn unix_nanos(time: SystemTime) -> i64 {
 }
 
 /// One error for several teardown failures: the only one as it is, or all of them
-/// named in one message.
+/// as [`Error::Failures`], whose code follows from theirs.
 pub(super) fn combine(what: &str, mut errors: Vec<Error>) -> runtimes::Result<()> {
     match errors.len() {
         0 => Ok(()),
         1 => Err(errors.remove(0)),
-        n => {
-            let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            Err(Error::backend(
-                "berth",
-                format!("{what}: {n} steps failed: {}", all.join("; ")),
-            ))
-        }
+        _ => Error::combine(what, errors),
     }
 }
 
@@ -262,6 +257,7 @@ mod tests {
             text.contains("stopping pod p") && text.contains("c1") && text.contains("boom"),
             "{text}"
         );
+        assert!(matches!(two, Error::Failures { ref failures, .. } if failures.len() == 2));
     }
 
     #[tokio::test]

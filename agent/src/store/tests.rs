@@ -124,7 +124,7 @@ fn records_and_their_ids_are_written_together_and_survive_a_reopen() {
     {
         let store = Store::open(dir.path()).unwrap();
         let inserted = store
-            .insert(|snapshot| {
+            .insert::<_, runtimes::Error>(|snapshot| {
                 assert!(snapshot.allocated.is_empty() && snapshot.sandboxes.is_empty());
                 Ok(sandbox("aa", web.clone()))
             })
@@ -151,7 +151,7 @@ fn records_and_their_ids_are_written_together_and_survive_a_reopen() {
     assert_eq!(store.allocated_ids().unwrap()[&web], "aa");
     // The next insert sees what is recorded.
     store
-        .insert(|snapshot| {
+        .insert::<_, runtimes::Error>(|snapshot| {
             assert!(snapshot.allocated.contains(&web));
             assert_eq!(snapshot.sandboxes.len(), 1);
             Ok(sandbox("bb", web.with_replica(1)))
@@ -170,17 +170,21 @@ fn a_refused_or_conflicting_insert_writes_nothing() {
     let store = Store::open(dir.path()).unwrap();
     let web = id("web.default", "sandbox", 0);
     let refused = store
-        .insert::<SandboxRecord>(|_| Err(runtimes::Error::InvalidSpec("no".into())))
+        .insert::<SandboxRecord, runtimes::Error>(|_| {
+            Err(runtimes::Error::InvalidSpec("no".into()))
+        })
         .unwrap_err();
     assert!(matches!(refused, runtimes::Error::InvalidSpec(_)));
-    store.insert(|_| Ok(sandbox("aa", web.clone()))).unwrap();
+    store
+        .insert::<_, runtimes::Error>(|_| Ok(sandbox("aa", web.clone())))
+        .unwrap();
     // The same ContainerId twice, or the same CRI id twice, is refused.
     let taken = store
-        .insert(|_| Ok(sandbox("bb", web.clone())))
+        .insert::<_, runtimes::Error>(|_| Ok(sandbox("bb", web.clone())))
         .unwrap_err();
     assert!(taken.to_string().contains("already allocated"), "{taken}");
     let twice = store
-        .insert(|_| Ok(sandbox("aa", web.with_replica(5))))
+        .insert::<_, runtimes::Error>(|_| Ok(sandbox("aa", web.with_replica(5))))
         .unwrap_err();
     assert!(
         matches!(twice, runtimes::Error::AlreadyExists { .. }),

@@ -126,18 +126,11 @@ impl Hierarchy {
             // Deepest first: a cgroup with children cannot be removed.
             for d in subtree(&dir).into_iter().rev() {
                 if let Err(e) = rmdir_retry(&d) {
-                    failures.push(format!("{}: {e}", d.display()));
+                    failures.push(Error::io(d.display().to_string(), e));
                 }
             }
         }
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::backend(
-                "youki",
-                format!("removing cgroup {cgroup}: {}", failures.join("; ")),
-            ))
-        }
+        Error::combine(format!("removing cgroup {cgroup}"), failures)
     }
 
     /// How many processes of `cgroup` the kernel's OOM killer has killed.
