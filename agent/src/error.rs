@@ -148,15 +148,6 @@ pub enum CallError {
         #[source]
         source: IdError,
     },
-    /// The record of an object being created vanished from the state store (nothing
-    /// but the creating call removes a `Creating` record).
-    #[error("state store: the record of {kind} {id} vanished while it was created")]
-    Vanished {
-        /// What kind of object.
-        kind: &'static str,
-        /// Its CRI id.
-        id: String,
-    },
 }
 
 /// The result of a CRI call.

@@ -33,14 +33,16 @@ pub fn from_call(err: CallError) -> Status {
     match err {
         CallError::Runtime(err) => from_runtime(err),
         // The names come from the request (the node's name is checked at start-up).
-        err @ CallError::Identity { .. } => Status::invalid_argument(bounded(err.to_string())),
-        err @ CallError::Vanished { .. } => Status::internal(bounded(err.to_string())),
+        err @ CallError::Identity { .. } => {
+            Status::invalid_argument(bounded(runtimes::error::error_chain(&err)))
+        }
     }
 }
 
-/// The gRPC status for a runtime error.
+/// The gRPC status for a runtime error. The message names every cause: an error
+/// that keeps a library's error as its source says what that library said.
 pub fn from_runtime(err: Error) -> Status {
-    let message = bounded(err.to_string());
+    let message = bounded(runtimes::error::error_chain(&err));
     let code = code(&err);
     match err {
         Error::RouteToPeer {
@@ -221,7 +223,7 @@ mod tests {
                 "web",
             ),
             (
-                Error::internal("reading /proc/1/stat", io::Error::other("EIO")),
+                Error::internal("youki", "reading /proc/1/stat", io::Error::other("EIO")),
                 Code::Internal,
                 "/proc/1/stat",
             ),
@@ -253,7 +255,7 @@ mod tests {
             what: "stopping pod sandbox web".into(),
             failures: vec![
                 Error::not_found("container", "c1"),
-                Error::internal("CNI DEL", io::Error::other("plugin crashed")),
+                Error::internal("cni", "CNI DEL", io::Error::other("plugin crashed")),
             ],
         };
         let status = from_runtime(err);
@@ -276,12 +278,6 @@ mod tests {
             "{}",
             identity.message()
         );
-        let vanished = from_call(CallError::Vanished {
-            kind: "container",
-            id: "abc".into(),
-        });
-        assert_eq!(vanished.code(), Code::Internal);
-        assert!(vanished.message().contains("abc"));
         let runtime = from_call(Error::not_found("image", "x").into());
         assert_eq!(runtime.code(), Code::NotFound);
     }

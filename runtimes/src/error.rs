@@ -113,8 +113,10 @@ pub enum Error {
         failures: Vec<Error>,
     },
     /// A failure of the host or of a library the caller cannot fix, with its cause.
-    #[error("{what}: {source}")]
+    #[error("{backend}: {what}: {source}")]
     Internal {
+        /// The backend or component.
+        backend: String,
         /// What was being done, naming the object.
         what: String,
         /// The cause.
@@ -157,12 +159,14 @@ impl Error {
         }
     }
 
-    /// An `Internal` failure of `what`, keeping `source`.
+    /// An `Internal` failure of `backend` doing `what`, keeping `source`.
     pub fn internal(
+        backend: impl Into<String>,
         what: impl Into<String>,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
         Error::Internal {
+            backend: backend.into(),
             what: what.into(),
             source: source.into(),
         }
@@ -194,7 +198,7 @@ fn joined(failures: &[Error]) -> String {
 
 /// `error` and its sources, joined: many libraries' own messages hide the cause
 /// (reqwest's "error sending request", libcontainer's "failed to create container").
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut out = error.to_string();
     let mut source = error.source();
     while let Some(s) = source {

@@ -160,7 +160,12 @@ pub(crate) fn share_error(error: &Error) -> Error {
             failures: failures.iter().map(share_error).collect(),
         },
         // The source's kind is lost; its text (and its sources') is kept.
-        Error::Internal { what, source } => Error::Internal {
+        Error::Internal {
+            backend,
+            what,
+            source,
+        } => Error::Internal {
+            backend: backend.clone(),
             what: what.clone(),
             source: crate::error::error_chain(source.as_ref()).into(),
         },

@@ -35,15 +35,14 @@ impl Hierarchy {
     /// The hierarchy libcontainer uses on this host.
     pub fn detect() -> Result<Hierarchy> {
         let setup = libcgroups::common::get_cgroup_setup()
-            .map_err(|e| Error::backend("youki", format!("detecting the cgroup setup: {e}")))?;
+            .map_err(|e| Error::internal("youki", "detecting the cgroup setup", e))?;
         match setup {
             CgroupSetup::Unified => Ok(Hierarchy::V2 {
                 root: PathBuf::from(libcgroups::common::DEFAULT_CGROUP_ROOT),
             }),
             CgroupSetup::Legacy | CgroupSetup::Hybrid => {
-                let points = libcgroups::v1::util::list_supported_mount_points().map_err(|e| {
-                    Error::backend("youki", format!("listing cgroup v1 mounts: {e}"))
-                })?;
+                let points = libcgroups::v1::util::list_supported_mount_points()
+                    .map_err(|e| Error::internal("youki", "listing cgroup v1 mounts", e))?;
                 let mut mounts: Vec<(String, PathBuf)> = points
                     .into_iter()
                     .map(|(c, p)| (c.to_string(), p))
@@ -156,7 +155,7 @@ impl Hierarchy {
             systemd_cgroup: false,
             container_name: String::new(),
         })
-        .map_err(|e| Error::backend("youki", format!("cgroup {cgroup}: {e}")))?;
+        .map_err(|e| Error::internal("youki", format!("cgroup {cgroup}"), e))?;
         manager
             .apply(&ControllerOpt {
                 resources,

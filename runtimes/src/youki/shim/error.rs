@@ -55,9 +55,9 @@ pub enum Error {
     Libcontainer {
         /// What was being done, naming the container.
         what: String,
-        /// libcontainer's error.
+        /// libcontainer's error (boxed: it is large, and failures travel by value).
         #[source]
-        source: LibcontainerError,
+        source: Box<LibcontainerError>,
     },
     /// An OS call failed.
     #[error("{what}: {source}")]
@@ -107,7 +107,7 @@ impl Error {
     pub fn libcontainer(what: impl Into<String>, source: LibcontainerError) -> Self {
         Error::Libcontainer {
             what: what.into(),
-            source,
+            source: Box::new(source),
         }
     }
 
