@@ -1,9 +1,11 @@
-//! The one error type of the agent crate: configuration, state store and start-up.
-//! Errors of a CRI call are `runtimes::Error`s and become a `tonic::Status` in
-//! [`crate::status`]; this enum covers what happens around the calls.
+//! The agent's error types: [`Error`] for configuration, state store and start-up,
+//! [`CallError`] for a CRI call (the runtime's errors and the agent's own refusals).
+//! A `CallError` becomes a `tonic::Status` in [`crate::status`], the one place.
 
 use std::io;
 use std::path::PathBuf;
+
+use runtimes::id::IdError;
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -127,6 +129,29 @@ pub enum Error {
     #[error("setting up logging: {0}")]
     Telemetry(String),
 }
+
+/// Why a CRI call failed. Most failures are the runtime's (or the agent's checks
+/// that speak its vocabulary, such as `InvalidSpec`); the agent's own refusals get
+/// variants here, each with an explicit status code in [`crate::status`].
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The runtime (or a check in its vocabulary) failed or refused.
+    #[error(transparent)]
+    Runtime(#[from] runtimes::Error),
+    /// No ContainerId can be made from the names the request gives (the pod's
+    /// name, namespace and labels, or the container's name).
+    #[error("{method}: {source}")]
+    Identity {
+        /// The CRI method.
+        method: &'static str,
+        /// Which part of the id is invalid, and why.
+        #[source]
+        source: IdError,
+    },
+}
+
+/// The result of a CRI call.
+pub type CallResult<T> = std::result::Result<T, CallError>;
 
 impl Error {
     /// An `Io` error with the context it happened in.

@@ -1,9 +1,10 @@
-//! The one place a `runtimes::Error` becomes a gRPC status.
+//! The one place a CRI call's error ([`CallError`], or the `runtimes::Error` inside
+//! it) becomes a gRPC status.
 //!
 //! Every variant has an explicit code; nothing falls through to `Unknown`, and adding
-//! a variant to `runtimes::Error` fails to compile here until it is mapped. The
-//! message is the error's own text, which names the object (ContainerId, CRI id,
-//! image). The failure is logged once, by the trace layer, when it leaves the server.
+//! a variant to either enum fails to compile here until it is mapped. The message is
+//! the error's own text, which names the object (ContainerId, CRI id, image). The
+//! failure is logged once, by the trace layer, when it leaves the server.
 //!
 //! A free function rather than `impl From<runtimes::Error> for tonic::Status`: both
 //! types are foreign to this crate, so the orphan rule forbids that impl here.
@@ -12,6 +13,8 @@ use std::collections::HashMap;
 
 use runtimes::Error;
 use tonic::{Code, Response, Status};
+
+use crate::error::CallError;
 use tonic_types::{ErrorDetails, StatusExt};
 
 /// `google.rpc.ErrorInfo.reason` of a [`Error::RouteToPeer`] status.
@@ -25,9 +28,22 @@ pub const ERROR_DOMAIN: &str = "berth.dev";
 /// field (a 1 MB image name in a `NotFound`) would cost the client the whole answer.
 const MAX_MESSAGE: usize = 8 << 10;
 
-/// The gRPC status for a runtime error.
+/// The gRPC status for a CRI call's error.
+pub fn from_call(err: CallError) -> Status {
+    match err {
+        CallError::Runtime(err) => from_runtime(err),
+        // The names come from the request (the node's name is checked at start-up).
+        err @ CallError::Identity { .. } => {
+            Status::invalid_argument(bounded(runtimes::error::error_chain(&err)))
+        }
+    }
+}
+
+/// The gRPC status for a runtime error. The message names every cause: an error
+/// that keeps a library's error as its source says what that library said.
 pub fn from_runtime(err: Error) -> Status {
-    let message = bounded(err.to_string());
+    let message = bounded(runtimes::error::error_chain(&err));
+    let code = code(&err);
     match err {
         Error::RouteToPeer {
             service,
@@ -44,18 +60,38 @@ pub fn from_runtime(err: Error) -> Status {
                 ErrorDetails::with_error_info(ROUTE_TO_PEER, ERROR_DOMAIN, metadata),
             )
         }
-        Error::NotFound { .. } => Status::not_found(message),
-        Error::AlreadyExists { .. } => Status::already_exists(message),
-        Error::InvalidSpec(_) => Status::invalid_argument(message),
-        Error::Unsupported { .. } => Status::unimplemented(message),
-        Error::WrongPlatform { .. } => Status::failed_precondition(message),
-        Error::FailedPrecondition(_) => Status::failed_precondition(message),
-        Error::Unavailable { .. } => Status::unavailable(message),
-        Error::Unauthenticated { .. } => Status::unauthenticated(message),
-        Error::DeadlineExceeded { .. } => Status::deadline_exceeded(message),
-        Error::DataLoss { .. } => Status::data_loss(message),
-        Error::Backend { .. } => Status::internal(message),
-        Error::Io { .. } => Status::internal(message),
+        _ => Status::new(code, message),
+    }
+}
+
+/// The code of a runtime error. Several failures keep the code they all share (a
+/// teardown whose every step found its object gone is `NotFound`); mixed ones are
+/// internal.
+fn code(err: &Error) -> Code {
+    match err {
+        Error::RouteToPeer { .. } => Code::FailedPrecondition,
+        Error::NotFound { .. } => Code::NotFound,
+        Error::AlreadyExists { .. } => Code::AlreadyExists,
+        Error::InvalidSpec(_) => Code::InvalidArgument,
+        Error::Unsupported { .. } => Code::Unimplemented,
+        Error::WrongPlatform { .. } => Code::FailedPrecondition,
+        Error::FailedPrecondition(_) => Code::FailedPrecondition,
+        Error::Unavailable { .. } => Code::Unavailable,
+        Error::Unauthenticated { .. } => Code::Unauthenticated,
+        Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,
+        Error::DataLoss { .. } => Code::DataLoss,
+        Error::Failures { failures, .. } => {
+            let mut codes = failures.iter().map(code);
+            let first = codes.next().unwrap_or(Code::Internal);
+            if codes.all(|c| c == first) {
+                first
+            } else {
+                Code::Internal
+            }
+        }
+        Error::Internal { .. } => Code::Internal,
+        Error::Backend { .. } => Code::Internal,
+        Error::Io { .. } => Code::Internal,
     }
 }
 
@@ -73,8 +109,8 @@ fn bounded(message: String) -> String {
 }
 
 /// A handler's result as tonic wants it.
-pub fn answer<T>(result: runtimes::Result<T>) -> Result<Response<T>, Status> {
-    result.map(Response::new).map_err(from_runtime)
+pub fn answer<T, E: Into<CallError>>(result: Result<T, E>) -> Result<Response<T>, Status> {
+    result.map(Response::new).map_err(|e| from_call(e.into()))
 }
 
 #[cfg(test)]
@@ -176,6 +212,22 @@ mod tests {
                 "youki",
             ),
             (
+                Error::Failures {
+                    what: "removing pod sandbox web".into(),
+                    failures: vec![
+                        Error::not_found("container", "c1"),
+                        Error::not_found("container", "c2"),
+                    ],
+                },
+                Code::NotFound,
+                "web",
+            ),
+            (
+                Error::internal("youki", "reading /proc/1/stat", io::Error::other("EIO")),
+                Code::Internal,
+                "/proc/1/stat",
+            ),
+            (
                 Error::io("reading /var/lib/berth/x", io::Error::other("boom")),
                 Code::Internal,
                 "/var/lib/berth/x",
@@ -187,7 +239,7 @@ mod tests {
     fn every_variant_has_its_code_and_names_the_object() {
         let cases = every_variant();
         // One case per variant: a new variant must be added here too.
-        assert_eq!(cases.len(), 13);
+        assert_eq!(cases.len(), 15);
         for (err, code, object) in cases {
             let text = err.to_string();
             let status = from_runtime(err);
@@ -195,6 +247,39 @@ mod tests {
             assert_eq!(status.message(), text);
             assert!(status.message().contains(object), "{text} lacks {object}");
         }
+    }
+
+    #[test]
+    fn mixed_failures_are_internal_and_name_every_cause() {
+        let err = Error::Failures {
+            what: "stopping pod sandbox web".into(),
+            failures: vec![
+                Error::not_found("container", "c1"),
+                Error::internal("cni", "CNI DEL", io::Error::other("plugin crashed")),
+            ],
+        };
+        let status = from_runtime(err);
+        assert_eq!(status.code(), Code::Internal);
+        for part in ["web", "c1", "CNI DEL", "plugin crashed"] {
+            assert!(status.message().contains(part), "{}", status.message());
+        }
+    }
+
+    #[test]
+    fn the_agents_own_refusals_have_their_codes() {
+        let refused = runtimes::ContainerId::new("web.default", "Bad Role", 0, "n1").unwrap_err();
+        let identity = from_call(CallError::Identity {
+            method: "CreateContainer",
+            source: refused,
+        });
+        assert_eq!(identity.code(), Code::InvalidArgument);
+        assert!(
+            identity.message().starts_with("CreateContainer: role"),
+            "{}",
+            identity.message()
+        );
+        let runtime = from_call(Error::not_found("image", "x").into());
+        assert_eq!(runtime.code(), Code::NotFound);
     }
 
     #[test]
@@ -241,8 +326,8 @@ mod tests {
 
     #[test]
     fn answer_wraps_success_and_maps_failure() {
-        assert_eq!(answer(Ok(7)).unwrap().into_inner(), 7);
-        let status = answer::<()>(Err(Error::not_found("image", "x"))).unwrap_err();
+        assert_eq!(answer::<_, Error>(Ok(7)).unwrap().into_inner(), 7);
+        let status = answer::<(), _>(Err(Error::not_found("image", "x"))).unwrap_err();
         assert_eq!(status.code(), Code::NotFound);
     }
 }

@@ -102,6 +102,27 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// Several steps of one operation failed (a teardown goes on past a failure and
+    /// reports them all). The status code follows from the parts: their shared code,
+    /// else an internal failure.
+    #[error("{what}: {}", joined(failures))]
+    Failures {
+        /// The operation, naming its object.
+        what: String,
+        /// Every failure, in the order they happened (at least one).
+        failures: Vec<Error>,
+    },
+    /// A failure of the host or of a library the caller cannot fix, with its cause.
+    #[error("{backend}: {what}: {source}")]
+    Internal {
+        /// The backend or component.
+        backend: String,
+        /// What was being done, naming the object.
+        what: String,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A local I/O failure.
     #[error("{context}: {source}")]
     Io {
@@ -138,15 +159,46 @@ impl Error {
         }
     }
 
+    /// An `Internal` failure of `backend` doing `what`, keeping `source`.
+    pub fn internal(
+        backend: impl Into<String>,
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Internal {
+            backend: backend.into(),
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+
+    /// One error for the failed steps of `what`: none is success, else
+    /// [`Error::Failures`] (which keeps each failure's kind, and so its code).
+    pub fn combine(what: impl Into<String>, failures: Vec<Error>) -> Result<()> {
+        if failures.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Failures {
+            what: what.into(),
+            failures,
+        })
+    }
+
     /// True for `NotFound`.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
     }
 }
 
+/// Each failure's text with its sources, joined.
+fn joined(failures: &[Error]) -> String {
+    let texts: Vec<String> = failures.iter().map(|e| error_chain(e)).collect();
+    texts.join("; ")
+}
+
 /// `error` and its sources, joined: many libraries' own messages hide the cause
 /// (reqwest's "error sending request", libcontainer's "failed to create container").
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut out = error.to_string();
     let mut source = error.source();
     while let Some(s) = source {

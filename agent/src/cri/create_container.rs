@@ -10,6 +10,7 @@ use super::shared::image::requested_image;
 use super::shared::objects::{abandon, in_method, mark, new_cri_id, now_nanos, resolve};
 use super::shared::sandbox_spec::pod_host_fields;
 use super::Cri;
+use crate::error::{CallError, CallResult};
 use crate::identity;
 use crate::spec::{self, SpecInput};
 use crate::store::{ContainerPhase, ContainerRecord, SandboxPhase, SandboxRecord};
@@ -31,10 +32,10 @@ fn not_ready(sandbox: &SandboxRecord) -> Error {
 pub(super) async fn create_container(
     cri: &Cri,
     request: CreateContainerRequest,
-) -> runtimes::Result<CreateContainerResponse> {
+) -> CallResult<CreateContainerResponse> {
     let sandbox: SandboxRecord = resolve(&cri.store, METHOD, &request.pod_sandbox_id)?;
     if sandbox.phase != SandboxPhase::Ready {
-        return Err(not_ready(&sandbox));
+        return Err(not_ready(&sandbox).into());
     }
     let config = request
         .config
@@ -65,7 +66,7 @@ pub(super) async fn create_container(
     let id = new_cri_id()?;
     telemetry::record(CallField::ContainerId, &id);
     let unique_name = ContainerRecord::name_of(&config);
-    let record = cri.store.insert(|snapshot| {
+    let record = cri.store.insert::<_, CallError>(|snapshot| {
         // Checked again here, atomically with the insert: the pod may have changed.
         let pod = snapshot
             .sandboxes
@@ -73,7 +74,7 @@ pub(super) async fn create_container(
             .find(|s| s.id == sandbox.id && s.phase != SandboxPhase::Creating)
             .ok_or_else(|| Error::not_found("pod sandbox", &sandbox.id))?;
         if pod.phase != SandboxPhase::Ready {
-            return Err(not_ready(pod));
+            return Err(not_ready(pod).into());
         }
         if let Some(holder) = snapshot
             .containers
@@ -86,10 +87,14 @@ pub(super) async fn create_container(
                     "named {unique_name} in pod sandbox {} (id {}, {})",
                     pod.id, holder.id, holder.container_id
                 ),
-            });
+            }
+            .into());
         }
         let container_id = identity::container_id(&pod.container_id, &name, &snapshot.allocated)
-            .map_err(|e| Error::backend("identity", format!("{METHOD}: {e}")))?;
+            .map_err(|source| CallError::Identity {
+                method: METHOD,
+                source,
+            })?;
         Ok(ContainerRecord {
             id: id.clone(),
             sandbox_id: pod.id.clone(),
@@ -112,14 +117,14 @@ pub(super) async fn create_container(
         .await;
     if let Err(err) = created {
         // The backend cleaned up after itself.
-        return Err(abandon(&cri.store, &record, err, Ok(())));
+        return Err(abandon(&cri.store, &record, err, Ok(())).into());
     }
     if let Err(err) =
         mark::<ContainerRecord>(&cri.store, &id, |r| r.phase = ContainerPhase::Created)
     {
         // Created but not recorded as such: undo it rather than leak it.
         let undone = cri.runtime.remove_container(cid).await;
-        return Err(abandon(&cri.store, &record, err, undone));
+        return Err(abandon(&cri.store, &record, err, undone).into());
     }
     Ok(CreateContainerResponse { container_id: id })
 }
@@ -153,7 +158,7 @@ mod tests {
     use crate::cri::testing::{container_request, Harness};
     use crate::identity::CONTAINER_ID_LABEL;
 
-    async fn create_err(h: &Harness, request: CreateContainerRequest) -> Error {
+    async fn create_err(h: &Harness, request: CreateContainerRequest) -> CallError {
         let err = create_container(&h.cri, request).await.unwrap_err();
         assert!(h.store().list::<ContainerRecord>().unwrap().len() <= 1);
         err
@@ -201,7 +206,10 @@ mod tests {
         let err = create_container(&h.cri, container_request(&pod, "app", 0))
             .await
             .unwrap_err();
-        assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
+        assert!(
+            matches!(err, CallError::Runtime(Error::AlreadyExists { .. })),
+            "{err:?}"
+        );
         assert!(
             err.to_string().contains("app_0") && err.to_string().contains(&first),
             "{err}"
@@ -223,7 +231,10 @@ mod tests {
     async fn an_unknown_pod_is_not_found() {
         let h = Harness::new().await;
         let err = create_err(&h, container_request("feedface", "app", 0)).await;
-        assert!(err.is_not_found(), "{err:?}");
+        assert!(
+            matches!(&err, CallError::Runtime(e) if e.is_not_found()),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("feedface"), "{err}");
     }
 
@@ -240,7 +251,10 @@ mod tests {
         .await
         .unwrap();
         let err = create_err(&h, container_request(&pod, "app", 0)).await;
-        assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
+        assert!(
+            matches!(err, CallError::Runtime(Error::FailedPrecondition(_))),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("not ready"), "{err}");
         assert!(h.store().list::<ContainerRecord>().unwrap().is_empty());
     }
@@ -259,7 +273,10 @@ mod tests {
             .unwrap()
             .image = "nginx:1.25".into();
         let err = create_err(&h, request).await;
-        assert!(err.is_not_found(), "{err:?}");
+        assert!(
+            matches!(&err, CallError::Runtime(e) if e.is_not_found()),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("image nginx:1.25"), "{err}");
         assert!(h.store().list::<ContainerRecord>().unwrap().is_empty());
     }
@@ -276,7 +293,10 @@ mod tests {
         no_image.config.as_mut().unwrap().image = None;
         for request in [missing, unnamed, no_image] {
             let err = create_err(&h, request).await;
-            assert!(matches!(err, Error::InvalidSpec(_)), "{err:?}");
+            assert!(
+                matches!(err, CallError::Runtime(Error::InvalidSpec(_))),
+                "{err:?}"
+            );
             assert!(err.to_string().starts_with("CreateContainer: "), "{err}");
         }
         assert!(h.store().list::<ContainerRecord>().unwrap().is_empty());
@@ -316,7 +336,10 @@ mod tests {
             let mut request = container_request(&pod, "app", 0);
             change(&mut request);
             let err = create_err(&h, request).await;
-            assert!(matches!(err, Error::InvalidSpec(_)), "{err:?}");
+            assert!(
+                matches!(err, CallError::Runtime(Error::InvalidSpec(_))),
+                "{err:?}"
+            );
             let text = err.to_string();
             assert!(text.starts_with("CreateContainer: "), "{text}");
             assert!(text.contains(expected), "{expected}: {text}");

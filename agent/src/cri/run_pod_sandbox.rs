@@ -7,6 +7,7 @@ use runtimes::{Error, Runtime};
 use super::shared::objects::{abandon, mark, new_cri_id, now_nanos};
 use super::shared::sandbox_spec::sandbox_spec;
 use super::Cri;
+use crate::error::{CallError, CallResult};
 use crate::identity::{self, Pod};
 use crate::store::{SandboxPhase, SandboxRecord};
 use crate::telemetry::{self, CallField};
@@ -20,53 +21,58 @@ const METHOD: &str = "RunPodSandbox";
 pub(super) async fn run_pod_sandbox(
     cri: &Cri,
     request: RunPodSandboxRequest,
-) -> runtimes::Result<RunPodSandboxResponse> {
+) -> CallResult<RunPodSandboxResponse> {
     let spec = sandbox_spec(&request, &cri.host)?;
     let config = request.config.unwrap_or_default();
     let id = new_cri_id()?;
     telemetry::record(CallField::PodSandboxId, &id);
     let name = SandboxRecord::name_of(&config);
-    let record = cri.store.insert(|snapshot| {
-        if let Some(holder) = snapshot.sandboxes.iter().find(|s| s.name() == name) {
-            return Err(Error::AlreadyExists {
-                kind: "pod sandbox",
-                id: format!("named {name} (id {}, {})", holder.id, holder.container_id),
-            });
-        }
-        let pod = Pod {
-            name: &spec.name,
-            namespace: &spec.namespace,
-            labels: &config.labels,
-        };
-        let container_id = identity::sandbox_id(&pod, &cri.node_id, &snapshot.allocated)
-            .map_err(|e| Error::backend("identity", format!("{METHOD}: {e}")))?;
-        Ok(SandboxRecord {
-            id: id.clone(),
-            container_id,
-            phase: SandboxPhase::Creating,
-            created_at: now_nanos(),
-            runtime_handler: request.runtime_handler.clone(),
-            config: config.clone(),
-            ips: Vec::new(),
-            backend: String::new(),
-        })
-    })?;
+    let record =
+        cri.store.insert::<_, CallError>(|snapshot| {
+            if let Some(holder) = snapshot.sandboxes.iter().find(|s| s.name() == name) {
+                return Err(Error::AlreadyExists {
+                    kind: "pod sandbox",
+                    id: format!("named {name} (id {}, {})", holder.id, holder.container_id),
+                }
+                .into());
+            }
+            let pod = Pod {
+                name: &spec.name,
+                namespace: &spec.namespace,
+                labels: &config.labels,
+            };
+            let container_id = identity::sandbox_id(&pod, &cri.node_id, &snapshot.allocated)
+                .map_err(|source| CallError::Identity {
+                    method: METHOD,
+                    source,
+                })?;
+            Ok(SandboxRecord {
+                id: id.clone(),
+                container_id,
+                phase: SandboxPhase::Creating,
+                created_at: now_nanos(),
+                runtime_handler: request.runtime_handler.clone(),
+                config: config.clone(),
+                ips: Vec::new(),
+                backend: String::new(),
+            })
+        })?;
 
     let cid = &record.container_id;
     // Recorded before the backend runs anything: a crash in between leaves a record
     // whose rollback at start-up goes to the right backend.
     let backend = match cri.runtime.choose(cid, &spec).await {
         Ok(backend) => backend,
-        Err(err) => return Err(abandon(&cri.store, &record, err, Ok(()))),
+        Err(err) => return Err(abandon(&cri.store, &record, err, Ok(())).into()),
     };
     if let Err(err) = mark::<SandboxRecord>(&cri.store, &id, |r| r.backend = backend) {
         let undone = cri.runtime.remove_pod_sandbox(cid).await;
-        return Err(abandon(&cri.store, &record, err, undone));
+        return Err(abandon(&cri.store, &record, err, undone).into());
     }
     let status = match cri.runtime.run_pod_sandbox(cid, &spec).await {
         Ok(status) => status,
         // The backend cleaned up after itself.
-        Err(err) => return Err(abandon(&cri.store, &record, err, Ok(()))),
+        Err(err) => return Err(abandon(&cri.store, &record, err, Ok(())).into()),
     };
     let phase = if status.state == SandboxState::Ready {
         SandboxPhase::Ready
@@ -81,7 +87,7 @@ pub(super) async fn run_pod_sandbox(
         // The sandbox runs but is not recorded as made: undo it rather than leave one
         // kubelet never hears of.
         let undone = cri.runtime.remove_pod_sandbox(cid).await;
-        return Err(abandon(&cri.store, &record, err, undone));
+        return Err(abandon(&cri.store, &record, err, undone).into());
     }
     Ok(RunPodSandboxResponse { pod_sandbox_id: id })
 }
@@ -121,7 +127,10 @@ mod tests {
         let first = h.run_pod("web").await;
         let calls = h.mock.calls().len();
         let err = run_pod_sandbox(&h.cri, request("web")).await.unwrap_err();
-        assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
+        assert!(
+            matches!(err, CallError::Runtime(Error::AlreadyExists { .. })),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("web_default_uid-web_0"), "{err}");
         assert!(err.to_string().contains(&first), "{err}");
         assert_eq!(h.mock.calls().len(), calls);
@@ -167,7 +176,10 @@ mod tests {
         let err = run_pod_sandbox(&h.cri, RunPodSandboxRequest::default())
             .await
             .unwrap_err();
-        assert!(matches!(err, Error::InvalidSpec(_)), "{err:?}");
+        assert!(
+            matches!(err, CallError::Runtime(Error::InvalidSpec(_))),
+            "{err:?}"
+        );
         assert!(!h.called("run_pod_sandbox"));
         assert!(h.store().list::<SandboxRecord>().unwrap().is_empty());
     }
@@ -178,7 +190,10 @@ mod tests {
         let mut r = request("web");
         r.runtime_handler = "kata".into();
         let err = run_pod_sandbox(&h.cri, r).await.unwrap_err();
-        assert!(matches!(err, Error::RouteToPeer { .. }), "{err:?}");
+        assert!(
+            matches!(err, CallError::Runtime(Error::RouteToPeer { .. })),
+            "{err:?}"
+        );
         assert!(h.store().list::<SandboxRecord>().unwrap().is_empty());
         assert!(h.store().allocated_ids().unwrap().is_empty());
     }

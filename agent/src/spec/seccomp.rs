@@ -138,5 +138,5 @@ fn allow_if_arg(
 
 /// A builder error here is a bug in this module, not in the request.
 fn built(e: oci_spec::OciSpecError) -> runtimes::Error {
-    runtimes::Error::backend("spec", format!("building the seccomp profile: {e}"))
+    runtimes::Error::internal("spec", "building the seccomp profile", e)
 }

@@ -126,10 +126,10 @@ impl Store {
     /// Runs `f` in a write transaction and commits it only when `f` returns
     /// `Ok(Ok(_))`: `Ok(Err(_))` is a refusal (the request's fault) that writes nothing,
     /// like an `Err(_)` failure of the store.
-    fn write_checked<T>(
+    fn write_checked<T, E>(
         &self,
-        f: impl FnOnce(&WriteTransaction) -> Result<runtimes::Result<T>>,
-    ) -> Result<runtimes::Result<T>> {
+        f: impl FnOnce(&WriteTransaction) -> Result<Result<T, E>>,
+    ) -> Result<Result<T, E>> {
         let txn = self.db.begin_write().map_err(|e| self.error(e))?;
         match f(&txn)? {
             Ok(value) => {

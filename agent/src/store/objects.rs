@@ -130,11 +130,12 @@ impl Store {
     }
 
     /// Records what `build` makes of the current [`Snapshot`], and its ContainerId. When
-    /// `build` refuses, nothing is written and its error is returned.
-    pub fn insert<R: Record>(
+    /// `build` refuses, nothing is written and its error (of the caller's type) is
+    /// returned.
+    pub fn insert<R: Record, E: From<runtimes::Error>>(
         &self,
-        build: impl FnOnce(&Snapshot) -> runtimes::Result<R>,
-    ) -> runtimes::Result<R> {
+        build: impl FnOnce(&Snapshot) -> Result<R, E>,
+    ) -> Result<R, E> {
         self.write_checked(|txn| {
             let snapshot = self.snapshot(txn)?;
             let record = match build(&snapshot) {
@@ -146,7 +147,8 @@ impl Store {
                 return Ok(Err(runtimes::Error::backend(
                     "state store",
                     format!("ContainerId {key} is already allocated"),
-                )));
+                )
+                .into()));
             }
             let mut table = txn
                 .open_table(R::TABLE.definition())
@@ -156,7 +158,8 @@ impl Store {
                 return Ok(Err(runtimes::Error::AlreadyExists {
                     kind: R::KIND,
                     id: record.id().to_string(),
-                }));
+                }
+                .into()));
             }
             let bytes = self.encode(R::TABLE, record.id(), &record)?;
             table
@@ -167,7 +170,7 @@ impl Store {
                 .map_err(|e| self.error(e))?;
             Ok(Ok(record))
         })
-        .map_err(into_runtime)?
+        .map_err(|e| E::from(into_runtime(e)))?
     }
 
     /// Applies `change` to the record `id` and stores it; `None` when there is no such

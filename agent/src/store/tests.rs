@@ -32,7 +32,7 @@ fn routes_come_from_the_sandbox_records() {
     {
         let store = Store::open(dir.path()).unwrap();
         store
-            .insert(|_| {
+            .insert::<_, runtimes::Error>(|_| {
                 Ok(SandboxRecord {
                     backend: "youki".into(),
                     ..sandbox("aa", web.clone())
@@ -40,10 +40,10 @@ fn routes_come_from_the_sandbox_records() {
             })
             .unwrap();
         store
-            .insert(|_| Ok(sandbox("bb", id("db.default", "sandbox", 0))))
+            .insert::<_, runtimes::Error>(|_| Ok(sandbox("bb", id("db.default", "sandbox", 0))))
             .unwrap();
         store
-            .insert(|_| Ok(container("cc", "aa", app.clone())))
+            .insert::<_, runtimes::Error>(|_| Ok(container("cc", "aa", app.clone())))
             .unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
@@ -62,9 +62,11 @@ fn a_schema_1_store_takes_the_backends_from_its_dispatch_table() {
     let app = web.with_role("app").unwrap();
     {
         let store = Store::open(dir.path()).unwrap();
-        store.insert(|_| Ok(sandbox("aa", web.clone()))).unwrap();
         store
-            .insert(|_| Ok(container("cc", "aa", app.clone())))
+            .insert::<_, runtimes::Error>(|_| Ok(sandbox("aa", web.clone())))
+            .unwrap();
+        store
+            .insert::<_, runtimes::Error>(|_| Ok(container("cc", "aa", app.clone())))
             .unwrap();
         // As schema 1 wrote it: no backend in the record, a row per object in DISPATCH.
         let mut old = serde_json::to_value(sandbox("aa", web.clone())).unwrap();
@@ -184,7 +186,7 @@ fn records_and_their_ids_are_written_together_and_survive_a_reopen() {
     {
         let store = Store::open(dir.path()).unwrap();
         let inserted = store
-            .insert(|snapshot| {
+            .insert::<_, runtimes::Error>(|snapshot| {
                 assert!(snapshot.allocated.is_empty() && snapshot.sandboxes.is_empty());
                 Ok(sandbox("aa", web.clone()))
             })
@@ -211,7 +213,7 @@ fn records_and_their_ids_are_written_together_and_survive_a_reopen() {
     assert_eq!(store.allocated_ids().unwrap()[&web], "aa");
     // The next insert sees what is recorded.
     store
-        .insert(|snapshot| {
+        .insert::<_, runtimes::Error>(|snapshot| {
             assert!(snapshot.allocated.contains(&web));
             assert_eq!(snapshot.sandboxes.len(), 1);
             Ok(sandbox("bb", web.with_replica(1)))
@@ -230,17 +232,21 @@ fn a_refused_or_conflicting_insert_writes_nothing() {
     let store = Store::open(dir.path()).unwrap();
     let web = id("web.default", "sandbox", 0);
     let refused = store
-        .insert::<SandboxRecord>(|_| Err(runtimes::Error::InvalidSpec("no".into())))
+        .insert::<SandboxRecord, runtimes::Error>(|_| {
+            Err(runtimes::Error::InvalidSpec("no".into()))
+        })
         .unwrap_err();
     assert!(matches!(refused, runtimes::Error::InvalidSpec(_)));
-    store.insert(|_| Ok(sandbox("aa", web.clone()))).unwrap();
+    store
+        .insert::<_, runtimes::Error>(|_| Ok(sandbox("aa", web.clone())))
+        .unwrap();
     // The same ContainerId twice, or the same CRI id twice, is refused.
     let taken = store
-        .insert(|_| Ok(sandbox("bb", web.clone())))
+        .insert::<_, runtimes::Error>(|_| Ok(sandbox("bb", web.clone())))
         .unwrap_err();
     assert!(taken.to_string().contains("already allocated"), "{taken}");
     let twice = store
-        .insert(|_| Ok(sandbox("aa", web.with_replica(5))))
+        .insert::<_, runtimes::Error>(|_| Ok(sandbox("aa", web.with_replica(5))))
         .unwrap_err();
     assert!(
         matches!(twice, runtimes::Error::AlreadyExists { .. }),

@@ -74,8 +74,13 @@ impl<T: Clone + Send + Sync + 'static> Coalescer<T> {
                     let shared = if detached {
                         let task = tokio::spawn(work);
                         async move {
-                            task.await
-                                .unwrap_or_else(|e| Err(Arc::new(Error::backend("image store", e))))
+                            task.await.unwrap_or_else(|e| {
+                                Err(Arc::new(Error::internal(
+                                    "image store",
+                                    "a detached pull task",
+                                    e,
+                                )))
+                            })
                         }
                         .boxed()
                         .shared()

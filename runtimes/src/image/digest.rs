@@ -155,6 +155,20 @@ pub(crate) fn share_error(error: &Error) -> Error {
             backend: backend.clone(),
             message: message.clone(),
         },
+        Error::Failures { what, failures } => Error::Failures {
+            what: what.clone(),
+            failures: failures.iter().map(share_error).collect(),
+        },
+        // The source's kind is lost; its text (and its sources') is kept.
+        Error::Internal {
+            backend,
+            what,
+            source,
+        } => Error::Internal {
+            backend: backend.clone(),
+            what: what.clone(),
+            source: crate::error::error_chain(source.as_ref()).into(),
+        },
         Error::Io { context, source } => Error::Io {
             context: context.clone(),
             source: io::Error::new(source.kind(), source.to_string()),

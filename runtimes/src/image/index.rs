@@ -76,8 +76,18 @@ pub(crate) struct Index {
     db: Database,
 }
 
+/// A database failure: a disk error stays an I/O error, unreadable content is data
+/// loss, anything else is an internal failure of the index.
 fn db_error(e: impl Into<redb::Error>) -> Error {
-    Error::backend("image index", e.into())
+    const INDEX: &str = "image index";
+    match e.into() {
+        redb::Error::Io(source) => Error::io(INDEX, source),
+        redb::Error::Corrupted(message) => Error::DataLoss {
+            what: INDEX.to_string(),
+            message: format!("corrupted: {message}"),
+        },
+        other => Error::internal(INDEX, "the database", other),
+    }
 }
 
 fn decode(id: &str, bytes: &[u8]) -> Result<ImageRecord> {
@@ -88,7 +98,7 @@ fn decode(id: &str, bytes: &[u8]) -> Result<ImageRecord> {
 }
 
 fn encode(record: &ImageRecord) -> Result<Vec<u8>> {
-    serde_json::to_vec(record).map_err(|e| Error::backend("image index", e))
+    serde_json::to_vec(record).map_err(|e| Error::internal("image index", "encoding a record", e))
 }
 
 impl Index {

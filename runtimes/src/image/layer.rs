@@ -45,7 +45,7 @@ pub(crate) async fn unpack_layer(inner: Arc<Inner>, job: LayerJob) -> Result<()>
     let _guard = CancelOnDrop(cancel.clone());
     tokio::task::spawn_blocking(move || unpack_blocking(&inner, &job, &cancel))
         .await
-        .map_err(|e| Error::backend("image store", format!("unpack task failed: {e}")))?
+        .map_err(|e| Error::internal("image store", "unpack task failed", e))?
 }
 
 fn unpack_blocking(inner: &Inner, job: &LayerJob, cancel: &AtomicBool) -> Result<()> {

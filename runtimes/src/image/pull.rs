@@ -91,7 +91,7 @@ pub(crate) async fn pull(
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Error::backend("image store", format!("blocking task failed: {e}")))?
+        .map_err(|e| Error::internal("image store", "blocking task failed", e))?
 }
 
 /// Stores manifests and config, flushes the filesystem, and commits the image: the
@@ -271,7 +271,7 @@ async fn store(
         let Some(download) = download else { continue };
         let blob = (&mut download.0)
             .await
-            .map_err(|e| Error::backend("image store", format!("download task failed: {e}")))??;
+            .map_err(|e| Error::internal("image store", "download task failed", e))??;
         let job = LayerJob {
             blob,
             digest: r.layers[i].digest.clone(),

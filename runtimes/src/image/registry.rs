@@ -250,7 +250,7 @@ pub(crate) fn map_error(error: OciDistributionError, endpoint: &Endpoint, image:
             message: e.to_string(),
         },
         OciDistributionError::IoError(e) => unavailable(e.to_string()),
-        other => Error::backend(service, other),
+        other => Error::internal(service, image, other),
     }
 }
 

@@ -14,6 +14,8 @@ use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxSeccomp, Process, Spec, UserBuilder};
 
+use super::error::{Error, Result};
+
 /// The descriptors that become a process's fd 0, 1 and 2.
 pub struct Stdio {
     /// fd 0.
@@ -50,12 +52,12 @@ fn chain(e: &dyn std::error::Error) -> String {
     crate::error::error_chain(e)
 }
 
-fn builder(id: &str, root: &Path, io: Io) -> Result<ContainerBuilder, String> {
-    fs::create_dir_all(root).map_err(|e| format!("creating {}: {e}", root.display()))?;
+fn builder(id: &str, root: &Path, io: Io) -> Result<ContainerBuilder> {
+    fs::create_dir_all(root).map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
     let builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_root_path(root)
         .and_then(|b| b.validate_id())
-        .map_err(|e| chain(&e))?;
+        .map_err(|e| Error::libcontainer(format!("container {id}"), e))?;
     Ok(match io {
         Io::Fds(stdio) => builder
             .with_stdin(stdio.stdin)
@@ -69,9 +71,9 @@ fn builder(id: &str, root: &Path, io: Io) -> Result<ContainerBuilder, String> {
 /// process before it forks, and puts ours back afterwards: a BestEffort container
 /// (1000) must not make the pod's supervisor the OOM killer's first choice. Going
 /// back down to our own earlier value needs no privilege.
-fn keeping_our_oom_score<T>(build: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+fn keeping_our_oom_score<T>(build: impl FnOnce() -> Result<T>) -> Result<T> {
     let own = fs::read_to_string("/proc/self/oom_score_adj")
-        .map_err(|e| format!("reading our oom_score_adj: {e}"))?;
+        .map_err(|e| Error::io("reading our oom_score_adj", e))?;
     let built = build();
     if let Err(e) = fs::write("/proc/self/oom_score_adj", own.trim()) {
         eprintln!("restoring our oom_score_adj {}: {e}", own.trim());
@@ -83,24 +85,32 @@ fn keeping_our_oom_score<T>(build: impl FnOnce() -> Result<T, String>) -> Result
 /// waits for [`start`]. Write ends passed in `io` are closed here when this returns,
 /// so the caller sees EOF once the container's last process is gone. With a terminal
 /// the spec must ask for one (`process.terminal`). Returns the init's host pid.
-pub fn create(id: &str, root: &Path, bundle: &Path, io: Io) -> Result<Pid, String> {
+pub fn create(id: &str, root: &Path, bundle: &Path, io: Io) -> Result<Pid> {
     let container = keeping_our_oom_score(|| {
         builder(id, root, io)?
             .as_init(bundle)
             .with_systemd(false)
             .with_detach(true)
             .build()
-            .map_err(|e| chain(&e))
+            .map_err(|e| Error::libcontainer(format!("creating container {id}"), e))
     })?;
     container
         .pid()
-        .ok_or_else(|| format!("container {id} was created without an init pid"))
+        .ok_or_else(|| Error::Broken(format!("container {id} was created without an init pid")))
 }
 
 /// Lets the created container's init exec the process.
-pub fn start(id: &str, root: &Path) -> Result<(), String> {
-    let mut container = Container::load(root.join(id)).map_err(|e| chain(&e))?;
-    container.start().map_err(|e| chain(&e))
+pub fn start(id: &str, root: &Path) -> Result<()> {
+    let mut container = load(id, root)?;
+    container
+        .start()
+        .map_err(|e| Error::libcontainer(format!("starting container {id}"), e))
+}
+
+/// libcontainer's state of the container `id`.
+fn load(id: &str, root: &Path) -> Result<Container> {
+    Container::load(root.join(id))
+        .map_err(|e| Error::libcontainer(format!("loading the state of container {id}"), e))
 }
 
 /// Who an exec'd process runs as, and where.
@@ -121,23 +131,19 @@ pub struct ExecUser {
 /// seccomp filter; `user` says who and where. With a terminal (`io` is
 /// [`Io::Terminal`]) `TERM=xterm` is set, as kubelet's runtimes do. Returns the new
 /// process's host pid, our child and the leader of a session of its own.
-pub fn exec(
-    id: &str,
-    root: &Path,
-    args: Vec<String>,
-    user: ExecUser,
-    io: Io,
-) -> Result<Pid, String> {
-    let container = Container::load(root.join(id)).map_err(|e| chain(&e))?;
-    let spec = Spec::load(container.bundle().join("config.json")).map_err(|e| chain(&e))?;
+pub fn exec(id: &str, root: &Path, args: Vec<String>, user: ExecUser, io: Io) -> Result<Pid> {
+    let container = load(id, root)?;
+    let config = container.bundle().join("config.json");
+    let spec =
+        Spec::load(&config).map_err(|e| Error::spec(format!("reading {}", config.display()), e))?;
     let tty = matches!(io, Io::Terminal(_));
     let process = exec_process(&spec, args, user, tty)?;
     // libcontainer reads the process from a file; ours lives as long as the call.
     let file = root
         .join(id)
         .join(format!("exec-{}.json", std::process::id()));
-    let json = serde_json::to_vec(&process).map_err(|e| format!("encoding the process: {e}"))?;
-    fs::write(&file, json).map_err(|e| format!("writing {}: {e}", file.display()))?;
+    let json = serde_json::to_vec(&process).map_err(|e| Error::spec("encoding the process", e))?;
+    fs::write(&file, json).map_err(|e| Error::io(format!("writing {}", file.display()), e))?;
     let executor = FilteredExecutor {
         seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
         no_new_privileges: process.no_new_privileges().unwrap_or(false),
@@ -149,7 +155,7 @@ pub fn exec(
             .with_process(Some(&file))
             .with_detach(true)
             .build()
-            .map_err(|e| chain(&e))
+            .map_err(|e| Error::libcontainer(format!("exec in {id}"), e))
     });
     let _ = fs::remove_file(&file);
     built
@@ -157,12 +163,7 @@ pub fn exec(
 
 /// The process an exec runs: the container's, with `args`, `user`, its working
 /// directory and terminal.
-fn exec_process(
-    spec: &Spec,
-    args: Vec<String>,
-    user: ExecUser,
-    tty: bool,
-) -> Result<Process, String> {
+fn exec_process(spec: &Spec, args: Vec<String>, user: ExecUser, tty: bool) -> Result<Process> {
     let mut process = spec.process().clone().unwrap_or_default();
     process.set_args(Some(args));
     process.set_terminal(Some(tty));
@@ -173,7 +174,7 @@ fn exec_process(
             .gid(user.gid)
             .additional_gids(user.additional_gids)
             .build()
-            .map_err(|e| e.to_string())?,
+            .map_err(|e| Error::spec("building the exec's user", e))?,
     );
     if !user.cwd.is_empty() {
         process.set_cwd(PathBuf::from(user.cwd));
@@ -254,16 +255,18 @@ fn has_cap_sys_admin() -> bool {
 /// Removes libcontainer's state and the container's cgroup (killing what is left in
 /// it). The caller has reaped the init. A container libcontainer has no state for is
 /// deleted already.
-pub fn delete(id: &str, root: &Path) -> Result<(), String> {
+pub fn delete(id: &str, root: &Path) -> Result<()> {
     let dir = root.join(id);
     if !dir.join("state.json").exists() {
         return match fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(format!("removing {}: {e}", dir.display()))
+                Err(Error::io(format!("removing {}", dir.display()), e))
             }
             _ => Ok(()),
         };
     }
-    let mut container = Container::load(dir).map_err(|e| chain(&e))?;
-    container.delete(true).map_err(|e| chain(&e))
+    let mut container = load(id, root)?;
+    container
+        .delete(true)
+        .map_err(|e| Error::libcontainer(format!("deleting container {id}"), e))
 }

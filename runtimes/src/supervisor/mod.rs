@@ -30,6 +30,7 @@ mod console;
 mod containers;
 pub mod crilog;
 mod ctr;
+pub mod error;
 mod exec;
 mod fanout;
 mod holder;
@@ -45,6 +46,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use nix::unistd::{dup2, fork, pipe2, setsid, ForkResult};
+
+use error::{Error, Result};
 
 /// The protocol version this build speaks (reported in `Pong.version`).
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -82,7 +85,8 @@ impl Args {
     }
 
     /// Parses the arguments after `shim`.
-    pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, String> {
+    pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args> {
+        let missing = |what: &str| Error::Invalid(what.to_string());
         let (mut pod_dir, mut root, mut pid_namespace, mut userns) = (None, None, false, None);
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -94,15 +98,15 @@ impl Args {
                     userns = Some(
                         args.next()
                             .map(PathBuf::from)
-                            .ok_or("--userns needs a path")?,
+                            .ok_or_else(|| missing("--userns needs a path"))?,
                     )
                 }
-                _ => return Err(format!("unexpected argument {arg:?}")),
+                _ => return Err(Error::Invalid(format!("unexpected argument {arg:?}"))),
             }
         }
         Ok(Args {
-            pod_dir: pod_dir.ok_or("--pod-dir is required")?,
-            libcontainer_root: root.ok_or("--libcontainer-root is required")?,
+            pod_dir: pod_dir.ok_or_else(|| missing("--pod-dir is required"))?,
+            libcontainer_root: root.ok_or_else(|| missing("--libcontainer-root is required"))?,
             pid_namespace,
             userns,
         })
@@ -169,7 +173,7 @@ fn supervise(args: &Args, ready: OwnedFd) -> i32 {
     let server = match detach(args).and_then(|()| server::Supervisor::bind(args)) {
         Ok(s) => s,
         Err(e) => {
-            let _ = ready.write_all(e.as_bytes());
+            let _ = ready.write_all(e.chain().as_bytes());
             return 1;
         }
     };
@@ -178,44 +182,44 @@ fn supervise(args: &Args, ready: OwnedFd) -> i32 {
     match server.run() {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("supervisor {}: {e}", args.pod_dir.display());
+            eprintln!("supervisor {}: {}", args.pod_dir.display(), e.chain());
             1
         }
     }
 }
 
 /// New session, stdio to `/dev/null` and `shim.log`, subreaper, pid file.
-fn detach(args: &Args) -> Result<(), String> {
-    setsid().map_err(|e| format!("setsid: {e}"))?;
+fn detach(args: &Args) -> Result<()> {
+    setsid().map_err(|e| Error::io("setsid", e))?;
     std::fs::create_dir_all(&args.pod_dir)
-        .map_err(|e| format!("creating {}: {e}", args.pod_dir.display()))?;
+        .map_err(|e| Error::io(format!("creating {}", args.pod_dir.display()), e))?;
     let log_path = args.pod_dir.join("shim.log");
     let log = OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log_path)
-        .map_err(|e| format!("opening {}: {e}", log_path.display()))?;
-    let null = File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?;
+        .map_err(|e| Error::io(format!("opening {}", log_path.display()), e))?;
+    let null = File::open("/dev/null").map_err(|e| Error::io("opening /dev/null", e))?;
     for (from, to) in [
         (null.as_raw_fd(), 0),
         (log.as_raw_fd(), 1),
         (log.as_raw_fd(), 2),
     ] {
-        dup2(from, to).map_err(|e| format!("dup2: {e}"))?;
+        dup2(from, to).map_err(|e| Error::io("dup2", e))?;
     }
     // Orphans of the pod's processes come to us rather than to init, so we reap them
     // and see the exit of every container init even after its parent changed.
     // SAFETY: plain prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-        return Err(format!(
-            "PR_SET_CHILD_SUBREAPER: {}",
-            std::io::Error::last_os_error()
+        return Err(Error::io(
+            "PR_SET_CHILD_SUBREAPER",
+            std::io::Error::last_os_error(),
         ));
     }
-    std::env::set_current_dir("/").map_err(|e| format!("chdir /: {e}"))?;
+    std::env::set_current_dir("/").map_err(|e| Error::io("chdir /", e))?;
     let pid_file = args.pod_dir.join("shim.pid");
     crate::youki::records::write_atomic(&pid_file, std::process::id().to_string().as_bytes())
-        .map_err(|e| format!("writing {}: {e}", pid_file.display()))
+        .map_err(|e| Error::io(format!("writing {}", pid_file.display()), e))
 }
 
 #[cfg(test)]
@@ -241,9 +245,11 @@ mod tests {
 
     #[test]
     fn bad_args_are_named() {
-        let err = Args::parse(["--bogus".into()]).unwrap_err();
+        let err = Args::parse(["--bogus".into()]).unwrap_err().to_string();
         assert!(err.contains("--bogus"), "{err}");
-        let err = Args::parse(["--pod-dir".into(), "/x".into()]).unwrap_err();
+        let err = Args::parse(["--pod-dir".into(), "/x".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--libcontainer-root"), "{err}");
     }
 }

@@ -18,6 +18,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::ctr::{exit_message, Ctr};
+use super::error::{Error, Result};
 use super::exec::{ExecJob, ExecSession};
 use super::io;
 use super::{holder, Args};
@@ -31,9 +32,6 @@ mod streams;
 /// How long a container's output may keep coming after its init exited (a process
 /// that escaped the kill still holding the pipe must not hold `Wait` back for ever).
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
-
-/// A request's failure: the wire code and the message.
-pub(super) type Fail = (berth_proto::supervisor::error::Code, String);
 
 /// Which source a polled descriptor belongs to.
 enum Slot {
@@ -68,11 +66,11 @@ pub struct Supervisor {
 impl Supervisor {
     /// Binds `<pod_dir>/shim.sock`, installs the SIGCHLD handler and forks the PID
     /// namespace holder when asked.
-    pub fn bind(args: &Args) -> Result<Supervisor, String> {
+    pub fn bind(args: &Args) -> Result<Supervisor> {
         let socket = args.pod_dir.join("shim.sock");
         match fs::remove_file(&socket) {
             Err(e) if e.kind() != ErrorKind::NotFound => {
-                return Err(format!("removing {}: {e}", socket.display()))
+                return Err(Error::io(format!("removing {}", socket.display()), e))
             }
             _ => {}
         }
@@ -81,15 +79,15 @@ impl Supervisor {
         let bound =
             std::env::set_current_dir(&args.pod_dir).and_then(|()| UnixListener::bind("shim.sock"));
         let _ = std::env::set_current_dir("/");
-        let listener = bound.map_err(|e| format!("binding {}: {e}", socket.display()))?;
+        let listener = bound.map_err(|e| Error::io(format!("binding {}", socket.display()), e))?;
         listener
             .set_nonblocking(true)
-            .map_err(|e| format!("socket: {e}"))?;
-        let sigchld = io::sigchld_pipe().map_err(|e| format!("SIGCHLD handler: {e}"))?;
+            .map_err(|e| Error::io("socket", e))?;
+        let sigchld = io::sigchld_pipe().map_err(|e| Error::io("SIGCHLD handler", e))?;
         let holder = if args.pid_namespace {
             Some(
                 holder::spawn(args.userns.as_deref())
-                    .map_err(|e| format!("PID namespace holder: {e}"))?,
+                    .map_err(|e| Error::io("PID namespace holder", e))?,
             )
         } else {
             None
@@ -113,7 +111,7 @@ impl Supervisor {
     }
 
     /// Serves until `Shutdown`.
-    pub fn run(mut self) -> Result<(), String> {
+    pub fn run(mut self) -> Result<()> {
         while !self.shutdown {
             let (slots, ready) = self.wait_for_events()?;
             if ready
@@ -177,7 +175,7 @@ impl Supervisor {
     }
 
     /// Polls every source until one is ready or the nearest deadline passes.
-    fn wait_for_events(&self) -> Result<(Vec<Slot>, Vec<bool>), String> {
+    fn wait_for_events(&self) -> Result<(Vec<Slot>, Vec<bool>)> {
         let mut slots = vec![Slot::Listener, Slot::Sigchld];
         let mut fds = vec![
             PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
@@ -237,7 +235,7 @@ impl Supervisor {
         };
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => return Err(format!("poll: {e}")),
+            Err(e) => return Err(Error::io("poll", e)),
         }
         let ready = fds
             .iter()
@@ -380,10 +378,7 @@ impl Supervisor {
             let request: Request = match wire::read_msg(&mut conn) {
                 Ok(r) => r,
                 Err(e) => {
-                    let fail = (
-                        berth_proto::supervisor::error::Code::Invalid,
-                        format!("bad request: {e}"),
-                    );
+                    let fail = Error::Invalid(format!("bad request: {e}"));
                     let _ = wire::write_msg(&mut conn, &handlers::error_reply(fail));
                     continue;
                 }
@@ -397,10 +392,7 @@ impl Supervisor {
     /// Handles one request; `None` when its answer is deferred (Wait, Exec).
     fn handle(&mut self, request: Request, conn: UnixStream) -> Option<(UnixStream, Reply)> {
         let result = match request.kind {
-            None => Err((
-                berth_proto::supervisor::error::Code::Invalid,
-                "empty request".to_string(),
-            )),
+            None => Err(Error::Invalid("empty request".to_string())),
             Some(request::Kind::Ping(_)) => Ok(reply::Kind::Pong(self.pong())),
             Some(request::Kind::Create(r)) => self.create(r),
             Some(request::Kind::Start(r)) => self.start(&r.id),

@@ -35,15 +35,14 @@ impl Hierarchy {
     /// The hierarchy libcontainer uses on this host.
     pub fn detect() -> Result<Hierarchy> {
         let setup = libcgroups::common::get_cgroup_setup()
-            .map_err(|e| Error::backend("youki", format!("detecting the cgroup setup: {e}")))?;
+            .map_err(|e| Error::internal("youki", "detecting the cgroup setup", e))?;
         match setup {
             CgroupSetup::Unified => Ok(Hierarchy::V2 {
                 root: PathBuf::from(libcgroups::common::DEFAULT_CGROUP_ROOT),
             }),
             CgroupSetup::Legacy | CgroupSetup::Hybrid => {
-                let points = libcgroups::v1::util::list_supported_mount_points().map_err(|e| {
-                    Error::backend("youki", format!("listing cgroup v1 mounts: {e}"))
-                })?;
+                let points = libcgroups::v1::util::list_supported_mount_points()
+                    .map_err(|e| Error::internal("youki", "listing cgroup v1 mounts", e))?;
                 let mut mounts: Vec<(String, PathBuf)> = points
                     .into_iter()
                     .map(|(c, p)| (c.to_string(), p))
@@ -126,18 +125,11 @@ impl Hierarchy {
             // Deepest first: a cgroup with children cannot be removed.
             for d in subtree(&dir).into_iter().rev() {
                 if let Err(e) = rmdir_retry(&d) {
-                    failures.push(format!("{}: {e}", d.display()));
+                    failures.push(Error::io(d.display().to_string(), e));
                 }
             }
         }
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::backend(
-                "youki",
-                format!("removing cgroup {cgroup}: {}", failures.join("; ")),
-            ))
-        }
+        Error::combine(format!("removing cgroup {cgroup}"), failures)
     }
 
     /// How many processes of `cgroup` the kernel's OOM killer has killed.
@@ -163,7 +155,7 @@ impl Hierarchy {
             systemd_cgroup: false,
             container_name: String::new(),
         })
-        .map_err(|e| Error::backend("youki", format!("cgroup {cgroup}: {e}")))?;
+        .map_err(|e| Error::internal("youki", format!("cgroup {cgroup}"), e))?;
         manager
             .apply(&ControllerOpt {
                 resources,

@@ -154,7 +154,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
 /// Saves `record` as JSON at `path` (atomically).
 pub fn save<T: Serialize>(path: &Path, record: &T) -> Result<()> {
     let data = serde_json::to_vec_pretty(record)
-        .map_err(|e| Error::backend("youki", format!("encoding {}: {e}", path.display())))?;
+        .map_err(|e| Error::internal("youki", format!("encoding {}", path.display()), e))?;
     write_atomic(path, &data).io_context(|| format!("writing {}", path.display()))
 }
 

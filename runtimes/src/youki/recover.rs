@@ -140,21 +140,13 @@ impl Backend {
                     }
                 });
             if let Err(e) = buried {
-                failures.push(e.to_string());
+                failures.push(e);
             }
         }
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::backend(
-                super::NAME,
-                format!(
-                    "burying the containers of pod {}: {}",
-                    pod.id,
-                    failures.join("; ")
-                ),
-            ))
-        }
+        Error::combine(
+            format!("burying the containers of pod {}", pod.id),
+            failures,
+        )
     }
 
     /// Supervisors of pods that have no record (their pod's removal was cut short).

@@ -1,6 +1,6 @@
 //! What the verbs share; nothing here is a verb. Requests in: [`fields`] (the edge's
 //! rules for names and paths) and [`sandbox_spec`]. Records and answers out:
-//! [`objects`] (finding records, filters, ids, timestamps, combined errors) and the
+//! [`objects`] (finding records, filters, ids, timestamps) and the
 //! CRI views of a [`container`], [`sandbox`], [`image`] and their [`stats`].
 
 pub(super) mod container;

@@ -1,5 +1,5 @@
 //! What the pod and container verbs share: finding a record by CRI id (or a unique
-//! prefix, like containerd), filters, CRI ids, timestamps and combined errors.
+//! prefix, like containerd), filters, CRI ids and timestamps.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -147,18 +147,19 @@ pub(in crate::cri) fn abandon<R: Record>(
     failure: Error,
     undone: runtimes::Result<()>,
 ) -> Error {
-    let mut errors = vec![failure];
-    errors.extend(undone.err());
-    errors.extend(store.remove::<R>(record.id()).err());
+    let mut failures = vec![failure];
+    failures.extend(undone.err());
+    failures.extend(store.remove::<R>(record.id()).err());
+    if failures.len() == 1 {
+        return failures.remove(0);
+    }
     let what = format!(
         "creating {} {} ({})",
         R::KIND,
         record.id(),
         record.container_id()
     );
-    combine(&what, errors)
-        .err()
-        .unwrap_or_else(|| Error::backend("berth", format!("{what}: failed without a reason")))
+    Error::Failures { what, failures }
 }
 
 /// Now, in nanoseconds since the Unix epoch.
@@ -171,22 +172,6 @@ pub(in crate::cri) fn unix_nanos(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0)
-}
-
-/// One error for several teardown failures: the only one as it is, or all of them
-/// named in one message.
-pub(in crate::cri) fn combine(what: &str, mut errors: Vec<Error>) -> runtimes::Result<()> {
-    match errors.len() {
-        0 => Ok(()),
-        1 => Err(errors.remove(0)),
-        n => {
-            let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            Err(Error::backend(
-                "berth",
-                format!("{what}: {n} steps failed: {}", all.join("; ")),
-            ))
-        }
-    }
 }
 
 /// The successful results of a per-record operation over `records` (in the same
@@ -246,26 +231,6 @@ mod tests {
             &labels,
             &id
         ));
-    }
-
-    #[test]
-    fn several_failures_are_named_together() {
-        assert!(combine("x", vec![]).is_ok());
-        let one = combine("x", vec![Error::not_found("container", "c1")]).unwrap_err();
-        assert!(one.is_not_found());
-        let two = combine(
-            "stopping pod p",
-            vec![
-                Error::not_found("container", "c1"),
-                Error::backend("youki", "boom"),
-            ],
-        )
-        .unwrap_err();
-        let text = two.to_string();
-        assert!(
-            text.contains("stopping pod p") && text.contains("c1") && text.contains("boom"),
-            "{text}"
-        );
     }
 
     #[tokio::test]

@@ -90,7 +90,7 @@ impl Harness {
         let config = request(name).config.unwrap();
         let record = self
             .store()
-            .insert(|snapshot| {
+            .insert::<_, runtimes::Error>(|snapshot| {
                 let pod = identity::Pod {
                     name,
                     namespace: "default",

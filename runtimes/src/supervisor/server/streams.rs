@@ -12,31 +12,32 @@ use nix::unistd::{pipe2, Pid};
 
 use super::super::console::Console;
 use super::super::containers::{self, Io, Stdio};
+use super::super::error::{Error, Result};
 use super::super::exec::{kill_group, ExecSession};
 use super::super::fanout::{Attached, Sink};
-use super::handlers::{exec_user, internal};
-use super::{Fail, Supervisor};
+use super::handlers::{exec_user, launch_failure};
+use super::Supervisor;
 use crate::supervisor::wire;
 
 /// The descriptors of a session, each with its role.
 type Passed = Vec<(Fd, OwnedFd)>;
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), Fail> {
-    pipe2(OFlag::O_CLOEXEC).map_err(|e| internal(format!("pipe: {e}")))
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe", e))
 }
 
-fn copy(fd: &OwnedFd) -> Result<OwnedFd, Fail> {
+fn copy(fd: &OwnedFd) -> Result<OwnedFd> {
     fd.try_clone()
-        .map_err(|e| internal(format!("dup of {}: {e}", fd.as_raw_fd())))
+        .map_err(|e| Error::io(format!("dup of {}", fd.as_raw_fd()), e))
 }
 
-fn null(write: bool) -> Result<OwnedFd, Fail> {
+fn null(write: bool) -> Result<OwnedFd> {
     std::fs::OpenOptions::new()
         .read(!write)
         .write(write)
         .open("/dev/null")
         .map(OwnedFd::from)
-        .map_err(|e| internal(format!("opening /dev/null: {e}")))
+        .map_err(|e| Error::io("opening /dev/null", e))
 }
 
 /// Sends `Streams` with the descriptors; they are closed here afterwards (the agent
@@ -60,7 +61,7 @@ impl Supervisor {
         &mut self,
         r: ExecStream,
         conn: UnixStream,
-    ) -> Result<(), (UnixStream, Fail)> {
+    ) -> Result<(), (UnixStream, Error)> {
         let (exec, wanted) = (r.exec.unwrap_or_default(), r.stdio.unwrap_or_default());
         let started = self
             .check_running(&exec.id)
@@ -85,17 +86,18 @@ impl Supervisor {
         &self,
         exec: berth_proto::supervisor::Exec,
         wanted: Wanted,
-    ) -> Result<(Pid, Passed), Fail> {
+    ) -> Result<(Pid, Passed)> {
         let user = exec_user(&exec);
         let what = format!("exec in {}", exec.id);
         if wanted.tty {
-            let console = Console::bind(&self.pod_dir).map_err(internal)?;
+            let console = Console::bind(&self.pod_dir)
+                .map_err(|e| Error::io(format!("{what}: the console socket"), e))?;
             let io = Io::Terminal(console.path().to_path_buf());
             let pid = containers::exec(&exec.id, self.root(), exec.args, user, io)
-                .map_err(|e| internal(format!("{what}: {e}")))?;
+                .map_err(launch_failure)?;
             let master = console.receive().map_err(|e| {
                 kill_group(pid);
-                internal(format!("{what}: the terminal: {e}"))
+                Error::io(format!("{what}: the terminal"), e)
             })?;
             let mut passed = Vec::new();
             if wanted.stdin {
@@ -115,7 +117,7 @@ impl Supervisor {
         } else {
             null(false)?
         };
-        let mut output = |want: bool, role: Fd| -> Result<OwnedFd, Fail> {
+        let mut output = |want: bool, role: Fd| -> Result<OwnedFd> {
             if !want {
                 return null(true);
             }
@@ -130,8 +132,8 @@ impl Supervisor {
             stdout,
             stderr,
         });
-        let pid = containers::exec(&exec.id, self.root(), exec.args, user, io)
-            .map_err(|e| internal(format!("{what}: {e}")))?;
+        let pid =
+            containers::exec(&exec.id, self.root(), exec.args, user, io).map_err(launch_failure)?;
         Ok((pid, passed))
     }
 
@@ -141,7 +143,7 @@ impl Supervisor {
         &mut self,
         r: Attach,
         conn: UnixStream,
-    ) -> Result<(), (UnixStream, Fail)> {
+    ) -> Result<(), (UnixStream, Error)> {
         let wanted = r.stdio.unwrap_or_default();
         let prepared = self
             .check_running(&r.id)
@@ -167,7 +169,7 @@ impl Supervisor {
         &mut self,
         id: &str,
         wanted: Wanted,
-    ) -> Result<(Pid, Passed, [Option<Sink>; 2]), Fail> {
+    ) -> Result<(Pid, Passed, [Option<Sink>; 2])> {
         let Some(c) = self.containers.get_mut(id) else {
             return Err(super::handlers::missing(id));
         };
@@ -199,7 +201,7 @@ impl Supervisor {
             if want {
                 let (read, write) = pipe()?;
                 passed.push((role, read));
-                out[i] = Some(Sink::new(write).map_err(internal)?);
+                out[i] = Some(Sink::new(write).map_err(|e| Error::io("an attach's output", e))?);
             }
         }
         Ok((c.pid, passed, out))

@@ -41,7 +41,7 @@ impl Backend {
             blocking(move || me2.create_locked(&sandbox, &id, &spec, signal)).await
         })
         .await
-        .map_err(|e| Error::backend(NAME, format!("CreateContainer task failed: {e}")))?
+        .map_err(|e| Error::internal(NAME, "CreateContainer task failed", e))?
     }
 
     fn create_locked(
@@ -151,7 +151,7 @@ impl Backend {
         let bundle = self.layout.bundle(k);
         std::fs::create_dir_all(&bundle).io_context(|| format!("creating {}", bundle.display()))?;
         oci.save(bundle.join("config.json"))
-            .map_err(|e| Error::backend(NAME, format!("writing the spec of {id}: {e}")))?;
+            .map_err(|e| Error::internal(NAME, format!("writing the spec of {id}"), e))?;
         record.user = Some(resolved);
         record.cgroup = finished.cgroup.clone();
         record.cwd = finished.cwd;

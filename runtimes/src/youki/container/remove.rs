@@ -58,13 +58,7 @@ impl Backend {
                 errors.push(e);
             }
         }
-        if !errors.is_empty() {
-            let failures: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            return Err(Error::backend(
-                NAME,
-                format!("removing container {}: {}", record.id, failures.join("; ")),
-            ));
-        }
+        Error::combine(format!("removing container {}", record.id), errors)?;
         let dir = self.layout.container(&k);
         match fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

@@ -14,7 +14,6 @@ use super::super::backend::{blocking, Backend};
 use super::super::client::{CallError, Client, CALL_TIMEOUT};
 use super::super::layout::key;
 use super::super::records::PodRecord;
-use super::super::NAME;
 use super::{files, pod_network};
 
 impl Backend {
@@ -29,11 +28,7 @@ impl Backend {
             self.index().pods.remove(id);
             return Ok(());
         }
-        let failures: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        Err(Error::backend(
-            NAME,
-            format!("removing pod sandbox {id}: {}", failures.join("; ")),
-        ))
+        Error::combine(format!("removing pod sandbox {id}"), errors)
     }
 
     /// Ends the supervisor of the pod keyed `k`: `Shutdown` (which kills and deletes

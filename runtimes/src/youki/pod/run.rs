@@ -119,7 +119,7 @@ impl Backend {
         let (me, id, spec) = (self.clone(), id.clone(), spec.clone());
         tokio::spawn(async move { me.run_pod_to_end(&id, &spec, hostname).await })
             .await
-            .map_err(|e| Error::backend(NAME, format!("RunPodSandbox task failed: {e}")))?
+            .map_err(|e| Error::internal(NAME, "RunPodSandbox task failed", e))?
     }
 
     async fn run_pod_to_end(

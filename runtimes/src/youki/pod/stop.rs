@@ -60,14 +60,7 @@ impl Backend {
             record.phase = PodPhase::Stopped;
         }
         self.save_pod(&record)?;
-        if errors.is_empty() {
-            return Ok(());
-        }
-        let failures: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        Err(Error::backend(
-            NAME,
-            format!("stopping pod sandbox {id}: {}", failures.join("; ")),
-        ))
+        Error::combine(format!("stopping pod sandbox {id}"), errors)
     }
 
     /// When the pod's supervisor is gone, nobody reaps or kills what ran under it: the
