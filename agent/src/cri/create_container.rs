@@ -3,6 +3,7 @@
 use k8s_cri::v1::{
     ContainerConfig, CreateContainerRequest, CreateContainerResponse, PodSandboxConfig,
 };
+use runtimes::types::{ContainerSpec, ImageInfo};
 use runtimes::{Error, Runtime};
 
 use super::shared::fields;
@@ -33,35 +34,13 @@ pub(super) async fn create_container(
     cri: &Cri,
     request: CreateContainerRequest,
 ) -> CallResult<CreateContainerResponse> {
-    let sandbox: SandboxRecord = resolve(&cri.store, METHOD, &request.pod_sandbox_id)?;
-    if sandbox.phase != SandboxPhase::Ready {
-        return Err(not_ready(&sandbox).into());
-    }
-    let config = request
-        .config
-        .ok_or_else(|| Error::InvalidSpec(format!("{METHOD}: config is missing")))?;
-    let name = config
-        .metadata
-        .as_ref()
-        .map(|m| m.name.clone())
-        .unwrap_or_default();
-    request_fields(&name, &config, request.sandbox_config.as_ref())
-        .map_err(|e| in_method(METHOD, e))?;
-    let image_name = requested_image(METHOD, config.image.as_ref())?;
-    // The image must be pulled first (kubelet always does); never pull here.
-    let image = cri
-        .runtime
-        .image_status(image_name)
-        .await?
-        .ok_or_else(|| Error::not_found("image", image_name))?;
-    let sandbox_config = request.sandbox_config.as_ref().unwrap_or(&sandbox.config);
-    let spec = spec::build(&SpecInput {
-        container: &config,
-        sandbox: sandbox_config,
-        image: &image,
-        host: &cri.host,
-        lookup: &spec::SystemLookup,
-    })?;
+    let Prepared {
+        sandbox,
+        config,
+        name,
+        image,
+        spec,
+    } = prepare(cri, request).await?;
 
     let id = new_cri_id()?;
     telemetry::record(CallField::ContainerId, &id);
@@ -127,6 +106,57 @@ pub(super) async fn create_container(
         return Err(abandon(&cri.store, &record, err, undone).into());
     }
     Ok(CreateContainerResponse { container_id: id })
+}
+
+/// What a valid request makes before anything is recorded.
+struct Prepared {
+    sandbox: SandboxRecord,
+    config: ContainerConfig,
+    /// The container's name (metadata).
+    name: String,
+    image: ImageInfo,
+    spec: ContainerSpec,
+}
+
+/// Checks the request against its (ready) pod and (pulled) image and builds the
+/// container's spec; records and makes nothing.
+async fn prepare(cri: &Cri, request: CreateContainerRequest) -> CallResult<Prepared> {
+    let sandbox: SandboxRecord = resolve(&cri.store, METHOD, &request.pod_sandbox_id)?;
+    if sandbox.phase != SandboxPhase::Ready {
+        return Err(not_ready(&sandbox).into());
+    }
+    let config = request
+        .config
+        .ok_or_else(|| Error::InvalidSpec(format!("{METHOD}: config is missing")))?;
+    let name = config
+        .metadata
+        .as_ref()
+        .map(|m| m.name.clone())
+        .unwrap_or_default();
+    request_fields(&name, &config, request.sandbox_config.as_ref())
+        .map_err(|e| in_method(METHOD, e))?;
+    let image_name = requested_image(METHOD, config.image.as_ref())?;
+    // The image must be pulled first (kubelet always does); never pull here.
+    let image = cri
+        .runtime
+        .image_status(image_name)
+        .await?
+        .ok_or_else(|| Error::not_found("image", image_name))?;
+    let sandbox_config = request.sandbox_config.as_ref().unwrap_or(&sandbox.config);
+    let spec = spec::build(&SpecInput {
+        container: &config,
+        sandbox: sandbox_config,
+        image: &image,
+        host: &cri.host,
+        lookup: &spec::SystemLookup,
+    })?;
+    Ok(Prepared {
+        sandbox,
+        config,
+        name,
+        image,
+        spec,
+    })
 }
 
 /// The fields Kubernetes validates (see [`fields`]): the container's name, log path,
