@@ -130,13 +130,13 @@ impl Backend {
         for c in self.index().containers_of(&pod.id) {
             let buried = self
                 .bury_container(&c)
-                .and_then(|()| rootfs::remove(&self.layout.rootfs(&key(&c.id))))
+                .and_then(|()| self.host.remove_rootfs(&self.layout.rootfs(&key(&c.id))))
                 .and_then(|()| remove_dir(&self.layout.libcontainer().join(key(&c.id))))
                 .and_then(|()| {
                     if c.cgroup.is_empty() {
                         Ok(())
                     } else {
-                        self.hierarchy.remove(&c.cgroup)
+                        self.host.remove_cgroup(&c.cgroup)
                     }
                 });
             if let Err(e) = buried {

@@ -39,13 +39,13 @@ impl Backend {
         }
         if let Some(netns) = record.netns.clone() {
             let detached = self
-                .network
+                .host
                 .detach(&k, Some(&netns), &pod_network(&record))
                 .await;
             match detached {
                 Ok(()) => {
                     let (me, key2) = (self.clone(), k.clone());
-                    match blocking(move || me.network.unpin(NsKind::Net, &key2)).await {
+                    match blocking(move || me.host.unpin(NsKind::Net, &key2)).await {
                         Ok(()) => {
                             record.ips.clear();
                             record.netns = None;
@@ -76,7 +76,7 @@ impl Backend {
         }
         let (me, cgroup) = (self.clone(), record.cgroup.clone());
         blocking(move || {
-            if me.hierarchy.kill_all(&cgroup, KILL_PATIENCE) {
+            if me.host.kill_cgroup(&cgroup, KILL_PATIENCE) {
                 return Ok(());
             }
             Err(Error::backend(
