@@ -12,6 +12,7 @@ use crate::network::Network;
 
 use super::cgroups::Hierarchy;
 use super::client::Client;
+use super::host::Host;
 use super::layout::{key, Layout};
 use super::records::{ContainerRecord, PodRecord};
 use super::watch::Supervisors;
@@ -37,6 +38,24 @@ impl Index {
     }
 }
 
+/// What a backend is made of besides its records (see [`Backend`]'s fields).
+pub struct Parts {
+    /// [`Backend::layout`].
+    pub layout: Layout,
+    /// [`Backend::shim`].
+    pub shim: PathBuf,
+    /// [`Backend::cgroup_parent`].
+    pub cgroup_parent: String,
+    /// [`Backend::hierarchy`].
+    pub hierarchy: Hierarchy,
+    /// [`Backend::images`].
+    pub images: Arc<ImageStore>,
+    /// [`Backend::network`].
+    pub network: Arc<Network>,
+    /// [`Backend::host`].
+    pub host: Arc<dyn Host>,
+}
+
 /// The backend's state, shared by the verbs.
 pub struct Backend {
     /// Where things live.
@@ -51,6 +70,8 @@ pub struct Backend {
     pub images: Arc<ImageStore>,
     /// Pod networks and namespace pins.
     pub network: Arc<Network>,
+    /// The host side of teardown (CNI DEL, unpins, unmounts, cgroups).
+    pub host: Arc<dyn Host>,
     /// Whether each pod's supervisor runs.
     pub supervisors: Supervisors,
     index: Mutex<Index>,
@@ -58,16 +79,17 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// A backend over `index` (loaded by `open`).
-    pub fn new(
-        layout: Layout,
-        shim: PathBuf,
-        cgroup_parent: String,
-        hierarchy: Hierarchy,
-        images: Arc<ImageStore>,
-        network: Arc<Network>,
-        index: Index,
-    ) -> Backend {
+    /// A backend of `parts` over `index` (loaded by `open`).
+    pub fn new(parts: Parts, index: Index) -> Backend {
+        let Parts {
+            layout,
+            shim,
+            cgroup_parent,
+            hierarchy,
+            images,
+            network,
+            host,
+        } = parts;
         Backend {
             layout,
             shim,
@@ -75,6 +97,7 @@ impl Backend {
             hierarchy,
             images,
             network,
+            host,
             supervisors: Supervisors::default(),
             index: Mutex::new(index),
             locks: Mutex::default(),

@@ -15,9 +15,12 @@ pub(crate) mod cgroups;
 mod client;
 pub(crate) mod clock;
 mod container;
+#[cfg(test)]
+mod fake;
 mod fdio;
 mod features;
 mod finish;
+mod host;
 pub mod layout;
 mod pod;
 mod port_forward;
@@ -102,15 +105,21 @@ impl YoukiRuntime {
             let layout = layout.clone();
             backend::blocking(move || recover::load_index(&layout)).await?
         };
-        let backend = Arc::new(Backend::new(
-            layout,
-            config.shim,
-            cgroup_parent,
-            Hierarchy::detect()?,
-            images,
-            config.network,
-            index,
+        let hierarchy = Hierarchy::detect()?;
+        let host = Arc::new(host::Machine::new(
+            config.network.clone(),
+            hierarchy.clone(),
         ));
+        let parts = backend::Parts {
+            layout,
+            shim: config.shim,
+            cgroup_parent,
+            hierarchy,
+            images,
+            network: config.network,
+            host,
+        };
+        let backend = Arc::new(Backend::new(parts, index));
         let left = recover::reconcile(&backend).await;
         for e in &left {
             tracing::warn!(error = %e, "youki: recovery left work for the next start");

@@ -130,13 +130,13 @@ impl Backend {
         for c in self.index().containers_of(&pod.id) {
             let buried = self
                 .bury_container(&c)
-                .and_then(|()| rootfs::remove(&self.layout.rootfs(&key(&c.id))))
+                .and_then(|()| self.host.remove_rootfs(&self.layout.rootfs(&key(&c.id))))
                 .and_then(|()| remove_dir(&self.layout.libcontainer().join(key(&c.id))))
                 .and_then(|()| {
                     if c.cgroup.is_empty() {
                         Ok(())
                     } else {
-                        self.hierarchy.remove(&c.cgroup)
+                        self.host.remove_cgroup(&c.cgroup)
                     }
                 });
             if let Err(e) = buried {
@@ -161,5 +161,76 @@ impl Backend {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fake::Fixture;
+    use super::super::layout::key;
+    use super::super::records::PodPhase;
+    use super::reconcile;
+    use crate::types::{ContainerState, SandboxState};
+
+    #[tokio::test]
+    async fn a_pod_cut_short_after_cni_add_is_detached_and_removed() {
+        let mut f = Fixture::new();
+        let pod = f.pod("web");
+        let mut record = f.backend.pod(&pod).unwrap();
+        record.phase = PodPhase::Creating;
+        f.backend.save_pod(&record).unwrap();
+        let half = f.container(&pod, "app");
+        // The crash: RunPodSandbox never finished and its supervisor is gone; the
+        // next start's first detach fails too.
+        *f.host.failing_detaches.lock().unwrap() = 1;
+        f.restart();
+
+        let left = reconcile(&f.backend).await;
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert!(left[0].to_string().contains("CNI DEL"), "{}", left[0]);
+        assert!(f.backend.layout.pod_record(&key(&pod)).is_file());
+        assert!(f.backend.container(&half).is_err(), "its container went");
+
+        f.restart();
+        assert!(reconcile(&f.backend).await.is_empty());
+        assert_eq!(f.host.calls_to("detach").len(), 2);
+        assert!(f.host.attached.lock().unwrap().is_empty());
+        assert!(f.backend.pod_status(&pod).await.unwrap_err().is_not_found());
+        assert_eq!(f.files(), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn a_ready_pod_whose_supervisor_died_is_not_ready_until_removed() {
+        let mut f = Fixture::new();
+        let pod = f.pod("web");
+        let app = f.container(&pod, "app");
+        // The crash: the supervisor is gone, the network never detached.
+        f.restart();
+
+        assert!(reconcile(&f.backend).await.is_empty());
+        let status = f.backend.pod_status(&pod).await.unwrap();
+        assert_eq!(status.state, SandboxState::NotReady);
+        assert_eq!(
+            status.ips,
+            ["10.85.0.2"],
+            "still attached: stopping detaches"
+        );
+        assert!(f.host.calls_to("detach").is_empty());
+        // The container is buried: its exit lost, its rootfs and cgroup gone.
+        let c = f.backend.container_status(&app).await.unwrap();
+        assert_eq!(c.state, ContainerState::Exited);
+        assert_eq!((c.exit_code, c.reason.as_str()), (255, "Unknown"));
+        assert!(!f.backend.layout.rootfs(&key(&app)).exists());
+        let cgroup = format!("/berth/{}/{}", key(&pod), key(&app));
+        assert!(f.host.removed_cgroups.lock().unwrap().contains(&cgroup));
+
+        f.backend.stop_pod(&pod).await.unwrap();
+        let status = f.backend.pod_status(&pod).await.unwrap();
+        assert_eq!(status.state, SandboxState::NotReady);
+        assert!(status.ips.is_empty() && status.netns_path.is_none());
+        assert!(f.host.attached.lock().unwrap().is_empty());
+        f.backend.remove_pod(&pod).await.unwrap();
+        assert_eq!(f.host.calls_to("detach").len(), 1, "detached once");
+        assert_eq!(f.files(), Vec::<String>::new());
     }
 }

@@ -14,7 +14,7 @@ use super::super::backend::{blocking, Backend};
 use super::super::client::{CallError, CALL_TIMEOUT};
 use super::super::layout::key;
 use super::super::records::{self, ContainerRecord, ExitRecord};
-use super::super::{rootfs, NAME};
+use super::super::NAME;
 
 impl Backend {
     /// Removes the container `id` (killing it if it runs); a missing one is removed
@@ -50,11 +50,11 @@ impl Backend {
             }
             Err(e) => errors.push(e.into_error("container", &record.id.to_string())),
         }
-        if let Err(e) = rootfs::remove(&self.layout.rootfs(&k)) {
+        if let Err(e) = self.host.remove_rootfs(&self.layout.rootfs(&k)) {
             errors.push(e);
         }
         if !record.cgroup.is_empty() {
-            if let Err(e) = self.hierarchy.remove(&record.cgroup) {
+            if let Err(e) = self.host.remove_cgroup(&record.cgroup) {
                 errors.push(e);
             }
         }
@@ -75,8 +75,8 @@ impl Backend {
     pub fn bury_container(&self, record: &ContainerRecord) -> Result<()> {
         if !record.cgroup.is_empty()
             && !self
-                .hierarchy
-                .kill_all(&record.cgroup, Duration::from_secs(5))
+                .host
+                .kill_cgroup(&record.cgroup, Duration::from_secs(5))
         {
             return Err(Error::backend(
                 NAME,
@@ -93,5 +93,40 @@ impl Backend {
             records::save(&path, &ExitRecord::lost(record.started_at))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::fake::Fixture;
+    use super::super::super::layout::key;
+    use super::super::super::records::{self, ExitRecord};
+
+    #[tokio::test]
+    async fn a_failed_unmount_keeps_the_container_for_a_retry() {
+        let f = Fixture::new();
+        let pod = f.pod("web");
+        let app = f.container(&pod, "app");
+        let k = key(&app);
+        let rootfs = f.backend.layout.rootfs(&k);
+        f.host.failing_unmounts.lock().unwrap().push(rootfs.clone());
+
+        let err = f
+            .backend
+            .remove_container(&app)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unmounting"), "{err}");
+        assert!(f.backend.container(&app).is_ok());
+        assert!(f.backend.layout.container_record(&k).is_file());
+        // Its supervisor is gone: the exit is recorded as lost before anything goes.
+        let exit = records::load::<ExitRecord>(&f.backend.layout.exit_record(&k)).unwrap();
+        assert!(exit.is_some_and(|e| e.lost));
+
+        f.backend.remove_container(&app).await.unwrap();
+        assert!(f.backend.container(&app).is_err());
+        assert!(!f.backend.layout.container(&k).exists());
+        assert!(f.backend.pod(&pod).is_ok(), "the pod stays");
     }
 }

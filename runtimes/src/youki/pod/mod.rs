@@ -21,6 +21,7 @@ use super::finish::PodParts;
 use super::layout::{key, Layout};
 use super::records::PodRecord;
 
+pub use files::unmount_shm;
 pub use remove::{supervisor_pid, teardown};
 
 /// What CNI needs to know about the pod.

@@ -14,7 +14,7 @@ use super::super::backend::{blocking, Backend};
 use super::super::client::{CallError, Client, CALL_TIMEOUT};
 use super::super::layout::key;
 use super::super::records::PodRecord;
-use super::{files, pod_network};
+use super::pod_network;
 
 impl Backend {
     /// Removes the pod `id` and everything it holds; a missing pod is removed already.
@@ -54,7 +54,7 @@ impl Backend {
     /// across a mount point would empty the mount and then fail).
     pub fn remove_pod_run(&self, k: &str) -> Vec<Error> {
         let mut errors = Vec::new();
-        if let Err(e) = files::unmount_shm(&self.layout.pod_shm(k)) {
+        if let Err(e) = self.host.unmount_shm(&self.layout.pod_shm(k)) {
             errors.push(e);
         }
         let run = self.layout.pod_run(k);
@@ -105,15 +105,15 @@ pub async fn teardown(backend: &Arc<Backend>, record: &PodRecord) -> Vec<Error> 
     }
     if record.netns.is_some() {
         if let Err(e) = backend
-            .network
+            .host
             .detach(&k, record.netns.as_deref(), &pod_network(record))
             .await
         {
             errors.push(e);
         }
     }
-    let (me, r) = (backend.clone(), record.clone());
-    match blocking(move || Ok(me.release_pod(&r))).await {
+    let (me, r, clean) = (backend.clone(), record.clone(), errors.is_empty());
+    match blocking(move || Ok(me.release_pod(&r, clean))).await {
         Ok(more) => errors.extend(more),
         Err(e) => errors.push(e),
     }
@@ -124,8 +124,10 @@ pub async fn teardown(backend: &Arc<Backend>, record: &PodRecord) -> Vec<Error> 
 }
 
 impl Backend {
-    /// The blocking tail of a teardown: pins, `/dev/shm`, cgroup, then the files.
-    fn release_pod(&self, record: &PodRecord) -> Vec<Error> {
+    /// The blocking tail of a teardown: pins, `/dev/shm`, cgroup, then the files when
+    /// the steps before (`clean`) and these all succeeded: the record is what a retry,
+    /// now or at the next start, works from.
+    fn release_pod(&self, record: &PodRecord, clean: bool) -> Vec<Error> {
         let k = key(&record.id);
         let mut errors = Vec::new();
         // The user namespace last: it owns the others.
@@ -136,18 +138,18 @@ impl Backend {
             (NsKind::User, &record.userns),
         ] {
             if pin.is_some() {
-                if let Err(e) = self.network.unpin(kind, &k) {
+                if let Err(e) = self.host.unpin(kind, &k) {
                     errors.push(e);
                 }
             }
         }
         errors.extend(self.remove_pod_run(&k));
         if record.owns_cgroup {
-            if let Err(e) = self.hierarchy.remove(&record.cgroup) {
+            if let Err(e) = self.host.remove_cgroup(&record.cgroup) {
                 errors.push(e);
             }
         }
-        if errors.is_empty() {
+        if clean && errors.is_empty() {
             let dir = self.layout.pod(&k);
             if let Err(e) = fs::remove_dir_all(&dir) {
                 if e.kind() != std::io::ErrorKind::NotFound {
@@ -156,5 +158,88 @@ impl Backend {
             }
         }
         errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::fake::Fixture;
+    use super::super::super::layout::key;
+
+    #[tokio::test]
+    async fn a_failed_cni_del_keeps_the_pod_and_a_retry_finishes() {
+        let mut f = Fixture::new();
+        let pod = f.pod("web");
+        let app = f.container(&pod, "app");
+        *f.host.failing_detaches.lock().unwrap() = 1;
+
+        let err = f.backend.remove_pod(&pod).await.unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("removing pod sandbox {pod}")) && err.contains("CNI DEL"),
+            "{err}"
+        );
+        let k = key(&pod);
+        assert!(f.host.attached.lock().unwrap().contains(&k));
+        // The steps after the failed one ran.
+        assert!(f.backend.container(&app).is_err());
+        assert_eq!(f.host.calls_to("unpin").len(), 3);
+        assert!(f
+            .host
+            .removed_cgroups
+            .lock()
+            .unwrap()
+            .contains(&format!("/berth/{k}")));
+        // What a retry needs stays, in memory and on disk (for the next start).
+        assert!(f.backend.pod(&pod).is_ok());
+        assert!(f.backend.layout.pod_record(&k).is_file());
+        f.restart();
+        assert!(f.backend.pod(&pod).is_ok());
+
+        f.backend.remove_pod(&pod).await.unwrap();
+        assert!(f.backend.pod(&pod).is_err());
+        assert!(f.host.attached.lock().unwrap().is_empty());
+        assert_eq!(f.host.calls_to("detach").len(), 2);
+        assert_eq!(f.files(), Vec::<String>::new());
+        // Removing a removed pod succeeds and asks nothing of the host.
+        let calls = f.host.calls.lock().unwrap().len();
+        f.backend.remove_pod(&pod).await.unwrap();
+        assert_eq!(f.host.calls.lock().unwrap().len(), calls);
+    }
+
+    #[tokio::test]
+    async fn an_unmount_failing_half_way_through_a_container_is_retried() {
+        let mut f = Fixture::new();
+        let pod = f.pod("web");
+        let app = f.container(&pod, "app");
+        let sidecar = f.container(&pod, "sidecar");
+        let rootfs = f.backend.layout.rootfs(&key(&sidecar));
+        f.host.failing_unmounts.lock().unwrap().push(rootfs.clone());
+
+        let err = f.backend.remove_pod(&pod).await.unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("removing container {sidecar}")) && err.contains("unmounting"),
+            "{err}"
+        );
+        // The other container went; this one's steps after the unmount ran, and its
+        // record and the pod's stay for the retry.
+        assert!(f.backend.container(&app).is_err());
+        let sidecar_cgroup = format!("/berth/{}/{}", key(&pod), key(&sidecar));
+        assert!(f
+            .host
+            .removed_cgroups
+            .lock()
+            .unwrap()
+            .contains(&sidecar_cgroup));
+        assert!(f.backend.container(&sidecar).is_ok());
+        assert!(f.backend.layout.container_record(&key(&sidecar)).is_file());
+        assert!(rootfs.is_dir());
+        assert!(f.backend.layout.pod_record(&key(&pod)).is_file());
+        f.restart();
+        assert!(f.backend.container(&sidecar).is_ok());
+
+        f.backend.remove_pod(&pod).await.unwrap();
+        assert!(f.backend.pod(&pod).is_err() && f.backend.container(&sidecar).is_err());
+        assert!(f.host.attached.lock().unwrap().is_empty());
+        assert_eq!(f.files(), Vec::<String>::new());
     }
 }

@@ -39,13 +39,13 @@ impl Backend {
         }
         if let Some(netns) = record.netns.clone() {
             let detached = self
-                .network
+                .host
                 .detach(&k, Some(&netns), &pod_network(&record))
                 .await;
             match detached {
                 Ok(()) => {
                     let (me, key2) = (self.clone(), k.clone());
-                    match blocking(move || me.network.unpin(NsKind::Net, &key2)).await {
+                    match blocking(move || me.host.unpin(NsKind::Net, &key2)).await {
                         Ok(()) => {
                             record.ips.clear();
                             record.netns = None;
@@ -76,7 +76,7 @@ impl Backend {
         }
         let (me, cgroup) = (self.clone(), record.cgroup.clone());
         blocking(move || {
-            if me.hierarchy.kill_all(&cgroup, KILL_PATIENCE) {
+            if me.host.kill_cgroup(&cgroup, KILL_PATIENCE) {
                 return Ok(());
             }
             Err(Error::backend(
@@ -85,5 +85,43 @@ impl Backend {
             ))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::fake::Fixture;
+    use super::super::super::records::PodPhase;
+
+    #[tokio::test]
+    async fn a_failed_cni_del_keeps_the_network_for_a_retry() {
+        let f = Fixture::new();
+        let pod = f.pod("web");
+        f.container(&pod, "app");
+        *f.host.failing_detaches.lock().unwrap() = 1;
+
+        let err = f.backend.stop_pod(&pod).await.unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("stopping pod sandbox {pod}")) && err.contains("CNI DEL"),
+            "{err}"
+        );
+        // Stopped all the same, but the network namespace stays pinned and recorded
+        // until CNI DEL succeeds.
+        let record = f.backend.pod(&pod).unwrap();
+        assert_eq!(record.phase, PodPhase::Stopped);
+        assert!(record.netns.is_some() && !record.ips.is_empty());
+        assert!(f.host.calls_to("unpin").is_empty());
+
+        f.backend.stop_pod(&pod).await.unwrap();
+        let record = f.backend.pod(&pod).unwrap();
+        assert!(record.netns.is_none() && record.ips.is_empty());
+        assert_eq!(
+            f.host.calls_to("unpin"),
+            [format!("unpin Net {}", super::key(&pod))]
+        );
+        assert!(f.host.attached.lock().unwrap().is_empty());
+        // Stopping a stopped pod detaches nothing more.
+        f.backend.stop_pod(&pod).await.unwrap();
+        assert_eq!(f.host.calls_to("detach").len(), 2);
     }
 }
