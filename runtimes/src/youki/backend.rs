@@ -147,7 +147,7 @@ pub async fn blocking<T: Send + 'static>(
 ) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Error::backend(NAME, format!("a blocking task failed: {e}")))?
+        .map_err(|e| Error::internal(NAME, "a blocking task failed", e))?
 }
 
 /// Reports what failed while undoing a half-made object. The undo is retried (its
