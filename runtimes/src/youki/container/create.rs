@@ -15,7 +15,7 @@ use crate::types::{ContainerSpec, NamespaceMode};
 
 use super::super::backend::{blocking, warn_cleanup, Backend};
 use super::super::cgroups::Hierarchy;
-use super::super::client::{unexpected, CALL_TIMEOUT};
+use super::super::client::{unexpected, Client, CALL_TIMEOUT};
 use super::super::finish::finish;
 use super::super::layout::key;
 use super::super::records::{ContainerPhase, ContainerRecord, PodPhase};
@@ -153,32 +153,45 @@ impl Backend {
         oci.save(bundle.join("config.json"))
             .map_err(|e| Error::internal(NAME, format!("writing the spec of {id}"), e))?;
         record.user = Some(resolved);
-        record.cgroup = finished.cgroup.clone();
+        record.cgroup = finished.cgroup;
         record.cwd = finished.cwd;
         record.own_pid_namespace = finished.own_pid_namespace;
         self.save_container(record)?;
+        self.have_created(&supervisor, record, spec)?;
+        record.phase = ContainerPhase::Created;
+        self.save_container(record)
+    }
+
+    /// Has the pod's supervisor create the container `record` describes from its
+    /// bundle (written by now).
+    fn have_created(
+        &self,
+        supervisor: &Client,
+        record: &ContainerRecord,
+        spec: &ContainerSpec,
+    ) -> Result<()> {
+        let k = key(&record.id);
         let create = Create {
-            id: k.to_string(),
-            bundle: bundle.display().to_string(),
+            bundle: self.layout.bundle(&k).display().to_string(),
             log_path: spec
                 .log_path
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
-            state_dir: self.layout.container(k).display().to_string(),
-            cgroup_path: finished.cgroup,
-            own_pid_namespace: finished.own_pid_namespace,
+            state_dir: self.layout.container(&k).display().to_string(),
+            cgroup_path: record.cgroup.clone(),
+            own_pid_namespace: record.own_pid_namespace,
             stdin: spec.stdin,
             stdin_once: spec.stdin_once,
             tty: spec.tty,
+            id: k,
         };
+        let id = record.id.to_string();
         match supervisor.call(request::Kind::Create(create), CALL_TIMEOUT) {
-            Ok(reply::Kind::Created(_)) => {}
-            Ok(other) => return Err(unexpected(other).into_error("container", &id.to_string())),
-            Err(e) => return Err(e.into_error("container", &id.to_string())),
+            Ok(reply::Kind::Created(_)) => Ok(()),
+            Ok(other) => Err(unexpected(other).into_error("container", &id)),
+            Err(e) => Err(e.into_error("container", &id)),
         }
-        record.phase = ContainerPhase::Created;
-        self.save_container(record)
     }
 }
 
