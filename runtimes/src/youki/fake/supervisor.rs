@@ -37,6 +37,8 @@ pub struct FakeSupervisors {
     pub calls: Mutex<Vec<String>>,
     /// `(pod key, request)`: that pod's supervisor dies on taking that request.
     pub deaths: Mutex<BTreeSet<(String, &'static str)>>,
+    /// How many of the next supervisors fail to start.
+    pub failing_spawns: Mutex<usize>,
 }
 
 fn name(request: &request::Kind) -> &'static str {
@@ -254,6 +256,14 @@ impl Link for FakeSupervisors {
     fn spawn(&self, _exe: &Path, args: &Args) -> Result<()> {
         let pod = args.pod_dir.file_name().unwrap().to_string_lossy();
         self.calls.lock().unwrap().push(format!("{pod} spawn"));
+        {
+            let mut failing = self.failing_spawns.lock().unwrap();
+            if *failing > 0 {
+                *failing -= 1;
+                let fault = std::io::Error::other("injected fault");
+                return Err(crate::error::Error::io("starting the supervisor", fault));
+            }
+        }
         self.start(&pod);
         Ok(())
     }

@@ -334,4 +334,23 @@ mod tests {
         let status = f.backend.pod_status(&id).await.unwrap();
         assert_eq!(status.state, SandboxState::Ready);
     }
+
+    #[tokio::test]
+    async fn a_supervisor_failing_to_start_undoes_the_attached_pod() {
+        let f = super::super::super::fake::Fixture::new();
+        let (id, spec) = web();
+        *f.supervisors.failing_spawns.lock().unwrap() = 1;
+
+        let err = f.backend.run_pod(&id, &spec).await.unwrap_err();
+        assert!(err.to_string().contains("starting the supervisor"), "{err}");
+        let k = key(&id);
+        // The last step failed: everything before it is undone, CNI DEL included.
+        assert_eq!(f.host.calls_to("attach").len(), 1);
+        assert_eq!(f.host.calls_to("detach"), [format!("detach {k}")]);
+        assert!(f.host.attached.lock().unwrap().is_empty());
+        assert!(f.host.pins.lock().unwrap().is_empty());
+        assert!(f.backend.pod(&id).is_err());
+        assert_eq!(f.files(), Vec::<String>::new());
+        assert!(f.backend.run_pod(&id, &spec).await.is_ok(), "a retry works");
+    }
 }
