@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 
+use runtimes::network::CniError;
 use runtimes::Error;
 use tonic::{Code, Response, Status};
 
@@ -92,6 +93,30 @@ fn code(err: &Error) -> Code {
         Error::Internal { .. } => Code::Internal,
         Error::Backend { .. } => Code::Internal,
         Error::Io { .. } => Code::Internal,
+        Error::Cni(e) => cni_code(e),
+    }
+}
+
+/// The code of a CNI failure: a missing plugin or a network config the plugin calls
+/// wrong is the node's to fix, a plugin's "try again later" is passing; an ADD whose
+/// undo failed too keeps the code of the failure that made it undo.
+fn cni_code(err: &CniError) -> Code {
+    match err {
+        CniError::PluginNotFound { .. } => Code::FailedPrecondition,
+        CniError::PluginFailed { code: Some(c), .. } if *c == CniError::TRY_AGAIN_LATER => {
+            Code::Unavailable
+        }
+        CniError::PluginFailed { code: Some(c), .. } if CniError::NODE_CONFIG_CODES.contains(c) => {
+            Code::FailedPrecondition
+        }
+        CniError::CacheUnreadable { .. } => Code::DataLoss,
+        CniError::AddUndone { error, .. } => code(error),
+        CniError::PluginFailed { .. }
+        | CniError::BadResult { .. }
+        | CniError::NoResult { .. }
+        | CniError::NoAddress { .. }
+        | CniError::CachedConfig(_)
+        | CniError::CannotDetach { .. } => Code::Internal,
     }
 }
 
@@ -232,19 +257,80 @@ mod tests {
                 Code::Internal,
                 "/var/lib/berth/x",
             ),
+            (
+                CniError::PluginNotFound {
+                    plugin: "bridge".into(),
+                    path: "/opt/cni/bin".into(),
+                }
+                .into(),
+                Code::FailedPrecondition,
+                "bridge",
+            ),
         ]
+    }
+
+    fn plugin_failed(code: Option<u64>) -> Error {
+        CniError::PluginFailed {
+            what: "CNI ADD of plugin bridge (network n, pod web)".into(),
+            code,
+            message: "failed".into(),
+        }
+        .into()
     }
 
     #[test]
     fn every_variant_has_its_code_and_names_the_object() {
         let cases = every_variant();
         // One case per variant: a new variant must be added here too.
-        assert_eq!(cases.len(), 15);
+        assert_eq!(cases.len(), 16);
         for (err, code, object) in cases {
             let text = err.to_string();
             let status = from_runtime(err);
             assert_eq!(status.code(), code, "{text}");
             assert_eq!(status.message(), text);
+            assert!(status.message().contains(object), "{text} lacks {object}");
+        }
+    }
+
+    #[test]
+    fn cni_failures_have_the_code_of_their_kind() {
+        let cases: Vec<(Error, Code, &str)> = vec![
+            (plugin_failed(Some(7)), Code::FailedPrecondition, "pod web"),
+            (plugin_failed(Some(11)), Code::Unavailable, "pod web"),
+            (plugin_failed(Some(999)), Code::Internal, "pod web"),
+            (plugin_failed(None), Code::Internal, "pod web"),
+            (
+                CniError::AddUndone {
+                    error: Box::new(plugin_failed(Some(11))),
+                    cleanup: "CNI DEL of plugin bridge: busy".into(),
+                }
+                .into(),
+                Code::Unavailable,
+                "pod web",
+            ),
+            (
+                CniError::CacheUnreadable {
+                    path: "/run/berth/cni/web.json".into(),
+                    source: serde_json::from_str::<serde_json::Value>("{").unwrap_err(),
+                }
+                .into(),
+                Code::DataLoss,
+                "web.json",
+            ),
+            (
+                CniError::NoAddress {
+                    ifname: "eth0".into(),
+                    result: "{}".into(),
+                }
+                .into(),
+                Code::Internal,
+                "eth0",
+            ),
+        ];
+        for (err, code, object) in cases {
+            let text = err.to_string();
+            let status = from_runtime(err);
+            assert_eq!(status.code(), code, "{text}");
             assert!(status.message().contains(object), "{text} lacks {object}");
         }
     }

@@ -123,6 +123,9 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A CNI failure (the pod network).
+    #[error("cni: {0}")]
+    Cni(#[from] crate::network::CniError),
     /// A local I/O failure.
     #[error("{context}: {source}")]
     Io {

@@ -25,15 +25,15 @@ pub(super) async fn remove_pod_sandbox(
         Err(err) if !err.is_not_found() => return Err(err),
         _ => {}
     }
-    let containers = visible::<ContainerRecord>(&cri.store)?
+    let containers: Vec<String> = visible::<ContainerRecord>(&cri.store)?
         .into_iter()
-        .filter(|c| c.sandbox_id == record.id);
-    for container in containers {
-        cri.cpu.forget(&container.id);
-        cri.store.remove::<ContainerRecord>(&container.id)?;
+        .filter(|c| c.sandbox_id == record.id)
+        .map(|c| c.id)
+        .collect();
+    cri.store.remove_pod(&record.id, &containers)?;
+    for id in containers.iter().chain([&record.id]) {
+        cri.cpu.forget(id);
     }
-    cri.cpu.forget(&record.id);
-    cri.store.remove::<SandboxRecord>(&record.id)?;
     Ok(RemovePodSandboxResponse {})
 }
 

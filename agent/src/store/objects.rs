@@ -213,26 +213,46 @@ impl Store {
     /// succeeds.
     pub fn remove<R: Record>(&self, id: &str) -> runtimes::Result<()> {
         self.write_checked(|txn| {
-            let removed = txn
-                .open_table(R::TABLE.definition())
-                .map_err(redb::Error::from)
-                .and_then(|mut t| Ok(t.remove(id)?.map(|v| v.value().to_vec())))
-                .map_err(|e| self.error(e))?;
-            if let Some(bytes) = removed {
-                let record: R = self.decode(R::TABLE, id, &bytes)?;
-                let key = record.container_id().to_string();
-                let mut ids = txn.open_table(CONTAINER_IDS).map_err(|e| self.error(e))?;
-                let holder = ids
-                    .get(key.as_str())
-                    .map_err(|e| self.error(e))?
-                    .map(|v| v.value().to_string());
-                if holder.as_deref() == Some(id) {
-                    ids.remove(key.as_str()).map_err(|e| self.error(e))?;
-                }
-            }
+            self.remove_in::<R>(txn, id)?;
             Ok(Ok(()))
         })
         .map_err(into_runtime)?
+    }
+
+    /// Deletes the pod sandbox `sandbox` and the containers `containers` with their
+    /// ContainerIds, in one transaction (RemovePodSandbox: one commit, one fsync, and
+    /// never a pod left with half its containers).
+    pub fn remove_pod(&self, sandbox: &str, containers: &[String]) -> runtimes::Result<()> {
+        self.write_checked(|txn| {
+            for id in containers {
+                self.remove_in::<ContainerRecord>(txn, id)?;
+            }
+            self.remove_in::<SandboxRecord>(txn, sandbox)?;
+            Ok(Ok::<(), runtimes::Error>(()))
+        })
+        .map_err(into_runtime)?
+    }
+
+    /// [`Store::remove`] inside `txn`.
+    fn remove_in<R: Record>(&self, txn: &WriteTransaction, id: &str) -> Result<()> {
+        let removed = txn
+            .open_table(R::TABLE.definition())
+            .map_err(redb::Error::from)
+            .and_then(|mut t| Ok(t.remove(id)?.map(|v| v.value().to_vec())))
+            .map_err(|e| self.error(e))?;
+        if let Some(bytes) = removed {
+            let record: R = self.decode(R::TABLE, id, &bytes)?;
+            let key = record.container_id().to_string();
+            let mut ids = txn.open_table(CONTAINER_IDS).map_err(|e| self.error(e))?;
+            let holder = ids
+                .get(key.as_str())
+                .map_err(|e| self.error(e))?
+                .map(|v| v.value().to_string());
+            if holder.as_deref() == Some(id) {
+                ids.remove(key.as_str()).map_err(|e| self.error(e))?;
+            }
+        }
+        Ok(())
     }
 
     /// Every allocated ContainerId → the CRI id holding it.

@@ -285,3 +285,38 @@ fn an_undecodable_object_record_is_data_loss_naming_it() {
     assert!(err.to_string().contains("c0ffee"), "{err}");
     assert!(store.get::<ContainerRecord>("c0ffee").is_err());
 }
+
+#[test]
+fn a_pod_and_its_containers_go_in_one_removal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let web = id("web.default", "sandbox", 0);
+    let db = id("db.default", "sandbox", 0);
+    let insert = |record: ContainerRecord| {
+        store.insert::<_, runtimes::Error>(|_| Ok(record)).unwrap();
+    };
+    for (pod, cid) in [("aa", &web), ("bb", &db)] {
+        store
+            .insert::<_, runtimes::Error>(|_| Ok(sandbox(pod, cid.clone())))
+            .unwrap();
+    }
+    insert(container("c1", "aa", web.with_role("app").unwrap()));
+    insert(container("c2", "aa", web.with_role("log").unwrap()));
+    insert(container("c3", "bb", db.with_role("app").unwrap()));
+
+    let containers = ["c1".to_string(), "c2".to_string()];
+    store.remove_pod("aa", &containers).unwrap();
+    // Removing again (kubelet's retry) and unknown ids are fine.
+    store.remove_pod("aa", &containers).unwrap();
+    let left: Vec<String> = store
+        .list::<ContainerRecord>()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(left, ["c3"]);
+    assert!(store.get::<SandboxRecord>("aa").unwrap().is_none());
+    let ids: std::collections::BTreeSet<ContainerId> =
+        store.allocated_ids().unwrap().into_keys().collect();
+    assert_eq!(ids, [db.clone(), db.with_role("app").unwrap()].into());
+}

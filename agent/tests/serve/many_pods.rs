@@ -11,7 +11,8 @@ use futures::future::try_join_all;
 use k8s_cri::v1::*;
 
 use crate::world::{
-    container_status, create_and_start, list_containers, list_pods, pod_ip, run_pod, World,
+    container_status, create_and_start, list_containers, list_pods, pod_ip, run_pod,
+    stop_and_remove_pod, World,
 };
 
 const PODS: usize = 20;
@@ -72,19 +73,7 @@ async fn twenty_pods_at_once_then_removed_leave_the_host_as_it_was() -> Result<(
 
     try_join_all(made.iter().map(|(pod, _, _)| {
         let mut client = client.clone();
-        async move {
-            client
-                .stop_pod_sandbox(StopPodSandboxRequest {
-                    pod_sandbox_id: pod.clone(),
-                })
-                .await?;
-            client
-                .remove_pod_sandbox(RemovePodSandboxRequest {
-                    pod_sandbox_id: pod.clone(),
-                })
-                .await?;
-            anyhow::Ok(())
-        }
+        async move { stop_and_remove_pod(&mut client, pod).await }
     }))
     .await?;
     assert!(list_pods(&mut client).await?.is_empty());

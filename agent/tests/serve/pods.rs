@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use k8s_cri::v1::*;
 use tonic::Code;
 
+use crate::world::stop_and_remove_pod;
 use crate::Home;
 
 /// A pod config valid in every field kubelet must fill in.
@@ -105,16 +106,7 @@ async fn teardown_of_unknown_ids_succeeds_and_status_is_not_found() -> Result<()
     let berth = home.start().await?;
     let mut client = berth.runtime().await?;
     let id = UNKNOWN_ID.to_string();
-    client
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: id.clone(),
-        })
-        .await?;
-    client
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: id.clone(),
-        })
-        .await?;
+    stop_and_remove_pod(&mut client, &id).await?;
     client
         .stop_container(StopContainerRequest {
             container_id: id.clone(),

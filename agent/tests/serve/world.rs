@@ -342,17 +342,23 @@ pub async fn list_containers(client: &mut Client) -> Result<Vec<Container>> {
 /// Stops and removes every pod berth lists (and so their containers).
 pub async fn remove_all_pods(client: &mut Client) -> Result<()> {
     for pod in list_pods(client).await? {
-        client
-            .stop_pod_sandbox(StopPodSandboxRequest {
-                pod_sandbox_id: pod.id.clone(),
-            })
-            .await?;
-        client
-            .remove_pod_sandbox(RemovePodSandboxRequest {
-                pod_sandbox_id: pod.id,
-            })
-            .await?;
+        stop_and_remove_pod(client, &pod.id).await?;
     }
+    Ok(())
+}
+
+/// Stops and removes the pod `id` (and so its containers), as kubelet does.
+pub async fn stop_and_remove_pod(client: &mut Client, id: &str) -> Result<()> {
+    client
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: id.to_string(),
+        })
+        .await?;
+    client
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: id.to_string(),
+        })
+        .await?;
     Ok(())
 }
 

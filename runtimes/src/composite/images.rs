@@ -39,7 +39,10 @@ impl CompositeRuntime {
         match (first_ok, failure.or(wrong_platform)) {
             (Some(info), _) => Ok(info),
             (None, Some(e)) => Err(e),
-            (None, None) => Err(Error::backend("composite", "no backend is configured")),
+            // The node's config is wrong, not the request.
+            (None, None) => Err(Error::FailedPrecondition(
+                "composite: no backend is configured".into(),
+            )),
         }
     }
 

@@ -145,11 +145,12 @@ impl CompositeRuntime {
         let name = self
             .backend_of(id)
             .ok_or_else(|| Error::not_found(kind, id))?;
+        // The node's config changed under the object: the node's to fix (or the
+        // object's to remove), not an internal failure.
         self.backend_named(&name).cloned().ok_or_else(|| {
-            Error::backend(
-                "composite",
-                format!("{kind} {id} is recorded on backend `{name}`, which this node no longer configures"),
-            )
+            Error::FailedPrecondition(format!(
+                "composite: {kind} {id} is recorded on backend `{name}`, which this node no longer configures"
+            ))
         })
     }
 

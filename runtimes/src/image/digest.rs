@@ -173,6 +173,8 @@ pub(crate) fn share_error(error: &Error) -> Error {
             context: context.clone(),
             source: io::Error::new(source.kind(), source.to_string()),
         },
+        // Image operations never fail with one; its text is kept.
+        Error::Cni(e) => Error::backend("cni", e),
     }
 }
 

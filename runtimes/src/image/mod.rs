@@ -178,6 +178,29 @@ impl ImageStore {
     pub fn root(&self) -> &Path {
         &self.inner.layout.root
     }
+
+    /// Records an image of no layers named `reference`, as a pull would (for unit
+    /// tests of what uses images); returns its id.
+    #[cfg(test)]
+    pub(crate) fn add_empty_image(&self, reference: &str) -> Result<String> {
+        let image = normalize(reference)?;
+        let id = digest::sha256(reference.as_bytes());
+        let record = index::ImageRecord {
+            id: id.clone(),
+            manifests: Default::default(),
+            layers: Vec::new(),
+            size: 0,
+            config: Default::default(),
+            repo_tags: Default::default(),
+            repo_digests: Default::default(),
+        };
+        let tag = image.tag().map(|_| image.to_string());
+        let repo_digest = image.with_digest(&id);
+        self.inner
+            .index
+            .commit_pull(record, tag.as_deref(), &repo_digest)?;
+        Ok(id)
+    }
 }
 
 impl Inner {

@@ -159,24 +159,7 @@ async fn resolve(
         None => sha256(&top),
     };
     let mut manifests = vec![(top_digest, top.clone())];
-    let (config, layers) = match manifest::parse(&name, &top)? {
-        Document::Image { config, layers } => (config, layers),
-        Document::Index(entries) => {
-            let entry = manifest::select(&name, &entries, &inner.platform)?;
-            check_digest(&name, &entry.digest)?;
-            let bytes = source.manifest(Some(&entry.digest)).await?;
-            verify(&format!("manifest of {name}"), &bytes, &entry.digest)?;
-            manifests.push((entry.digest.clone(), bytes.clone()));
-            match manifest::parse(&name, &bytes)? {
-                Document::Image { config, layers } => (config, layers),
-                Document::Index(_) => {
-                    return Err(Error::InvalidSpec(format!(
-                        "image {name}: an index inside an index is not supported"
-                    )))
-                }
-            }
-        }
-    };
+    let (config, layers) = image_manifest(inner, &source, &name, &top, &mut manifests).await?;
     check_digest(&name, &config.digest)?;
     for layer in &layers {
         check_digest(&name, &layer.digest)?;
@@ -227,6 +210,32 @@ async fn resolve(
         config_file,
         layers,
     })
+}
+
+/// The config and layers of the image manifest `top` is, or of the one the index
+/// `top` lists for this host's platform (fetched, verified and added to `manifests`).
+async fn image_manifest(
+    inner: &Inner,
+    source: &Source,
+    name: &str,
+    top: &Bytes,
+    manifests: &mut Vec<(String, Bytes)>,
+) -> Result<(Descriptor, Vec<Descriptor>)> {
+    let entries = match manifest::parse(name, top)? {
+        Document::Image { config, layers } => return Ok((config, layers)),
+        Document::Index(entries) => entries,
+    };
+    let entry = manifest::select(name, &entries, &inner.platform)?;
+    check_digest(name, &entry.digest)?;
+    let bytes = source.manifest(Some(&entry.digest)).await?;
+    verify(&format!("manifest of {name}"), &bytes, &entry.digest)?;
+    manifests.push((entry.digest.clone(), bytes.clone()));
+    match manifest::parse(name, &bytes)? {
+        Document::Image { config, layers } => Ok((config, layers)),
+        Document::Index(_) => Err(Error::InvalidSpec(format!(
+            "image {name}: an index inside an index is not supported"
+        ))),
+    }
 }
 
 /// Digests become file names: only well-formed sha256 digests are accepted.

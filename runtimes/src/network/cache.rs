@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::CniError;
 use crate::error::{Error, IoContext, Result};
 
 /// One pod's attachment.
@@ -54,14 +55,12 @@ impl Cache {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
         };
-        serde_json::from_slice(&text).map(Some).map_err(|e| {
-            Error::backend(
-                "cni",
-                format!(
-                    "the CNI attachment cache {} is unreadable: {e}",
-                    path.display()
-                ),
-            )
+        serde_json::from_slice(&text).map(Some).map_err(|source| {
+            CniError::CacheUnreadable {
+                path: path.display().to_string(),
+                source,
+            }
+            .into()
         })
     }
 
@@ -69,7 +68,8 @@ impl Cache {
     pub(crate) fn write(&self, key: &str, record: &CacheRecord) -> Result<()> {
         let path = self.path(key);
         let tmp = self.dir.join(format!(".{key}.json.tmp"));
-        let text = serde_json::to_vec(record).map_err(|e| Error::backend("cni", e))?;
+        let text = serde_json::to_vec(record)
+            .map_err(|e| Error::internal("cni", format!("encoding {}", path.display()), e))?;
         fs::write(&tmp, text)
             .and_then(|()| fs::rename(&tmp, &path))
             .map_err(|e| {

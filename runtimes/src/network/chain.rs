@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::conflist::NetworkList;
 use super::exec::{CniCommand, Invocation, Plugins};
+use super::CniError;
 use crate::error::{Error, Result};
 
 /// The config one plugin gets on stdin: its object from the list plus the list's
@@ -75,10 +76,10 @@ pub(crate) async fn add(
         }
     }
     prev.ok_or_else(|| AddFailure {
-        error: Error::backend(
-            "cni",
-            format!("network {}: no plugin printed a result", list.name),
-        ),
+        error: CniError::NoResult {
+            network: list.name.clone(),
+        }
+        .into(),
         cleanup: Vec::new(),
     })
 }
@@ -111,10 +112,11 @@ pub(crate) async fn del(
 fn find(plugins: &Plugins, plugin: &Map<String, Value>) -> Result<std::path::PathBuf> {
     let ty = plugin.get("type").and_then(Value::as_str).unwrap_or("");
     plugins.find(ty).ok_or_else(|| {
-        Error::FailedPrecondition(format!(
-            "CNI plugin {ty:?} not found in {}",
-            plugins.cni_path()
-        ))
+        CniError::PluginNotFound {
+            plugin: ty.to_string(),
+            path: plugins.cni_path(),
+        }
+        .into()
     })
 }
 
@@ -124,20 +126,18 @@ pub(crate) fn with_cleanup(error: Error, cleanup: Vec<Error>) -> Error {
         return error;
     }
     let cleanup: Vec<String> = cleanup.iter().map(message).collect();
-    Error::backend(
-        "cni",
-        format!(
-            "{}; undoing it failed too: {}",
-            message(&error),
-            cleanup.join("; ")
-        ),
-    )
+    CniError::AddUndone {
+        error: Box::new(error),
+        cleanup: cleanup.join("; "),
+    }
+    .into()
 }
 
 /// An error's text without the `cni: ` prefix our own backend errors carry.
 pub(crate) fn message(e: &Error) -> String {
     match e {
         Error::Backend { backend, message } if backend == "cni" => message.clone(),
+        Error::Cni(e) => e.to_string(),
         other => other.to_string(),
     }
 }

@@ -8,7 +8,7 @@ use super::conflist::NetworkList;
 use super::exec::Invocation;
 use super::ns::is_ns_mount;
 use super::pod::check_key;
-use super::{Network, NsKind, PodNetwork, POD_INTERFACE};
+use super::{CniError, Network, NsKind, PodNetwork, POD_INTERFACE};
 use crate::error::{Error, Result};
 
 impl Network {
@@ -35,15 +35,19 @@ impl Network {
             Ok(None) => return Ok(()),
             Ok(Some(record)) => NetworkList::from_value(&record.network)
                 .map(|list| (list, record))
-                .map_err(|e| Error::backend("cni", format!("cached network config: {e}"))),
+                .map_err(|e| Error::from(CniError::CachedConfig(e))),
             Err(e) => Err(e),
         };
         let (list, record) = match cached {
             Ok(found) => found,
-            Err(unreadable) => self.current_record(key, netns, pod).map_err(|e| {
-                let unreadable = chain::message(&unreadable);
-                Error::backend("cni", format!("cannot detach pod {key}: {unreadable}; {e}"))
-            })?,
+            Err(unreadable) => {
+                self.current_record(key, netns, pod)
+                    .map_err(|current| CniError::CannotDetach {
+                        key: key.to_string(),
+                        unreadable: chain::message(&unreadable),
+                        current,
+                    })?
+            }
         };
         // The plugins treat a missing namespace as already cleaned up, but fail on a path
         // that is not a namespace (a pin whose mount is gone): pass "" for that.
@@ -68,11 +72,7 @@ impl Network {
         if errors.is_empty() {
             return self.cache.remove(key);
         }
-        let errors: Vec<String> = errors.iter().map(chain::message).collect();
-        Err(Error::backend(
-            "cni",
-            format!("detaching pod {key}: {}", errors.join("; ")),
-        ))
+        Error::combine(format!("detaching pod {key}"), errors)
     }
 
     /// A DEL record from what is known now, for a pod whose cache is unreadable.

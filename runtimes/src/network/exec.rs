@@ -9,6 +9,7 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
+use super::CniError;
 use crate::error::{Error, Result};
 
 const BACKEND: &str = "cni";
@@ -113,7 +114,8 @@ impl Plugins {
                 inv.container_id
             )
         };
-        let input = serde_json::to_vec(conf).map_err(|e| Error::backend(BACKEND, e))?;
+        let input = serde_json::to_vec(conf)
+            .map_err(|e| Error::internal(BACKEND, format!("{}: encoding its config", what()), e))?;
         let mut cmd = Command::new(bin);
         cmd.env_clear()
             .envs(self.env(command, inv))
@@ -147,14 +149,12 @@ impl Plugins {
         };
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() {
-            return Err(Error::backend(
-                BACKEND,
-                format!(
-                    "{} failed: {}",
-                    what(),
-                    failure_message(&out.stdout, &stderr, out.status)
-                ),
-            ));
+            return Err(CniError::PluginFailed {
+                what: what(),
+                code: failure_code(&out.stdout),
+                message: failure_message(&out.stdout, &stderr, out.status),
+            }
+            .into());
         }
         if !stderr.trim().is_empty() {
             tracing::debug!(plugin = ty, stderr = %stderr.trim(), "CNI plugin wrote to stderr");
@@ -164,14 +164,11 @@ impl Plugins {
         }
         match serde_json::from_slice::<Value>(&out.stdout) {
             Ok(v) if v.is_object() => Ok(Some(v)),
-            _ => Err(Error::backend(
-                BACKEND,
-                format!(
-                    "{} printed a result that is not a JSON object: {}",
-                    what(),
-                    clip(&String::from_utf8_lossy(&out.stdout))
-                ),
-            )),
+            _ => Err(CniError::BadResult {
+                what: what(),
+                output: clip(&String::from_utf8_lossy(&out.stdout)).to_string(),
+            }
+            .into()),
         }
     }
 }
@@ -189,6 +186,13 @@ async fn spawn(cmd: &mut Command) -> std::io::Result<tokio::process::Child> {
             other => return other,
         }
     }
+}
+
+/// The code of the CNI error object a failed plugin printed, if it printed one.
+pub(crate) fn failure_code(stdout: &[u8]) -> Option<u64> {
+    let err = serde_json::from_slice::<Value>(stdout).ok()?;
+    err.get("msg")?;
+    err.get("code")?.as_u64()
 }
 
 /// What a failed plugin said: its CNI error object (`code`, `msg`, `details`) on stdout,

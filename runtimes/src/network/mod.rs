@@ -30,6 +30,7 @@ mod chain;
 mod config;
 mod conflist;
 mod detach;
+mod error;
 mod exec;
 mod locks;
 mod ns;
@@ -44,6 +45,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use config::{NetworkConfig, DEFAULT_CONFLIST_FILE, DEFAULT_NETWORK_NAME};
+pub use error::CniError;
 pub use ns::{in_namespace, NsKind};
 pub use pod::{Attachment, PodNetwork};
 

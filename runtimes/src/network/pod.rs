@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use serde_json::{json, Map, Value};
 
+use super::CniError;
 use crate::error::{Error, Result};
 use crate::types::{PortMapping, Protocol};
 
@@ -141,10 +142,11 @@ pub(crate) fn attachment_from_result(result: &Value, ifname: &str) -> Result<Att
     push(result["ip4"]["ip"].as_str());
     push(result["ip6"]["ip"].as_str());
     if addrs.is_empty() {
-        return Err(Error::backend(
-            "cni",
-            format!("the CNI result has no IP address for {ifname}: {result}"),
-        ));
+        return Err(CniError::NoAddress {
+            ifname: ifname.to_string(),
+            result: result.to_string(),
+        }
+        .into());
     }
     // Primary first: the first IPv4, then the rest in the plugin's order.
     if let Some(v4) = addrs.iter().position(IpAddr::is_ipv4) {

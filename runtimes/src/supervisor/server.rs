@@ -461,3 +461,149 @@ fn memory_kib() -> (u64, u64) {
         field("/proc/self/smaps_rollup", "Pss:"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use berth_proto::supervisor::error::Code;
+    use berth_proto::supervisor::{Kill, ReopenLog, Shutdown, Start, State, Wait};
+
+    use super::*;
+
+    /// A supervisor serving `<dir>/shim.sock`, without the process-wide parts of
+    /// `bind` (no SIGCHLD handler: the test process's children are not its to reap;
+    /// no PID-namespace holder; no cgroups).
+    fn supervisor(dir: &Path) -> Supervisor {
+        let listener = UnixListener::bind(dir.join("shim.sock")).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let (sigchld, _) = nix::unistd::pipe().unwrap();
+        Supervisor {
+            pod_dir: dir.to_path_buf(),
+            root: dir.join("libcontainer"),
+            hierarchy: None,
+            listener,
+            sigchld,
+            holder: None,
+            containers: BTreeMap::new(),
+            execs: Vec::new(),
+            sessions: Vec::new(),
+            waiters: Vec::new(),
+            shutdown: false,
+        }
+    }
+
+    fn code_of(reply: &Reply) -> Option<Code> {
+        match &reply.kind {
+            Some(reply::Kind::Error(e)) => Code::try_from(e.code).ok(),
+            _ => None,
+        }
+    }
+
+    /// What `s` answers to `kind` at once.
+    fn answer(s: &mut Supervisor, kind: request::Kind) -> Reply {
+        let (conn, _client) = UnixStream::pair().unwrap();
+        let request = Request { kind: Some(kind) };
+        s.handle(request, conn).expect("answered at once").1
+    }
+
+    #[test]
+    fn requests_about_an_unknown_container_are_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = supervisor(dir.path());
+        let id = || "web-app-0-on-n".to_string();
+        for kind in [
+            request::Kind::Start(Start { id: id() }),
+            request::Kind::State(State { id: id() }),
+            request::Kind::Kill(Kill {
+                id: id(),
+                signal: 15,
+                all: false,
+            }),
+            request::Kind::ReopenLog(ReopenLog { id: id() }),
+        ] {
+            let reply = answer(&mut s, kind.clone());
+            assert_eq!(code_of(&reply), Some(Code::NotFound), "{kind:?}: {reply:?}");
+            let Some(reply::Kind::Error(e)) = reply.kind else {
+                unreachable!()
+            };
+            assert!(e.message.contains("web-app-0-on-n"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn an_empty_request_is_invalid() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = supervisor(dir.path());
+        let (conn, _client) = UnixStream::pair().unwrap();
+        let (_, reply) = s.handle(Request { kind: None }, conn).unwrap();
+        assert_eq!(code_of(&reply), Some(Code::Invalid));
+    }
+
+    #[test]
+    fn a_wait_for_an_unknown_container_is_deferred_then_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = supervisor(dir.path());
+        let (conn, mut client) = UnixStream::pair().unwrap();
+        let wait = request::Kind::Wait(Wait { id: "gone".into() });
+        assert!(s.handle(Request { kind: Some(wait) }, conn).is_none());
+        assert_eq!(s.waiters.len(), 1);
+        s.answer_waiters();
+        assert!(s.waiters.is_empty());
+        let reply: Reply = wire::read_msg(&mut client).unwrap();
+        assert_eq!(code_of(&reply), Some(Code::NotFound));
+    }
+
+    #[test]
+    fn over_the_socket_a_ping_is_answered_and_garbage_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = supervisor(dir.path());
+        let mut ping = UnixStream::connect(dir.path().join("shim.sock")).unwrap();
+        let request = Request {
+            kind: Some(request::Kind::Ping(Default::default())),
+        };
+        wire::write_msg(&mut ping, &request).unwrap();
+        let mut garbage = UnixStream::connect(dir.path().join("shim.sock")).unwrap();
+        garbage.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff]).unwrap();
+        s.accept();
+
+        let reply: Reply = wire::read_msg(&mut ping).unwrap();
+        let Some(reply::Kind::Pong(pong)) = reply.kind else {
+            panic!("{reply:?}")
+        };
+        assert_eq!(pong.version, crate::supervisor::PROTOCOL_VERSION);
+        assert_eq!(pong.pid, std::process::id());
+        assert_eq!((pong.pid_ns_holder, pong.containers.len()), (0, 0));
+        let reply: Reply = wire::read_msg(&mut garbage).unwrap();
+        assert_eq!(code_of(&reply), Some(Code::Invalid), "{reply:?}");
+    }
+
+    #[test]
+    fn shutdown_removes_the_socket_and_ends_the_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = supervisor(dir.path());
+        let reply = answer(&mut s, request::Kind::Shutdown(Shutdown {}));
+        assert!(
+            matches!(reply.kind, Some(reply::Kind::Done(_))),
+            "{reply:?}"
+        );
+        assert!(s.shutdown);
+        assert!(!dir.path().join("shim.sock").exists());
+    }
+
+    #[test]
+    fn the_exit_of_the_holder_is_noted_and_an_unknown_child_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = supervisor(dir.path());
+        s.holder = Some(Pid::from_raw(4242));
+        s.child_exited(Pid::from_raw(777), 0);
+        assert_eq!(s.holder, Some(Pid::from_raw(4242)));
+        s.child_exited(Pid::from_raw(4242), 137);
+        assert_eq!(s.holder, None);
+        let reply = answer(&mut s, request::Kind::Ping(Default::default()));
+        let Some(reply::Kind::Pong(pong)) = reply.kind else {
+            panic!("{reply:?}")
+        };
+        assert_eq!(pong.pid_ns_holder, 0);
+    }
+}

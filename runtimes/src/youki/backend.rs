@@ -11,7 +11,7 @@ use crate::image::ImageStore;
 use crate::network::Network;
 
 use super::cgroups::Hierarchy;
-use super::client::Client;
+use super::client::{Client, Link};
 use super::host::Host;
 use super::layout::{key, Layout};
 use super::records::{ContainerRecord, PodRecord};
@@ -38,25 +38,8 @@ impl Index {
     }
 }
 
-/// What a backend is made of besides its records (see [`Backend`]'s fields).
-pub struct Parts {
-    /// [`Backend::layout`].
-    pub layout: Layout,
-    /// [`Backend::shim`].
-    pub shim: PathBuf,
-    /// [`Backend::cgroup_parent`].
-    pub cgroup_parent: String,
-    /// [`Backend::hierarchy`].
-    pub hierarchy: Hierarchy,
-    /// [`Backend::images`].
-    pub images: Arc<ImageStore>,
-    /// [`Backend::network`].
-    pub network: Arc<Network>,
-    /// [`Backend::host`].
-    pub host: Arc<dyn Host>,
-}
-
-/// The backend's state, shared by the verbs.
+/// The backend's state, shared by the verbs. Built field by field where it is opened
+/// (`YoukiRuntime::open`, the unit tests' fixture); its records start loaded.
 pub struct Backend {
     /// Where things live.
     pub layout: Layout,
@@ -70,50 +53,43 @@ pub struct Backend {
     pub images: Arc<ImageStore>,
     /// Pod networks and namespace pins.
     pub network: Arc<Network>,
-    /// The host side of teardown (CNI DEL, unpins, unmounts, cgroups).
+    /// The host side of making and tearing down (pins, CNI, mounts, cgroups).
     pub host: Arc<dyn Host>,
+    /// The way to the pods' supervisors.
+    pub link: Arc<dyn Link>,
     /// Whether each pod's supervisor runs.
     pub supervisors: Supervisors,
+    /// The records, in memory, and the per-object locks.
+    pub records: Records,
+}
+
+/// The in-memory records and the locks that serialize work on each object.
+pub struct Records {
     index: Mutex<Index>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-impl Backend {
-    /// A backend of `parts` over `index` (loaded by `open`).
-    pub fn new(parts: Parts, index: Index) -> Backend {
-        let Parts {
-            layout,
-            shim,
-            cgroup_parent,
-            hierarchy,
-            images,
-            network,
-            host,
-        } = parts;
-        Backend {
-            layout,
-            shim,
-            cgroup_parent,
-            hierarchy,
-            images,
-            network,
-            host,
-            supervisors: Supervisors::default(),
+impl Records {
+    /// The records of `index` (loaded by `recover::load_index`), no lock taken.
+    pub fn new(index: Index) -> Records {
+        Records {
             index: Mutex::new(index),
             locks: Mutex::default(),
         }
     }
+}
 
+impl Backend {
     /// The in-memory records. Never held across an await or a slow call.
     pub fn index(&self) -> MutexGuard<'_, Index> {
-        self.index.lock().unwrap_or_else(|p| p.into_inner())
+        self.records.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Serializes operations on one object (a pod or a container, by key). A pod's
     /// lock is always taken before its containers'.
     pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = {
-            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            let mut locks = self.records.locks.lock().unwrap_or_else(|p| p.into_inner());
             locks.retain(|_, l| Arc::strong_count(l) > 1);
             locks.entry(key.to_string()).or_default().clone()
         };
@@ -156,7 +132,12 @@ impl Backend {
 
     /// The supervisor of the pod `pod`.
     pub fn supervisor(&self, pod: &ContainerId) -> Client {
-        Client::new(self.layout.socket(&key(pod)))
+        self.supervisor_of(&key(pod))
+    }
+
+    /// The supervisor of the pod keyed `k`.
+    pub fn supervisor_of(&self, k: &str) -> Client {
+        Client::new(self.link.clone(), self.layout.socket(k))
     }
 }
 
@@ -166,7 +147,7 @@ pub async fn blocking<T: Send + 'static>(
 ) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Error::backend(NAME, format!("a blocking task failed: {e}")))?
+        .map_err(|e| Error::internal(NAME, "a blocking task failed", e))?
 }
 
 /// Reports what failed while undoing a half-made object. The undo is retried (its

@@ -1,12 +1,17 @@
 //! The agent's side of the supervisor protocol: starting a pod's supervisor and
 //! calling it. Blocking (a local socket round trip, ~0.1 ms; creates and execs take
 //! longer); the backend runs these calls on tokio's blocking pool.
+//!
+//! Every call goes through a [`Link`], the backend's one edge to its supervisors, as
+//! [`super::host::Host`] is its edge to the host: [`Socket`] is the real one (a unix
+//! socket per pod), the unit tests' fake plays supervisors that die where told.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use berth_proto::supervisor::{error::Code, reply, request, Pong, Reply, Request};
@@ -58,16 +63,45 @@ impl CallError {
     }
 }
 
-/// A pod's supervisor, by its socket.
-#[derive(Debug, Clone)]
+/// What a session call returns: the reply, the descriptors passed with it, and the
+/// connection the session keeps.
+pub type Session = (reply::Kind, Vec<OwnedFd>, UnixStream);
+
+/// How the backend reaches the pods' supervisors: the only way it talks to them.
+pub trait Link: Send + Sync {
+    /// Sends `request` to the supervisor listening on `socket` and waits up to
+    /// `timeout` for the answer.
+    fn call(
+        &self,
+        socket: &Path,
+        request: request::Kind,
+        timeout: Duration,
+    ) -> Result<reply::Kind, CallError>;
+    /// Opens a session (`ExecStream`, `Attach`): sends `request`, waits up to
+    /// `timeout` for the answer and the descriptors that come with it, and returns the
+    /// connection, which the session keeps (no read timeout on it any more).
+    fn session(
+        &self,
+        socket: &Path,
+        request: request::Kind,
+        timeout: Duration,
+    ) -> Result<Session, CallError>;
+    /// Starts a supervisor with `args` from the executable `exe`; returns once it
+    /// serves (or says why it cannot).
+    fn spawn(&self, exe: &Path, args: &supervisor::Args) -> crate::error::Result<()>;
+}
+
+/// A pod's supervisor: its socket, over the backend's [`Link`].
+#[derive(Clone)]
 pub struct Client {
+    link: Arc<dyn Link>,
     socket: PathBuf,
 }
 
 impl Client {
-    /// The supervisor listening on `socket`.
-    pub fn new(socket: PathBuf) -> Client {
-        Client { socket }
+    /// The supervisor listening on `socket`, reached through `link`.
+    pub fn new(link: Arc<dyn Link>, socket: PathBuf) -> Client {
+        Client { link, socket }
     }
 
     /// Sends `request` and waits up to `timeout` for the answer.
@@ -76,57 +110,12 @@ impl Client {
         request: request::Kind,
         timeout: Duration,
     ) -> Result<reply::Kind, CallError> {
-        let mut conn = self.send(request, timeout)?;
-        let reply: Reply = wire::read_msg(&mut conn).map_err(read_error)?;
-        reply_kind(reply)
+        self.link.call(&self.socket, request, timeout)
     }
 
-    /// Opens a session (`ExecStream`, `Attach`): sends `request`, waits up to
-    /// `timeout` for the answer and the descriptors that come with it, and returns the
-    /// connection, which the session keeps (no read timeout on it any more).
-    pub fn session(
-        &self,
-        request: request::Kind,
-        timeout: Duration,
-    ) -> Result<(reply::Kind, Vec<OwnedFd>, UnixStream), CallError> {
-        let mut conn = self.send(request, timeout)?;
-        let (reply, fds) = wire::read_msg_with_fds::<Reply>(&mut conn).map_err(read_error)?;
-        let kind = reply_kind(reply)?;
-        conn.set_read_timeout(None).map_err(CallError::Io)?;
-        Ok((kind, fds, conn))
-    }
-
-    /// Connects and writes `request`; the answer is to be read within `timeout`.
-    fn send(&self, request: request::Kind, timeout: Duration) -> Result<UnixStream, CallError> {
-        let mut conn = match connect(&self.socket) {
-            Ok(c) => c,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-                ) =>
-            {
-                return Err(CallError::Gone)
-            }
-            Err(e) => return Err(CallError::Io(e)),
-        };
-        let timeout = timeout.max(Duration::from_millis(1));
-        conn.set_read_timeout(Some(timeout))
-            .map_err(CallError::Io)?;
-        conn.set_write_timeout(Some(CALL_TIMEOUT))
-            .map_err(CallError::Io)?;
-        wire::write_msg(
-            &mut conn,
-            &Request {
-                kind: Some(request),
-            },
-        )
-        .map_err(|e| match e.kind() {
-            // Accepted by a supervisor that was exiting.
-            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => CallError::Gone,
-            _ => CallError::Io(e),
-        })?;
-        Ok(conn)
+    /// Opens a session (see [`Link::session`]).
+    pub fn session(&self, request: request::Kind, timeout: Duration) -> Result<Session, CallError> {
+        self.link.session(&self.socket, request, timeout)
     }
 
     /// Pings: the supervisor's pid, PID-namespace holder and containers.
@@ -139,6 +128,73 @@ impl Client {
             other => Err(unexpected(other)),
         }
     }
+}
+
+/// The real [`Link`]: a unix socket per supervisor, and `<exe> shim` to start one.
+pub struct Socket;
+
+impl Link for Socket {
+    fn call(
+        &self,
+        socket: &Path,
+        request: request::Kind,
+        timeout: Duration,
+    ) -> Result<reply::Kind, CallError> {
+        let mut conn = send(socket, request, timeout)?;
+        let reply: Reply = wire::read_msg(&mut conn).map_err(read_error)?;
+        reply_kind(reply)
+    }
+
+    fn session(
+        &self,
+        socket: &Path,
+        request: request::Kind,
+        timeout: Duration,
+    ) -> Result<Session, CallError> {
+        let mut conn = send(socket, request, timeout)?;
+        let (reply, fds) = wire::read_msg_with_fds::<Reply>(&mut conn).map_err(read_error)?;
+        let kind = reply_kind(reply)?;
+        conn.set_read_timeout(None).map_err(CallError::Io)?;
+        Ok((kind, fds, conn))
+    }
+
+    fn spawn(&self, exe: &Path, args: &supervisor::Args) -> crate::error::Result<()> {
+        spawn(exe, args)
+    }
+}
+
+/// Connects to `socket` and writes `request`; the answer is to be read within
+/// `timeout`.
+fn send(socket: &Path, request: request::Kind, timeout: Duration) -> Result<UnixStream, CallError> {
+    let mut conn = match connect(socket) {
+        Ok(c) => c,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Err(CallError::Gone)
+        }
+        Err(e) => return Err(CallError::Io(e)),
+    };
+    let timeout = timeout.max(Duration::from_millis(1));
+    conn.set_read_timeout(Some(timeout))
+        .map_err(CallError::Io)?;
+    conn.set_write_timeout(Some(CALL_TIMEOUT))
+        .map_err(CallError::Io)?;
+    wire::write_msg(
+        &mut conn,
+        &Request {
+            kind: Some(request),
+        },
+    )
+    .map_err(|e| match e.kind() {
+        // Accepted by a supervisor that was exiting.
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => CallError::Gone,
+        _ => CallError::Io(e),
+    })?;
+    Ok(conn)
 }
 
 fn read_error(e: io::Error) -> CallError {
@@ -187,7 +243,7 @@ pub fn unexpected(kind: reply::Kind) -> CallError {
 
 /// Starts a supervisor with `args` by running `<exe> shim <args>`, which returns once
 /// the supervisor serves (or says why it cannot).
-pub fn spawn(exe: &Path, args: &supervisor::Args) -> crate::error::Result<()> {
+fn spawn(exe: &Path, args: &supervisor::Args) -> crate::error::Result<()> {
     let out = Command::new(exe)
         .arg("shim")
         .args(args.to_args())

@@ -110,7 +110,7 @@ impl YoukiRuntime {
             config.network.clone(),
             hierarchy.clone(),
         ));
-        let parts = backend::Parts {
+        let backend = Arc::new(Backend {
             layout,
             shim: config.shim,
             cgroup_parent,
@@ -118,8 +118,10 @@ impl YoukiRuntime {
             images,
             network: config.network,
             host,
-        };
-        let backend = Arc::new(Backend::new(parts, index));
+            link: Arc::new(client::Socket),
+            supervisors: Default::default(),
+            records: backend::Records::new(index),
+        });
         let left = recover::reconcile(&backend).await;
         for e in &left {
             tracing::warn!(error = %e, "youki: recovery left work for the next start");

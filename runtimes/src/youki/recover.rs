@@ -11,7 +11,6 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 
 use super::backend::{blocking, Backend, Index};
-use super::client::Client;
 use super::layout::{key, Layout};
 use super::records::{self, ContainerPhase, ContainerRecord, PodPhase, PodRecord};
 use super::{pod, rootfs};
@@ -111,7 +110,7 @@ impl Backend {
     /// buried.
     fn reconnect(&self, pod: &PodRecord) -> Result<()> {
         let k = key(&pod.id);
-        match Client::new(self.layout.socket(&k)).ping() {
+        match self.supervisor_of(&k).ping() {
             Ok(pong) if pong.version == supervisor::PROTOCOL_VERSION => {
                 tracing::info!(pod = %pod.id, supervisor = pong.pid, containers = pong.containers.len(), "reconnected to the pod's supervisor");
                 self.supervisors.watch(&pod.id, &self.layout.pod_run(&k));
@@ -171,6 +170,7 @@ mod tests {
     use super::super::records::PodPhase;
     use super::reconcile;
     use crate::types::{ContainerState, SandboxState};
+    use berth_proto::supervisor::container_state::Status;
 
     #[tokio::test]
     async fn a_pod_cut_short_after_cni_add_is_detached_and_removed() {
@@ -232,5 +232,82 @@ mod tests {
         f.backend.remove_pod(&pod).await.unwrap();
         assert_eq!(f.host.calls_to("detach").len(), 1, "detached once");
         assert_eq!(f.files(), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn recovery_reconnects_to_a_live_supervisor_and_reports_its_containers() {
+        let mut f = Fixture::new();
+        let pod = f.live_pod("web");
+        let app = f.container(&pod, "app");
+        let job = f.container(&pod, "job");
+        let idle = f.container(&pod, "idle");
+        f.backend.start_container(&app).await.unwrap();
+        f.backend.start_container(&job).await.unwrap();
+        let mut held = f.supervisors.held(&key(&pod))[&key(&job)];
+        held.status = Status::Exited;
+        held.exit_code = 3;
+        f.supervisors.hold(&key(&pod), &key(&job), held);
+        // The agent restarts; the supervisor lives on.
+        f.restart();
+
+        assert!(reconcile(&f.backend).await.is_empty());
+        let status = f.backend.pod_status(&pod).await.unwrap();
+        assert_eq!(status.state, SandboxState::Ready);
+        let app = f.backend.container_status(&app).await.unwrap();
+        assert_eq!(
+            (app.state, app.pid.is_some()),
+            (ContainerState::Running, true)
+        );
+        let job = f.backend.container_status(&job).await.unwrap();
+        assert_eq!(job.state, ContainerState::Exited);
+        assert_eq!((job.exit_code, job.reason.as_str()), (3, "Error"));
+        let idle = f.backend.container_status(&idle).await.unwrap();
+        assert_eq!(idle.state, ContainerState::Created);
+        // Nothing was buried or unmounted.
+        assert!(f.host.calls_to("kill_cgroup").is_empty());
+        assert!(f.host.calls_to("remove_rootfs").is_empty());
+        assert_eq!(f.supervisors.held(&key(&pod)).len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_supervisor_dying_during_recovery_has_its_pod_buried_and_the_others_kept() {
+        let mut f = Fixture::new();
+        let (web, db) = (f.live_pod("web"), f.live_pod("db"));
+        let (app, store) = (f.container(&web, "app"), f.container(&db, "store"));
+        f.backend.start_container(&app).await.unwrap();
+        f.backend.start_container(&store).await.unwrap();
+        // The agent restarts; db's supervisor dies while recovery asks it.
+        f.supervisors.die_on(&key(&db), "Ping");
+        f.restart();
+
+        assert!(reconcile(&f.backend).await.is_empty());
+        let db_status = f.backend.pod_status(&db).await.unwrap();
+        assert_eq!(db_status.state, SandboxState::NotReady);
+        let cgroup = format!("/berth/{}/{}", key(&db), key(&store));
+        let store = f.backend.container_status(&store).await.unwrap();
+        assert_eq!(
+            (store.state, store.exit_code),
+            (ContainerState::Exited, 255)
+        );
+        assert_eq!(
+            f.host.calls_to("kill_cgroup"),
+            [format!("kill_cgroup {cgroup}")]
+        );
+        // web's is untouched and still answers.
+        let web_status = f.backend.pod_status(&web).await.unwrap();
+        assert_eq!(web_status.state, SandboxState::Ready);
+        let app_status = f.backend.container_status(&app).await.unwrap();
+        assert_eq!(app_status.state, ContainerState::Running);
+        assert!(f.backend.layout.rootfs(&key(&app)).is_dir());
+
+        // web's dies later, mid-call: its container is buried when next asked.
+        f.supervisors.die_on(&key(&web), "State");
+        let app_status = f.backend.container_status(&app).await.unwrap();
+        assert_eq!(
+            (app_status.state, app_status.exit_code),
+            (ContainerState::Exited, 255)
+        );
+        let web_status = f.backend.pod_status(&web).await.unwrap();
+        assert_eq!(web_status.state, SandboxState::NotReady);
     }
 }

@@ -15,11 +15,11 @@ use crate::types::{ContainerSpec, NamespaceMode};
 
 use super::super::backend::{blocking, warn_cleanup, Backend};
 use super::super::cgroups::Hierarchy;
-use super::super::client::{unexpected, CALL_TIMEOUT};
+use super::super::client::{unexpected, Client, CALL_TIMEOUT};
 use super::super::finish::finish;
 use super::super::layout::key;
 use super::super::records::{ContainerPhase, ContainerRecord, PodPhase};
-use super::super::{binds, cgroupfs, pod, remap, rootfs, user, NAME};
+use super::super::{binds, cgroupfs, pod, rootfs, user, NAME};
 use super::stop_signal;
 
 impl Backend {
@@ -109,9 +109,9 @@ impl Backend {
             &spec.image_id
         };
         let layers = self.images.layer_dirs(image)?;
-        let rootfs = rootfs::mount_overlay(&layers, &self.layout.rootfs(k))?;
+        let rootfs = self.host.mount_rootfs(&layers, &self.layout.rootfs(k))?;
         if let Some(user) = &pod_record.namespaces.user {
-            remap::remap_owners(&rootfs, &user.uids, &user.gids)?;
+            self.host.remap_owners(&rootfs, &user.uids, &user.gids)?;
         }
         let resolved = user::resolve(&rootfs, &spec.user)
             .map_err(|e| Error::InvalidSpec(format!("CreateContainer {id}: {e}")))?;
@@ -153,32 +153,45 @@ impl Backend {
         oci.save(bundle.join("config.json"))
             .map_err(|e| Error::internal(NAME, format!("writing the spec of {id}"), e))?;
         record.user = Some(resolved);
-        record.cgroup = finished.cgroup.clone();
+        record.cgroup = finished.cgroup;
         record.cwd = finished.cwd;
         record.own_pid_namespace = finished.own_pid_namespace;
         self.save_container(record)?;
+        self.have_created(&supervisor, record, spec)?;
+        record.phase = ContainerPhase::Created;
+        self.save_container(record)
+    }
+
+    /// Has the pod's supervisor create the container `record` describes from its
+    /// bundle (written by now).
+    fn have_created(
+        &self,
+        supervisor: &Client,
+        record: &ContainerRecord,
+        spec: &ContainerSpec,
+    ) -> Result<()> {
+        let k = key(&record.id);
         let create = Create {
-            id: k.to_string(),
-            bundle: bundle.display().to_string(),
+            bundle: self.layout.bundle(&k).display().to_string(),
             log_path: spec
                 .log_path
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
-            state_dir: self.layout.container(k).display().to_string(),
-            cgroup_path: finished.cgroup,
-            own_pid_namespace: finished.own_pid_namespace,
+            state_dir: self.layout.container(&k).display().to_string(),
+            cgroup_path: record.cgroup.clone(),
+            own_pid_namespace: record.own_pid_namespace,
             stdin: spec.stdin,
             stdin_once: spec.stdin_once,
             tty: spec.tty,
+            id: k,
         };
+        let id = record.id.to_string();
         match supervisor.call(request::Kind::Create(create), CALL_TIMEOUT) {
-            Ok(reply::Kind::Created(_)) => {}
-            Ok(other) => return Err(unexpected(other).into_error("container", &id.to_string())),
-            Err(e) => return Err(e.into_error("container", &id.to_string())),
+            Ok(reply::Kind::Created(_)) => Ok(()),
+            Ok(other) => Err(unexpected(other).into_error("container", &id)),
+            Err(e) => Err(e.into_error("container", &id)),
         }
-        record.phase = ContainerPhase::Created;
-        self.save_container(record)
     }
 }
 
@@ -217,4 +230,134 @@ fn own_oom_score_adj(pid: u32) -> i32 {
     .iter()
     .find_map(|p| std::fs::read_to_string(p).ok()?.trim().parse().ok())
     .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_proto::supervisor::container_state::Status;
+
+    use super::super::super::fake::Fixture;
+    use super::super::super::layout::key;
+    use crate::error::Error;
+    use crate::id::ContainerId;
+    use crate::types::{ContainerSpec, SandboxState, UserRequest};
+
+    fn spec(f: &Fixture) -> ContainerSpec {
+        ContainerSpec {
+            image: f.image(),
+            oci: oci_spec::runtime::Spec::default(),
+            ..Default::default()
+        }
+    }
+
+    /// True when nothing of the container `id` is left: no record (in memory or on
+    /// disk), no mount, no file.
+    fn nothing_left_of(f: &Fixture, id: &ContainerId) -> bool {
+        let k = key(id);
+        f.backend.container(id).is_err()
+            && f.host.mounted.lock().unwrap().is_empty()
+            && f.files().iter().all(|p| !p.contains(&k))
+    }
+
+    #[tokio::test]
+    async fn a_supervisor_dying_mid_create_undoes_the_container() {
+        let f = Fixture::new();
+        let pod = f.live_pod("web");
+        let app = pod.with_role("app").unwrap();
+        f.supervisors.die_on(&key(&pod), "Create");
+
+        let err = f
+            .backend
+            .create_container(&pod, &app, &spec(&f))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
+        assert!(
+            err.to_string().contains("supervisor is not running"),
+            "{err}"
+        );
+        // The rootfs was mounted, then unmounted; what ran in the container's cgroup
+        // was killed and the cgroup removed.
+        let rootfs = f.backend.layout.rootfs(&key(&app));
+        assert_eq!(
+            f.host.calls_to("remove_rootfs"),
+            [format!("remove_rootfs {}", rootfs.display())]
+        );
+        let cgroup = format!("/berth/{}/{}", key(&pod), key(&app));
+        assert_eq!(
+            f.host.calls_to("kill_cgroup"),
+            [format!("kill_cgroup {cgroup}")]
+        );
+        assert_eq!(*f.host.removed_cgroups.lock().unwrap(), [cgroup]);
+        assert!(nothing_left_of(&f, &app), "{:?}", f.files());
+        // The pod is not ready for good: a retry is refused the same way.
+        let status = f.backend.pod_status(&pod).await.unwrap();
+        assert_eq!(status.state, SandboxState::NotReady);
+        let again = f.backend.create_container(&pod, &app, &spec(&f)).await;
+        assert!(matches!(again, Err(Error::FailedPrecondition(_))));
+        assert!(nothing_left_of(&f, &app));
+    }
+
+    #[tokio::test]
+    async fn a_step_failing_after_the_rootfs_mount_undoes_the_container() {
+        let f = Fixture::new();
+        let pod = f.live_pod("web");
+        let app = pod.with_role("app").unwrap();
+        let mut bad = spec(&f);
+        bad.user = UserRequest {
+            username: Some("nobody-here".into()),
+            ..Default::default()
+        };
+
+        let err = f
+            .backend
+            .create_container(&pod, &app, &bad)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidSpec(_)), "{err:?}");
+        assert_eq!(f.host.calls_to("mount_rootfs").len(), 1);
+        assert_eq!(f.host.calls_to("remove_rootfs").len(), 1);
+        assert!(nothing_left_of(&f, &app), "{:?}", f.files());
+        // The supervisor never got the container; it was told to delete it anyway.
+        assert_eq!(f.supervisors.calls_to(&key(&pod)), ["Delete"]);
+        assert!(f.supervisors.held(&key(&pod)).is_empty());
+
+        // Nothing stands in the way of a good create.
+        f.backend
+            .create_container(&pod, &app, &spec(&f))
+            .await
+            .unwrap();
+        let held = f.supervisors.held(&key(&pod));
+        assert_eq!(held[&key(&app)].status, Status::Created);
+        assert_eq!(f.host.mounted.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refused_create_undoes_the_container_with_the_supervisors_code() {
+        let f = Fixture::new();
+        let pod = f.live_pod("web");
+        let app = pod.with_role("app").unwrap();
+        // The supervisor holds a container of that name already (a record lost).
+        f.supervisors.hold(
+            &key(&pod),
+            &key(&app),
+            super::super::super::fake::FakeContainer {
+                status: Status::Running,
+                pid: 7,
+                exit_code: 0,
+            },
+        );
+
+        let err = f
+            .backend
+            .create_container(&pod, &app, &spec(&f))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
+        assert!(nothing_left_of(&f, &app), "{:?}", f.files());
+        assert_eq!(
+            f.supervisors.calls_to(&key(&pod)),
+            ["Ping", "Create", "Delete"]
+        );
+    }
 }

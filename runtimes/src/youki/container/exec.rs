@@ -105,3 +105,43 @@ impl Backend {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::fake::Fixture;
+    use super::super::super::layout::key;
+    use crate::error::Error;
+    use crate::types::{ContainerState, ExecRequest};
+
+    fn echo() -> ExecRequest {
+        ExecRequest {
+            cmd: vec!["echo".into(), "hi".into()],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_supervisor_dying_mid_exec_sync_fails_the_precondition() {
+        let f = Fixture::new();
+        let pod = f.live_pod("web");
+        let app = f.container(&pod, "app");
+        f.backend.start_container(&app).await.unwrap();
+        let out = f.backend.exec_sync(&app, &echo()).await.unwrap();
+        assert_eq!(out.stdout, b"echo hi");
+        f.supervisors.die_on(&key(&pod), "Exec");
+
+        let err = f.backend.exec_sync(&app, &echo()).await.unwrap_err();
+        assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
+        assert!(
+            err.to_string().contains("supervisor is not running"),
+            "{err}"
+        );
+        // The same answer again, and the container's exit is reported lost.
+        let again = f.backend.exec_sync(&app, &echo()).await;
+        assert!(matches!(again, Err(Error::FailedPrecondition(_))));
+        let status = f.backend.container_status(&app).await.unwrap();
+        assert_eq!(status.state, ContainerState::Exited);
+        assert_eq!(status.exit_code, 255);
+        assert!(f.backend.container(&app).is_ok(), "kept until removed");
+    }
+}

@@ -90,3 +90,69 @@ impl Backend {
         wait(KILL_WAIT).map(drop).map_err(fail)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::super::fake::Fixture;
+    use super::super::super::layout::key;
+    use crate::error::Error;
+    use crate::types::{ContainerState, SandboxState};
+
+    #[tokio::test]
+    async fn a_stopped_container_is_exited_with_its_signal() {
+        let f = Fixture::new();
+        let pod = f.live_pod("web");
+        let app = f.container(&pod, "app");
+        f.backend.start_container(&app).await.unwrap();
+
+        f.backend
+            .stop_container(&app, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let status = f.backend.container_status(&app).await.unwrap();
+        assert_eq!(status.state, ContainerState::Exited);
+        assert_eq!(status.exit_code, 128 + libc::SIGTERM);
+        assert_eq!(
+            f.supervisors.calls_to(&key(&pod)),
+            ["Start", "State", "Kill", "Wait", "State"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_supervisor_dying_mid_stop_fails_the_precondition_and_a_retry_buries() {
+        let f = Fixture::new();
+        let pod = f.live_pod("web");
+        let app = f.container(&pod, "app");
+        f.backend.start_container(&app).await.unwrap();
+        f.supervisors.die_on(&key(&pod), "Kill");
+
+        let err = f
+            .backend
+            .stop_container(&app, Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
+        assert!(
+            err.to_string().contains("supervisor is not running"),
+            "{err}"
+        );
+        // Consistent: the container is still there, its exit lost (it had nobody to
+        // report it), its rootfs in place until it is removed; the pod not ready.
+        let status = f.backend.container_status(&app).await.unwrap();
+        assert_eq!(status.state, ContainerState::Exited);
+        assert_eq!((status.exit_code, status.reason.as_str()), (255, "Unknown"));
+        assert!(f.backend.layout.rootfs(&key(&app)).is_dir());
+        let pod_status = f.backend.pod_status(&pod).await.unwrap();
+        assert_eq!(pod_status.state, SandboxState::NotReady);
+        // kubelet's retry succeeds, and removing leaves nothing.
+        f.backend
+            .stop_container(&app, Duration::from_secs(10))
+            .await
+            .unwrap();
+        f.backend.remove_container(&app).await.unwrap();
+        assert!(f.backend.container(&app).is_err());
+        assert!(f.files().iter().all(|p| !p.contains(&key(&app))));
+    }
+}

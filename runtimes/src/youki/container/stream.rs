@@ -167,9 +167,10 @@ fn session(
                 NAME,
                 format!("session in {id}: unexpected {other:?}"),
             )),
-            Err(e) => Err(Error::backend(
+            Err(e) => Err(Error::internal(
                 NAME,
-                format!("session in {id}: the pod's supervisor ended it without an exit ({e})"),
+                format!("session in {id}: the pod's supervisor ended it without an exit"),
+                e,
             )),
         }
     });

@@ -13,7 +13,7 @@ mod remove;
 mod run;
 mod status;
 mod stop;
-mod sysctl;
+pub(super) mod sysctl;
 
 use crate::network::{NsKind, PodNetwork};
 
@@ -21,7 +21,7 @@ use super::finish::PodParts;
 use super::layout::{key, Layout};
 use super::records::PodRecord;
 
-pub use files::unmount_shm;
+pub use files::{mount_shm, unmount_shm};
 pub use remove::{supervisor_pid, teardown};
 
 /// What CNI needs to know about the pod.
@@ -55,7 +55,7 @@ pub fn parts(
 }
 
 /// The pinned namespace of `kind` in `record`.
-fn pin_of(record: &PodRecord, kind: NsKind) -> Option<std::path::PathBuf> {
+pub fn pin_of(record: &PodRecord, kind: NsKind) -> Option<std::path::PathBuf> {
     match kind {
         NsKind::Net => record.netns.clone(),
         NsKind::Ipc => record.ipcns.clone(),

@@ -11,7 +11,7 @@ use crate::id::ContainerId;
 use crate::network::NsKind;
 
 use super::super::backend::{blocking, Backend};
-use super::super::client::{CallError, Client, CALL_TIMEOUT};
+use super::super::client::{CallError, CALL_TIMEOUT};
 use super::super::layout::key;
 use super::super::records::PodRecord;
 use super::pod_network;
@@ -34,7 +34,8 @@ impl Backend {
     /// Ends the supervisor of the pod keyed `k`: `Shutdown` (which kills and deletes
     /// its containers), or SIGKILL through its pid file when it does not answer.
     pub fn end_supervisor(&self, k: &str) -> Result<()> {
-        let answer = Client::new(self.layout.socket(k))
+        let answer = self
+            .supervisor_of(k)
             .call(request::Kind::Shutdown(Default::default()), CALL_TIMEOUT);
         let dir = self.layout.pod_run(k);
         match answer {

@@ -7,13 +7,12 @@ use std::time::SystemTime;
 
 use crate::error::{Error, IoContext, Result};
 use crate::id::ContainerId;
-use crate::network::{in_namespace, NsKind};
+use crate::network::NsKind;
 use crate::types::{
     NamespaceMode, NamespaceOptions, SandboxSpec, SandboxState, SandboxStatus, UserNamespace,
 };
 
 use super::super::backend::{blocking, warn_cleanup, Backend};
-use super::super::client;
 use super::super::layout::key;
 use super::super::records::{PodPhase, PodRecord};
 use super::super::{remap, NAME};
@@ -215,7 +214,7 @@ impl Backend {
         blocking(move || me.pin_and_prepare(&key, &r)).await?;
 
         if let Some(netns) = record.netns.clone() {
-            let attachment = self.network.attach(k, &netns, &pod_network(record)).await?;
+            let attachment = self.host.attach(k, &netns, &pod_network(record)).await?;
             record.ips = attachment.ips;
             self.save_pod(record)?;
         }
@@ -238,26 +237,17 @@ impl Backend {
         .collect();
         match &record.namespaces.user {
             Some(user) => {
-                self.network
+                self.host
                     .pin_with_userns(k, &user.uids, &user.gids, &pinned)?;
             }
             None => {
                 for kind in pinned {
-                    self.network.pin(kind, k)?;
+                    self.host.pin(kind, k)?;
                 }
             }
         }
         if let Some(uts) = &record.utsns {
-            let hostname = record.hostname.clone();
-            in_namespace(NsKind::Uts, uts, move || {
-                nix::unistd::sethostname(&hostname)
-            })?
-            .map_err(|e| {
-                Error::io(
-                    format!("setting the pod's hostname {}", record.hostname),
-                    e.into(),
-                )
-            })?;
+            self.host.set_hostname(uts, &record.hostname)?;
         }
         if record.ipcns.is_some() {
             // Owned by the pod's root when it has a user namespace.
@@ -266,7 +256,7 @@ impl Backend {
                 .user
                 .as_ref()
                 .and_then(|u| Some((remap::to_host(0, &u.uids)?, remap::to_host(0, &u.gids)?)));
-            files::mount_shm(&self.layout.pod_shm(k), owner)?;
+            self.host.mount_shm(&self.layout.pod_shm(k), owner)?;
         }
         Ok(())
     }
@@ -281,14 +271,14 @@ impl Backend {
             host_network,
             record.ips.first().map(String::as_str),
         )?;
-        sysctl::apply(&spec.sysctls, |kind| super::pin_of(record, kind))?;
+        self.host.apply_sysctls(&spec.sysctls, record)?;
         let args = supervisor::Args {
             pod_dir: self.layout.pod_run(k),
             libcontainer_root: self.layout.libcontainer(),
             pid_namespace: record.namespaces.pid == NamespaceMode::Pod,
             userns: record.userns.clone(),
         };
-        client::spawn(&self.shim, &args)
+        self.link.spawn(&self.shim, &args)
     }
 }
 
@@ -302,5 +292,65 @@ mod tests {
         let long = format!("{}-abc", "a".repeat(62));
         assert_eq!(fit_hostname(&long), "a".repeat(62));
         assert_eq!(fit_hostname(&"b".repeat(100)).len(), 63);
+    }
+
+    fn web() -> (ContainerId, SandboxSpec) {
+        let id = ContainerId::new("web", "sandbox", 0, "node").unwrap();
+        let spec = SandboxSpec {
+            name: "web".into(),
+            namespace: "default".into(),
+            uid: "uid-web".into(),
+            ..Default::default()
+        };
+        (id, spec)
+    }
+
+    #[tokio::test]
+    async fn a_failed_cni_add_undoes_the_pod() {
+        let f = super::super::super::fake::Fixture::new();
+        let (id, spec) = web();
+        *f.host.failing_attaches.lock().unwrap() = 1;
+
+        let err = f.backend.run_pod(&id, &spec).await.unwrap_err();
+        assert!(err.to_string().contains("CNI ADD"), "{err}");
+        let k = key(&id);
+        assert_eq!(f.host.calls_to("pin").len(), 3, "pinned before the ADD");
+        // Undone: the half-made attachment deleted, the pins and /dev/shm removed, no
+        // supervisor started, no record, no file.
+        assert_eq!(f.host.calls_to("detach"), [format!("detach {k}")]);
+        assert!(f.host.pins.lock().unwrap().is_empty());
+        assert!(f.host.attached.lock().unwrap().is_empty());
+        assert_eq!(f.host.calls_to("unmount_shm").len(), 1);
+        assert!(!f.supervisors.runs(&k));
+        assert!(f.backend.pod(&id).is_err());
+        assert_eq!(f.files(), Vec::<String>::new());
+
+        // A retry makes the pod.
+        let status = f.backend.run_pod(&id, &spec).await.unwrap();
+        assert_eq!(status.state, SandboxState::Ready);
+        assert_eq!(status.ips, ["10.85.0.2"]);
+        assert_eq!(f.host.pins.lock().unwrap().len(), 3);
+        assert!(f.supervisors.runs(&k));
+        let status = f.backend.pod_status(&id).await.unwrap();
+        assert_eq!(status.state, SandboxState::Ready);
+    }
+
+    #[tokio::test]
+    async fn a_supervisor_failing_to_start_undoes_the_attached_pod() {
+        let f = super::super::super::fake::Fixture::new();
+        let (id, spec) = web();
+        *f.supervisors.failing_spawns.lock().unwrap() = 1;
+
+        let err = f.backend.run_pod(&id, &spec).await.unwrap_err();
+        assert!(err.to_string().contains("starting the supervisor"), "{err}");
+        let k = key(&id);
+        // The last step failed: everything before it is undone, CNI DEL included.
+        assert_eq!(f.host.calls_to("attach").len(), 1);
+        assert_eq!(f.host.calls_to("detach"), [format!("detach {k}")]);
+        assert!(f.host.attached.lock().unwrap().is_empty());
+        assert!(f.host.pins.lock().unwrap().is_empty());
+        assert!(f.backend.pod(&id).is_err());
+        assert_eq!(f.files(), Vec::<String>::new());
+        assert!(f.backend.run_pod(&id, &spec).await.is_ok(), "a retry works");
     }
 }

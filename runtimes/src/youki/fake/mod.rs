@@ -1,130 +1,41 @@
-//! A fake [`Host`] with faults to inject, and a backend over temporary directories:
-//! the orchestration's unit tests run without root (nothing is mounted, no cgroup is
-//! touched, no CNI plugin runs). Its supervisors never run: every pod is one whose
-//! supervisor is gone, a state the backend handles.
+//! A backend over temporary directories, a fake host ([`FakeHost`]) and fake
+//! supervisors ([`FakeSupervisors`]), both with faults to inject: the orchestration's
+//! unit tests run without root (nothing is mounted, no cgroup is touched, no CNI
+//! plugin runs, no supervisor process starts).
 
-use std::collections::BTreeSet;
+mod host;
+mod supervisor;
+
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
 
-use async_trait::async_trait;
+use berth_proto::supervisor::container_state::Status;
 use tempfile::TempDir;
 
-use crate::error::{Error, Result};
 use crate::id::ContainerId;
 use crate::image::{ImageStore, RegistryConfig};
-use crate::network::{Network, NetworkConfig, NsKind, PodNetwork};
+use crate::network::{Network, NetworkConfig};
 use crate::types::NamespaceOptions;
 
-use super::backend::{Backend, Parts};
+use super::backend::{Backend, Records};
 use super::cgroups::Hierarchy;
-use super::host::Host;
 use super::layout::{key, Layout};
 use super::records::{ContainerPhase, ContainerRecord, PodPhase, PodRecord};
 use super::recover;
 
-/// A host that keeps what it was asked in memory, and fails where told.
-#[derive(Default)]
-pub struct FakeHost {
-    /// Pods (by key) attached to the network and not detached yet.
-    pub attached: Mutex<BTreeSet<String>>,
-    /// Cgroups removed, in order.
-    pub removed_cgroups: Mutex<Vec<String>>,
-    /// Every call, in order (`detach <key>`, `remove_rootfs <dir>`, …).
-    pub calls: Mutex<Vec<String>>,
-    /// How many of the next CNI DELs fail.
-    pub failing_detaches: Mutex<usize>,
-    /// Rootfs directories whose next unmount fails.
-    pub failing_unmounts: Mutex<Vec<PathBuf>>,
-}
+pub use host::FakeHost;
+pub use supervisor::{FakeContainer, FakeSupervisors};
 
-impl FakeHost {
-    fn log(&self, call: String) {
-        self.calls.lock().unwrap().push(call);
-    }
-
-    /// The calls made so far that start with `prefix`.
-    pub fn calls_to(&self, prefix: &str) -> Vec<String> {
-        let calls = self.calls.lock().unwrap();
-        calls
-            .iter()
-            .filter(|c| c.starts_with(prefix))
-            .cloned()
-            .collect()
-    }
-}
-
-fn fault(what: String) -> Error {
-    Error::io(what, std::io::Error::other("injected fault"))
-}
-
-fn remove_dir_all(dir: &Path) -> Result<()> {
-    match fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(Error::io(format!("removing {}", dir.display()), e))
-        }
-        _ => Ok(()),
-    }
-}
-
-#[async_trait]
-impl Host for FakeHost {
-    async fn detach(&self, key: &str, _netns: Option<&Path>, _pod: &PodNetwork) -> Result<()> {
-        self.log(format!("detach {key}"));
-        {
-            let mut failing = self.failing_detaches.lock().unwrap();
-            if *failing > 0 {
-                *failing -= 1;
-                return Err(fault(format!("CNI DEL of pod {key}")));
-            }
-        }
-        self.attached.lock().unwrap().remove(key);
-        Ok(())
-    }
-
-    fn unpin(&self, kind: NsKind, key: &str) -> Result<()> {
-        self.log(format!("unpin {kind:?} {key}"));
-        Ok(())
-    }
-
-    fn unmount_shm(&self, dir: &Path) -> Result<()> {
-        self.log(format!("unmount_shm {}", dir.display()));
-        remove_dir_all(dir)
-    }
-
-    fn remove_rootfs(&self, dir: &Path) -> Result<()> {
-        self.log(format!("remove_rootfs {}", dir.display()));
-        let mut failing = self.failing_unmounts.lock().unwrap();
-        if let Some(at) = failing.iter().position(|d| d == dir) {
-            failing.remove(at);
-            return Err(fault(format!("unmounting {}", dir.display())));
-        }
-        remove_dir_all(dir)
-    }
-
-    fn kill_cgroup(&self, cgroup: &str, _patience: Duration) -> bool {
-        self.log(format!("kill_cgroup {cgroup}"));
-        true
-    }
-
-    fn remove_cgroup(&self, cgroup: &str) -> Result<()> {
-        self.log(format!("remove_cgroup {cgroup}"));
-        self.removed_cgroups
-            .lock()
-            .unwrap()
-            .push(cgroup.to_string());
-        Ok(())
-    }
-}
-
-/// A backend over temporary directories and a [`FakeHost`].
+/// A backend over temporary directories, a [`FakeHost`] and [`FakeSupervisors`].
 pub struct Fixture {
     /// Holds every directory of the backend.
     pub dir: TempDir,
     /// The fake host.
     pub host: Arc<FakeHost>,
+    /// The fake supervisors.
+    pub supervisors: Arc<FakeSupervisors>,
     /// The backend.
     pub backend: Arc<Backend>,
 }
@@ -134,12 +45,18 @@ impl Fixture {
     pub fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let host = Arc::new(FakeHost::default());
-        let backend = Self::open(dir.path(), &host);
-        Fixture { dir, host, backend }
+        let supervisors = Arc::new(FakeSupervisors::default());
+        let backend = Self::open(dir.path(), &host, &supervisors);
+        Fixture {
+            dir,
+            host,
+            supervisors,
+            backend,
+        }
     }
 
     /// A backend over the records under `root`, as `YoukiRuntime::open` loads them.
-    fn open(root: &Path, host: &Arc<FakeHost>) -> Arc<Backend> {
+    fn open(root: &Path, host: &Arc<FakeHost>, supervisors: &Arc<FakeSupervisors>) -> Arc<Backend> {
         let images = ImageStore::open(&root.join("images"), RegistryConfig::default()).unwrap();
         let network = NetworkConfig {
             conf_dir: root.join("cni"),
@@ -147,12 +64,13 @@ impl Fixture {
             ..NetworkConfig::default()
         };
         let network = Network::new(network, &root.join("net")).unwrap();
-        Self::load(root, host, Arc::new(images), Arc::new(network))
+        Self::load(root, host, supervisors, Arc::new(images), Arc::new(network))
     }
 
     fn load(
         root: &Path,
         host: &Arc<FakeHost>,
+        supervisors: &Arc<FakeSupervisors>,
         images: Arc<ImageStore>,
         network: Arc<Network>,
     ) -> Arc<Backend> {
@@ -166,7 +84,7 @@ impl Fixture {
             fs::create_dir_all(d).unwrap();
         }
         let index = recover::load_index(&layout).unwrap();
-        let parts = Parts {
+        Arc::new(Backend {
             layout,
             shim: root.join("no-shim"),
             cgroup_parent: "/berth".into(),
@@ -176,16 +94,38 @@ impl Fixture {
             images,
             network,
             host: host.clone(),
-        };
-        Arc::new(Backend::new(parts, index))
+            link: supervisors.clone(),
+            supervisors: Default::default(),
+            records: Records::new(index),
+        })
     }
 
     /// The backend of a restarted agent: the records on disk loaded again, the same
-    /// host (and the same image store and network, which stay open). Recovery is
-    /// not run.
+    /// host and supervisors (and the same image store and network, which stay open).
+    /// Recovery is not run.
     pub fn restart(&mut self) {
         let (images, network) = (self.backend.images.clone(), self.backend.network.clone());
-        self.backend = Self::load(self.dir.path(), &self.host, images, network);
+        self.backend = Self::load(
+            self.dir.path(),
+            &self.host,
+            &self.supervisors,
+            images,
+            network,
+        );
+    }
+
+    /// An image of no layers in the backend's store; returns its reference.
+    pub fn image(&self) -> String {
+        let reference = "docker.io/library/busybox:latest";
+        self.backend.images.add_empty_image(reference).unwrap();
+        reference.into()
+    }
+
+    /// A ready pod named `name` whose supervisor runs (see [`Fixture::pod`]).
+    pub fn live_pod(&self, name: &str) -> ContainerId {
+        let id = self.pod(name);
+        self.supervisors.start(&key(&id));
+        id
     }
 
     /// A ready pod named `name`, attached to the network, with its pins, runtime
@@ -216,12 +156,14 @@ impl Fixture {
         fs::create_dir_all(layout.pod_etc(&k)).unwrap();
         fs::create_dir_all(layout.pod_shm(&k)).unwrap();
         self.backend.save_pod(&record).unwrap();
+        let mut pins = self.host.pins.lock().unwrap();
+        pins.extend(["Net", "Uts", "Ipc"].map(|kind| format!("{kind} {k}")));
         self.host.attached.lock().unwrap().insert(k);
         id
     }
 
     /// A created container named `role` in `pod`, with its rootfs and libcontainer
-    /// state.
+    /// state; held by the pod's supervisor when that runs.
     pub fn container(&self, pod: &ContainerId, role: &str) -> ContainerId {
         let id = pod.with_role(role).unwrap();
         let k = key(&id);
@@ -242,6 +184,14 @@ impl Fixture {
         fs::create_dir_all(layout.rootfs(&k).join("upper")).unwrap();
         fs::create_dir_all(layout.libcontainer().join(&k)).unwrap();
         self.backend.save_container(&record).unwrap();
+        if self.supervisors.runs(&key(pod)) {
+            let created = FakeContainer {
+                status: Status::Created,
+                pid: 1000,
+                exit_code: 0,
+            };
+            self.supervisors.hold(&key(pod), &k, created);
+        }
         id
     }
 
