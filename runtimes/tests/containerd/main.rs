@@ -4,3 +4,4 @@
 //! so tests run in parallel; dropping the fixture removes what containerd held.
 
 mod connect;
+mod fixture;
