@@ -12,9 +12,13 @@
 //! A test connects to [`Containerd::socket`] (`runtimes::containerd::connect`), can
 //! [`Containerd::kill9`] and [`Containerd::restart`] it, and reads its log and `ctr`.
 //!
-//! Dropping it removes every task and container it holds (through `ctr`), stops
-//! containerd, ends shims left serving it, unmounts what is mounted below its directory
-//! and removes the directory (`hack/containerd purge`).
+//! Dropping it removes every task and container it holds (through `ctr`; after a
+//! [`Containerd::kill9`] without a restart, containerd is started once more for that,
+//! since ending a shim would leave its container running), stops containerd, ends shims
+//! left serving it, unmounts what is mounted below its directory and removes the
+//! directory (`hack/containerd purge`). Tasks a test starts should keep their runc root
+//! and cgroups to themselves (runc's default root, `/run/containerd/runc/<namespace>`,
+//! is shared by every containerd on the machine).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
