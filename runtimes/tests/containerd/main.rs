@@ -5,3 +5,4 @@
 
 mod connect;
 mod fixture;
+mod task;
