@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod composite;
+pub mod containerd;
 pub mod error;
 pub mod id;
 pub mod image;

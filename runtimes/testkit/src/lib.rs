@@ -5,7 +5,8 @@
 //!
 //! Used by the runtimes crate's tests and by the black-box and streaming tests of the
 //! `berth` binary (`agent/tests`), which also drive the real crictl ([`crictl`]), on a
-//! terminal when they need one ([`pty`]). Test code: it panics on failure.
+//! terminal when they need one ([`pty`]). The containerd backend's tests run a
+//! containerd of their own ([`containerd`]). Test code: it panics on failure.
 //!
 //! # Tests that need the host
 //!
@@ -19,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod containerd;
 pub mod crictl;
 pub mod host;
 pub mod images;
