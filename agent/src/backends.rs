@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use runtimes::containerd::{ContainerdConfig, ContainerdRuntime};
 use runtimes::image::ImageStore;
 use runtimes::network::Network;
 use runtimes::youki::{YoukiConfig, YoukiRuntime};
@@ -30,19 +31,42 @@ pub async fn build(config: &Config, store: &Store) -> Result<Backends> {
     // Each pod's supervisor is this binary, run as `berth shim`.
     let shim = std::env::current_exe()
         .map_err(|e| Error::io("finding berth's own binary (the pods' supervisor)", e))?;
-    let youki = YoukiRuntime::open(
-        Arc::new(images),
-        YoukiConfig {
-            state_dir: config.state_dir.clone(),
-            run_dir: config.run_dir.clone(),
-            shim,
-            network: network.clone(),
-            cgroup_parent: config.cgroup_parent.clone(),
-        },
-    )
-    .await?;
+    let images = Arc::new(images);
+    let youki_config = YoukiConfig {
+        state_dir: config.state_dir.clone(),
+        run_dir: config.run_dir.clone(),
+        shim: shim.clone(),
+        network: network.clone(),
+        cgroup_parent: config.cgroup_parent.clone(),
+    };
+    let youki = YoukiRuntime::open(images.clone(), youki_config.clone()).await?;
     let primary: Arc<dyn Runtime> = Arc::new(youki);
-    let composite = CompositeRuntime::new(primary).with_routes(store.routes()?);
+    let mut composite = CompositeRuntime::new(primary);
+    if let Some(c) = &config.backends.containerd {
+        // Its pods are made as youki's, recorded apart (their own directories), so
+        // each backend recovers only its own after a restart.
+        let pods = YoukiConfig {
+            state_dir: config.state_dir.join("containerd"),
+            run_dir: config.run_dir.join("ctrd"),
+            ..youki_config
+        };
+        let containerd = ContainerdRuntime::open(
+            images,
+            pods,
+            ContainerdConfig {
+                address: c.address.clone(),
+                namespace: c.namespace.clone(),
+                runtime: c.runtime.clone(),
+            },
+            shim,
+        )
+        .await?;
+        if let Err(e) = containerd.check().await {
+            tracing::warn!(error = %e, handler = %c.handler, "containerd is not reachable yet; its handler is not ready");
+        }
+        composite = composite.with_handler(c.handler.clone(), Arc::new(containerd));
+    }
+    let composite = composite.with_routes(store.routes()?);
     Ok(Backends {
         runtime: Arc::new(composite),
         network,

@@ -41,6 +41,13 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "shim") {
         return runtimes::supervisor::main(std::env::args_os().skip(2));
     }
+    // `berth log-shim DIR` is a containerd container's log writer, started by its shim.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == runtimes::containerd::logger::ARG)
+    {
+        return runtimes::containerd::logger::main(std::env::args_os().skip(2));
+    }
     let result = match Cli::parse().command {
         Command::Serve { config } => serve(config.as_deref()),
         Command::Config(ConfigCommand::Default) => {

@@ -30,6 +30,12 @@ pub trait Runtime: Send + Sync {
         Features::default()
     }
 
+    /// Whether the backend can serve now; the error says why not (an unreachable
+    /// daemon, naming its address). Ready by default.
+    async fn ready(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Pulls an image (or finds it already present) and describes it.
     async fn pull_image(&self, request: &PullRequest) -> Result<ImageInfo>;
 

@@ -44,6 +44,43 @@ pub struct Config {
     pub network: NetworkConfig,
     /// The streaming server `Exec`, `Attach` and `PortForward` URLs point at.
     pub streaming: StreamingConfig,
+    /// Backends besides the embedded youki one.
+    pub backends: BackendsConfig,
+}
+
+/// The `backends` section: the backends served besides youki (the default handler).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackendsConfig {
+    /// containerd, through its own gRPC API; absent: not served.
+    pub containerd: Option<ContainerdConfig>,
+}
+
+/// `backends.containerd`: pods whose RuntimeClass names `handler` run their containers
+/// on this containerd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContainerdConfig {
+    /// The runtime handler (RuntimeClass `handler`) served by containerd.
+    pub handler: String,
+    /// containerd's gRPC socket.
+    pub address: PathBuf,
+    /// The containerd namespace berth's containers live in; berth never touches
+    /// another namespace.
+    pub namespace: String,
+    /// The runtime (shim) containerd runs the tasks with.
+    pub runtime: String,
+}
+
+impl Default for ContainerdConfig {
+    fn default() -> Self {
+        Self {
+            handler: "containerd".to_string(),
+            address: PathBuf::from("/run/containerd/containerd.sock"),
+            namespace: "berth".to_string(),
+            runtime: "io.containerd.runc.v2".to_string(),
+        }
+    }
 }
 
 /// The `log` section.
@@ -79,6 +116,7 @@ impl Default for Config {
             registries: RegistryConfig::default(),
             network: NetworkConfig::default(),
             streaming: StreamingConfig::default(),
+            backends: BackendsConfig::default(),
         }
     }
 }
@@ -175,6 +213,10 @@ impl Config {
         self.streaming
             .validate()
             .map_err(|e| format!("streaming.{e}"))?;
+        if let Some(c) = &self.backends.containerd {
+            c.validate()
+                .map_err(|e| format!("backends.containerd.{e}"))?;
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             format!(
                 "log.level: `{}` is not a level or filter: {e}",
@@ -201,6 +243,44 @@ impl Config {
             }
         }
         value
+    }
+}
+
+impl ContainerdConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.handler.is_empty() {
+            return Err("handler: must not be empty (the default handler is youki's)".into());
+        }
+        if !self.address.is_absolute() {
+            return Err(format!(
+                "address: `{}` must be an absolute path",
+                self.address.display()
+            ));
+        }
+        if self.address.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(format!(
+                "address: {} is longer than a unix socket path may be ({MAX_SOCKET_PATH} bytes)",
+                self.address.display()
+            ));
+        }
+        // containerd's namespace rule: a DNS label-like identifier.
+        let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if self.namespace.is_empty()
+            || !self
+                .namespace
+                .starts_with(|c: char| c.is_ascii_alphanumeric())
+            || !self.namespace.chars().all(valid)
+            || self.namespace.len() > 76
+        {
+            return Err(format!(
+                "namespace: `{}` is not a containerd namespace (letters, digits, `-`, `_`, `.`; starting with a letter or digit)",
+                self.namespace
+            ));
+        }
+        if self.runtime.is_empty() {
+            return Err("runtime: must not be empty (e.g. io.containerd.runc.v2)".into());
+        }
+        Ok(())
     }
 }
 

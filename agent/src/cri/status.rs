@@ -15,6 +15,8 @@ use runtimes::Runtime;
 const RUNTIME_READY: &str = "RuntimeReady";
 /// CRI's condition type for the pod network.
 const NETWORK_READY: &str = "NetworkReady";
+/// berth's condition type (`/<handler>`) for a runtime handler besides the default.
+const HANDLER_READY: &str = "RuntimeHandlerReady";
 
 /// The hook that says whether pod networking is ready: `Ok` when it is, else why
 /// not. The integrator wires the network's own check here
@@ -35,6 +37,7 @@ pub(super) async fn status(
     runtime: &dyn Runtime,
     network: &NetworkReadiness,
     handlers: &[(String, Features)],
+    handler_readiness: &[(String, Result<(), String>)],
     config_json: &str,
     request: StatusRequest,
 ) -> StatusResponse {
@@ -58,7 +61,10 @@ pub(super) async fn status(
     };
     StatusResponse {
         status: Some(RuntimeStatus {
-            conditions: vec![runtime_ready, network_ready],
+            conditions: [runtime_ready, network_ready]
+                .into_iter()
+                .chain(handler_readiness.iter().map(handler_condition))
+                .collect(),
         }),
         info,
         runtime_handlers: default_first(handlers)
@@ -82,6 +88,22 @@ fn default_first(handlers: &[(String, Features)]) -> impl Iterator<Item = (&str,
             .filter(|(name, _)| !name.is_empty())
             .map(|(name, f)| (name.as_str(), *f)),
     )
+}
+
+/// The readiness of a runtime handler besides the default, as an extra condition
+/// (`RuntimeHandlerReady/<name>`): kubelet requires only the first two and logs the
+/// others; crictl shows them all.
+fn handler_condition((name, ready): &(String, Result<(), String>)) -> RuntimeCondition {
+    let kind = format!("{HANDLER_READY}/{name}");
+    match ready {
+        Ok(()) => condition(&kind, true, "", String::new()),
+        Err(why) => condition(
+            &kind,
+            false,
+            "BackendNotReady",
+            format!("runtime handler `{name}`: {why}"),
+        ),
+    }
 }
 
 fn condition(kind: &str, status: bool, reason: &str, message: String) -> RuntimeCondition {
@@ -123,6 +145,7 @@ mod tests {
             runtime,
             &network_not_wired(),
             handlers,
+            &[],
             "{}",
             StatusRequest::default(),
         )
@@ -158,13 +181,13 @@ mod tests {
     async fn the_network_is_ready_when_its_hook_says_so() {
         let runtime = MockRuntime::new("mock", &["linux"]);
         let ready: NetworkReadiness = Arc::new(|| Ok(()));
-        let answer = status(&runtime, &ready, &[], "{}", StatusRequest::default()).await;
+        let answer = status(&runtime, &ready, &[], &[], "{}", StatusRequest::default()).await;
         assert_eq!(
             conditions(&answer)[1],
             ("NetworkReady".into(), true, "".into())
         );
         let missing: NetworkReadiness = Arc::new(|| Err("no conflist in /etc/cni/net.d".into()));
-        let answer = status(&runtime, &missing, &[], "{}", StatusRequest::default()).await;
+        let answer = status(&runtime, &missing, &[], &[], "{}", StatusRequest::default()).await;
         let network = &answer.status.as_ref().unwrap().conditions[1];
         assert!(!network.status);
         assert_eq!(network.message, "no conflist in /etc/cni/net.d");
@@ -247,12 +270,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unreachable_handler_is_an_extra_condition_that_says_why() {
+        let runtime = MockRuntime::new("mock", &["linux"]);
+        let readiness = [
+            (
+                "containerd".to_string(),
+                Err("containerd at /x.sock is unreachable".to_string()),
+            ),
+            ("fast".to_string(), Ok(())),
+        ];
+        let answer = status(
+            &runtime,
+            &network_not_wired(),
+            &[],
+            &readiness,
+            "{}",
+            StatusRequest::default(),
+        )
+        .await;
+        let conditions = answer.status.unwrap().conditions;
+        assert_eq!(conditions.len(), 4);
+        assert_eq!(conditions[0].r#type, RUNTIME_READY);
+        assert!(conditions[0].status, "the default handler stays ready");
+        let containerd = &conditions[2];
+        assert_eq!(containerd.r#type, "RuntimeHandlerReady/containerd");
+        assert!(!containerd.status);
+        assert_eq!(containerd.reason, "BackendNotReady");
+        assert!(
+            containerd.message.contains("/x.sock"),
+            "{}",
+            containerd.message
+        );
+        assert!(conditions[3].status);
+    }
+
+    #[tokio::test]
     async fn verbose_shows_the_config() {
         let runtime = MockRuntime::new("mock", &["linux"]);
         let request = StatusRequest { verbose: true };
         let answer = status(
             &runtime,
             &network_not_wired(),
+            &[],
             &[],
             r#"{"socket":"/s"}"#,
             request,

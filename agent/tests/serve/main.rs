@@ -5,6 +5,7 @@
 
 mod campaign;
 mod container_errors;
+mod containerd;
 mod crash;
 mod image_crash;
 mod image_errors;

@@ -115,6 +115,17 @@ impl CompositeRuntime {
         }
     }
 
+    /// Whether the backend of each runtime handler besides the default can serve now.
+    pub async fn handler_readiness(&self) -> Vec<(String, Result<()>)> {
+        let mut out = Vec::new();
+        for (name, backend) in &self.handlers {
+            if !name.is_empty() {
+                out.push((name.clone(), backend.ready().await));
+            }
+        }
+        out
+    }
+
     /// The name of the backend that owns `id`, if it was dispatched.
     pub fn backend_of(&self, id: &ContainerId) -> Option<String> {
         read(&self.dispatch).get(id).cloned()

@@ -4,8 +4,8 @@
 use std::error::Error as _;
 use std::path::Path;
 
-use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
 use tonic::Request;
 
 use crate::{Error, Result};
@@ -34,14 +34,39 @@ pub async fn connect(address: &Path) -> Result<Channel> {
 /// `containerd-namespace` header). Namespaced services (containers, tasks, snapshots,
 /// leases, content, images, events) refuse a call without it.
 pub fn with_namespace<T>(namespace: &str, message: T) -> Result<Request<T>> {
-    let value = MetadataValue::try_from(namespace).map_err(|_| {
-        Error::InvalidSpec(format!(
-            "containerd namespace {namespace:?} is not a valid gRPC header value"
-        ))
-    })?;
+    let value = namespace_header(namespace)?;
     let mut request = Request::new(message);
     request.metadata_mut().insert(NAMESPACE_HEADER, value);
     Ok(request)
+}
+
+/// The value of the namespace header for `namespace`, checked once so that a backend
+/// can stamp it on every call.
+pub fn namespace_header(namespace: &str) -> Result<AsciiMetadataValue> {
+    MetadataValue::try_from(namespace).map_err(|_| {
+        Error::InvalidSpec(format!(
+            "containerd namespace {namespace:?} is not a valid gRPC header value"
+        ))
+    })
+}
+
+/// A channel to containerd's socket at `address` that dials on first use (and again
+/// after containerd restarts), so a berth whose containerd is down still starts and
+/// serves its other backends; calls made meanwhile fail as [`connect`] does.
+pub fn connect_lazy(address: &Path) -> Result<Channel> {
+    let path = address.to_path_buf();
+    // tonic wants an http URI; the connector ignores it and dials the socket.
+    let endpoint = Endpoint::try_from("http://[::1]:1")
+        .map_err(|e| Error::internal("containerd", "making the channel", e))?;
+    Ok(
+        endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        })),
+    )
 }
 
 /// An error with its causes: tonic's transport error says only "transport error", the

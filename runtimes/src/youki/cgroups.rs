@@ -121,7 +121,14 @@ impl Hierarchy {
         }
         self.kill_all(cgroup, Duration::from_secs(5));
         let mut failures = Vec::new();
-        for dir in self.dirs(cgroup) {
+        let mut dirs = self.dirs(cgroup);
+        if let Hierarchy::V1 { mounts } = self {
+            // runc (containerd's pods) also makes the cgroup in the hierarchies
+            // libcontainer leaves alone: name=systemd and a hybrid host's cgroup2.
+            let rel = cgroup.trim_start_matches('/');
+            dirs.extend(other_cgroup_mounts(mounts).into_iter().map(|m| m.join(rel)));
+        }
+        for dir in dirs {
             // Deepest first: a cgroup with children cannot be removed.
             for d in subtree(&dir).into_iter().rev() {
                 if let Err(e) = rmdir_retry(&d) {
@@ -188,6 +195,23 @@ fn subtree(dir: &Path) -> Vec<PathBuf> {
     // `stack` order is depth-first; sort by depth so parents come first.
     out.sort_by_key(|p| p.components().count());
     out
+}
+
+/// The cgroup mounts (v1 or v2) that are not among the controllers' `mounts`.
+fn other_cgroup_mounts(mounts: &[(String, PathBuf)]) -> Vec<PathBuf> {
+    let table = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut found: Vec<PathBuf> = table
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_, point, kind) = (fields.next()?, fields.next()?, fields.next()?);
+            matches!(kind, "cgroup" | "cgroup2").then(|| PathBuf::from(point))
+        })
+        .filter(|point| !mounts.iter().any(|(_, m)| m == point))
+        .collect();
+    found.sort();
+    found.dedup();
+    found
 }
 
 fn read_procs(dir: &Path) -> Vec<i32> {

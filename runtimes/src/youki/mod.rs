@@ -28,6 +28,7 @@ pub(crate) mod records;
 mod recover;
 mod remap;
 mod rootfs;
+mod sandboxes;
 mod stats;
 mod user;
 mod watch;
@@ -52,6 +53,9 @@ use backend::Backend;
 use cgroups::Hierarchy;
 use layout::Layout;
 
+pub use container::{stop_signal, Prepared};
+pub use sandboxes::{CgroupUsage, Sandboxes};
+
 const NAME: &str = "youki";
 
 /// What the youki backend needs besides its images.
@@ -70,6 +74,52 @@ pub struct YoukiConfig {
     pub cgroup_parent: String,
 }
 
+/// Opens a [`Backend`] over `config`'s directories: loads its records, undoes what a
+/// crash left half-made, reconnects to live supervisors (see [`YoukiRuntime::open`]).
+async fn open_backend(images: Arc<ImageStore>, config: YoukiConfig) -> Result<Arc<Backend>> {
+    let layout = Layout::new(&config.state_dir, &config.run_dir)?;
+    for dir in [
+        layout.pods(),
+        layout.containers(),
+        layout.pods_run(),
+        layout.libcontainer(),
+    ] {
+        std::fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
+    }
+    let cgroup_parent = format!("/{}", config.cgroup_parent.trim_matches('/'));
+    if cgroup_parent == "/" {
+        return Err(Error::InvalidSpec(
+            "youki: cgroup_parent must name a cgroup below the root (e.g. /berth)".into(),
+        ));
+    }
+    let index = {
+        let layout = layout.clone();
+        backend::blocking(move || recover::load_index(&layout)).await?
+    };
+    let hierarchy = Hierarchy::detect()?;
+    let host = Arc::new(host::Machine::new(
+        config.network.clone(),
+        hierarchy.clone(),
+    ));
+    let backend = Arc::new(Backend {
+        layout,
+        shim: config.shim,
+        cgroup_parent,
+        hierarchy,
+        images,
+        network: config.network,
+        host,
+        link: Arc::new(client::Socket),
+        supervisors: Default::default(),
+        records: backend::Records::new(index),
+    });
+    let left = recover::reconcile(&backend).await;
+    for e in &left {
+        tracing::warn!(error = %e, "youki: recovery left work for the next start");
+    }
+    Ok(backend)
+}
+
 /// The youki backend: the `Runtime` trait over [`Backend`], whose verbs live one per
 /// file under `pod/` and `container/`. The trait impl below is their table of
 /// contents (each method names the verb that answers it); the image verbs are served
@@ -86,46 +136,7 @@ impl YoukiRuntime {
     /// of those that died (their exits are recorded as lost). What cannot be cleaned
     /// up now is logged and retried at the next open.
     pub async fn open(images: Arc<ImageStore>, config: YoukiConfig) -> Result<Self> {
-        let layout = Layout::new(&config.state_dir, &config.run_dir)?;
-        for dir in [
-            layout.pods(),
-            layout.containers(),
-            layout.pods_run(),
-            layout.libcontainer(),
-        ] {
-            std::fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
-        }
-        let cgroup_parent = format!("/{}", config.cgroup_parent.trim_matches('/'));
-        if cgroup_parent == "/" {
-            return Err(Error::InvalidSpec(
-                "youki: cgroup_parent must name a cgroup below the root (e.g. /berth)".into(),
-            ));
-        }
-        let index = {
-            let layout = layout.clone();
-            backend::blocking(move || recover::load_index(&layout)).await?
-        };
-        let hierarchy = Hierarchy::detect()?;
-        let host = Arc::new(host::Machine::new(
-            config.network.clone(),
-            hierarchy.clone(),
-        ));
-        let backend = Arc::new(Backend {
-            layout,
-            shim: config.shim,
-            cgroup_parent,
-            hierarchy,
-            images,
-            network: config.network,
-            host,
-            link: Arc::new(client::Socket),
-            supervisors: Default::default(),
-            records: backend::Records::new(index),
-        });
-        let left = recover::reconcile(&backend).await;
-        for e in &left {
-            tracing::warn!(error = %e, "youki: recovery left work for the next start");
-        }
+        let backend = open_backend(images, config).await?;
         let features = features::probe();
         tracing::info!(?features, "youki: features on this host");
         Ok(YoukiRuntime { backend, features })

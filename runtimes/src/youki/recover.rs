@@ -30,7 +30,9 @@ fn entries(dir: &Path) -> Result<Vec<String>> {
 }
 
 /// Loads every record. A directory without a record was made just before its record
-/// would have been written: nothing else exists for it, so it is removed.
+/// would have been written: nothing else exists for it, so it is removed — unless it
+/// holds another backend's record (the containerd backend keeps its containers in
+/// this layout, through `Sandboxes`): that one is left to its owner.
 pub fn load_index(layout: &Layout) -> Result<Index> {
     let mut index = Index::default();
     for k in entries(&layout.pods())? {
@@ -46,6 +48,7 @@ pub fn load_index(layout: &Layout) -> Result<Index> {
             Some(r) => {
                 index.containers.insert(r.id.clone(), r);
             }
+            None if foreign(&layout.container(&k)) => {}
             None => {
                 rootfs::remove(&layout.rootfs(&k))?;
                 remove_dir(&layout.container(&k))?;
@@ -53,6 +56,18 @@ pub fn load_index(layout: &Layout) -> Result<Index> {
         }
     }
     Ok(index)
+}
+
+/// Whether the container directory `dir` holds a record that is not youki's (a
+/// `.json` file other than `container.json`).
+fn foreign(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|entries| {
+        entries.filter_map(|e| e.ok()).any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".json") && name != "container.json"
+        })
+    })
 }
 
 fn remove_dir(dir: &Path) -> Result<()> {
@@ -171,6 +186,24 @@ mod tests {
     use super::reconcile;
     use crate::types::{ContainerState, SandboxState};
     use berth_proto::supervisor::container_state::Status;
+
+    #[test]
+    fn a_directory_without_a_record_goes_unless_another_backend_owns_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout =
+            super::Layout::new(&dir.path().join("state"), &dir.path().join("run")).unwrap();
+        let (cut_short, theirs) = (layout.container("cut-short"), layout.container("theirs"));
+        std::fs::create_dir_all(&cut_short).unwrap();
+        std::fs::create_dir_all(&theirs).unwrap();
+        std::fs::write(theirs.join("containerd.json"), "{}").unwrap();
+        let index = super::load_index(&layout).unwrap();
+        assert!(index.containers.is_empty());
+        assert!(!cut_short.exists(), "a directory cut short is removed");
+        assert!(
+            theirs.join("containerd.json").exists(),
+            "another backend's record is kept"
+        );
+    }
 
     #[tokio::test]
     async fn a_pod_cut_short_after_cni_add_is_detached_and_removed() {

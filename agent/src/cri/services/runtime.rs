@@ -54,10 +54,18 @@ runtime_service! {
             &self,
             request: Request<StatusRequest>,
         ) -> Result<Response<StatusResponse>, Status> {
+            let readiness: Vec<(String, Result<(), String>)> = self
+                .runtime
+                .handler_readiness()
+                .await
+                .into_iter()
+                .map(|(name, ready)| (name, ready.map_err(|e| e.to_string())))
+                .collect();
             let answer = status::status(
                 self.runtime.as_ref(),
                 &self.network_ready,
                 &self.handlers,
+                &readiness,
                 &self.config_json,
                 request.into_inner(),
             );

@@ -103,50 +103,14 @@ impl Backend {
         spec: &ContainerSpec,
     ) -> Result<()> {
         let id = record.id.clone();
-        let image = if spec.image_id.is_empty() {
-            &spec.image
-        } else {
-            &spec.image_id
-        };
-        let layers = self.images.layer_dirs(image)?;
-        let rootfs = self.host.mount_rootfs(&layers, &self.layout.rootfs(k))?;
-        if let Some(user) = &pod_record.namespaces.user {
-            self.host.remap_owners(&rootfs, &user.uids, &user.gids)?;
-        }
-        let resolved = user::resolve(&rootfs, &spec.user)
-            .map_err(|e| Error::InvalidSpec(format!("CreateContainer {id}: {e}")))?;
-        let supervisor = self.supervisor(&record.pod);
-        let pong = supervisor
-            .ping()
-            .map_err(|e| e.into_error("pod sandbox", &record.pod.to_string()))?;
-        let min_oom = own_oom_score_adj(pong.pid);
-        let pid_namespace = match spec.namespaces.pid {
-            // The namespace the holder's children go to: its own where it is PID 1,
-            // the one it made where it sits in the pod's user namespace.
-            NamespaceMode::Pod if pong.pid_ns_holder != 0 => Some(PathBuf::from(format!(
-                "/proc/{}/ns/pid_for_children",
-                pong.pid_ns_holder
-            ))),
-            NamespaceMode::Pod => {
-                return Err(Error::FailedPrecondition(format!(
-                    "CreateContainer {id}: pod sandbox {} has no PID namespace to share",
-                    record.pod
-                )))
-            }
-            NamespaceMode::Target => Some(self.target_pid_namespace(&id, spec)?),
-            NamespaceMode::Container | NamespaceMode::Node => None,
-        };
-        let mut oci = spec.oci.clone();
-        if let Some(mounts) = oci.mounts_mut() {
-            binds::resolve(mounts)?;
-        }
-        let parts = pod::parts(&self.layout, pod_record, pid_namespace);
-        let finished = finish(&mut oci, k, &rootfs, &resolved, min_oom, &parts)?;
+        let Prepared {
+            mut oci,
+            user: resolved,
+            finished,
+            ..
+        } = self.prepare(k, &id, pod_record, spec)?;
         if let Hierarchy::V1 { mounts } = &self.hierarchy {
             cgroupfs::replace(&mut oci, mounts, &finished.cgroup, &self.layout.cgroupfs(k))?;
-        }
-        if !finished.cwd.is_empty() {
-            rootfs::make_dir_in_root(&rootfs, Path::new(&finished.cwd))?;
         }
         let bundle = self.layout.bundle(k);
         std::fs::create_dir_all(&bundle).io_context(|| format!("creating {}", bundle.display()))?;
@@ -157,7 +121,7 @@ impl Backend {
         record.cwd = finished.cwd;
         record.own_pid_namespace = finished.own_pid_namespace;
         self.save_container(record)?;
-        self.have_created(&supervisor, record, spec)?;
+        self.have_created(&self.supervisor(&record.pod), record, spec)?;
         record.phase = ContainerPhase::Created;
         self.save_container(record)
     }
@@ -192,6 +156,82 @@ impl Backend {
             Ok(other) => Err(unexpected(other).into_error("container", &id)),
             Err(e) => Err(e.into_error("container", &id)),
         }
+    }
+}
+
+/// A container made ready to run: its rootfs mounted (and remapped for a pod user
+/// namespace), its user resolved, its OCI spec finished. What runs it — the pod's
+/// supervisor, or containerd — is up to the caller.
+pub struct Prepared {
+    /// The finished OCI spec (`root.path` is `rootfs`).
+    pub oci: oci_spec::runtime::Spec,
+    /// The mounted overlay.
+    pub rootfs: PathBuf,
+    /// Who the process runs as.
+    pub user: crate::types::ResolvedUser,
+    /// The cgroup, PID-namespace and working-directory decisions.
+    pub finished: super::super::finish::Finished,
+}
+
+impl Backend {
+    /// Mounts the rootfs of the container `id` (key `k`) of the pod `pod_record` and
+    /// finishes its spec. On failure the caller undoes what exists (the overlay at
+    /// `layout.rootfs(k)`).
+    pub fn prepare(
+        &self,
+        k: &str,
+        id: &ContainerId,
+        pod_record: &super::super::records::PodRecord,
+        spec: &ContainerSpec,
+    ) -> Result<Prepared> {
+        let image = if spec.image_id.is_empty() {
+            &spec.image
+        } else {
+            &spec.image_id
+        };
+        let layers = self.images.layer_dirs(image)?;
+        let rootfs = self.host.mount_rootfs(&layers, &self.layout.rootfs(k))?;
+        if let Some(user) = &pod_record.namespaces.user {
+            self.host.remap_owners(&rootfs, &user.uids, &user.gids)?;
+        }
+        let resolved = user::resolve(&rootfs, &spec.user)
+            .map_err(|e| Error::InvalidSpec(format!("CreateContainer {id}: {e}")))?;
+        let pong = self
+            .supervisor(&pod_record.id)
+            .ping()
+            .map_err(|e| e.into_error("pod sandbox", &pod_record.id.to_string()))?;
+        let min_oom = own_oom_score_adj(pong.pid);
+        let pid_namespace = match spec.namespaces.pid {
+            // The namespace the holder's children go to: its own where it is PID 1,
+            // the one it made where it sits in the pod's user namespace.
+            NamespaceMode::Pod if pong.pid_ns_holder != 0 => Some(PathBuf::from(format!(
+                "/proc/{}/ns/pid_for_children",
+                pong.pid_ns_holder
+            ))),
+            NamespaceMode::Pod => {
+                return Err(Error::FailedPrecondition(format!(
+                    "CreateContainer {id}: pod sandbox {} has no PID namespace to share",
+                    pod_record.id
+                )))
+            }
+            NamespaceMode::Target => Some(self.target_pid_namespace(id, spec)?),
+            NamespaceMode::Container | NamespaceMode::Node => None,
+        };
+        let mut oci = spec.oci.clone();
+        if let Some(mounts) = oci.mounts_mut() {
+            binds::resolve(mounts)?;
+        }
+        let parts = pod::parts(&self.layout, pod_record, pid_namespace);
+        let finished = finish(&mut oci, k, &rootfs, &resolved, min_oom, &parts)?;
+        if !finished.cwd.is_empty() {
+            rootfs::make_dir_in_root(&rootfs, Path::new(&finished.cwd))?;
+        }
+        Ok(Prepared {
+            oci,
+            rootfs,
+            user: resolved,
+            finished,
+        })
     }
 }
 

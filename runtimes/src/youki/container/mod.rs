@@ -10,6 +10,8 @@ mod status;
 mod stop;
 mod stream;
 
+pub use create::Prepared;
+
 use std::str::FromStr;
 
 use nix::sys::signal::Signal;

@@ -1,0 +1,360 @@
+//! The containerd backend, black-box: a real containerd 2.4 (started by
+//! `hack/containerd` with its CRI plugins off) serves the `containerd` runtime handler
+//! next to youki on one berth. Pods on either backend list, log, exec, stop and are
+//! removed the same way, and containerd is left with nothing of berth's afterwards.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use berth_testkit::containerd::Containerd;
+use k8s_cri::v1::*;
+
+use crate::world::{
+    container_status, create_and_start, list_containers, pod_ip, remove_all_pods, wait_exited,
+    Client, World,
+};
+
+/// The ids `ctr <what> ls -q` lists in berth's namespace of `containerd`.
+fn in_containerd(containerd: &Containerd, what: &str) -> Vec<String> {
+    containerd
+        .ctr(&["--namespace", "berth", what, "ls", "-q"])
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// The config lines serving `handler` containerd at `socket`.
+fn backend_config(socket: &Path) -> String {
+    format!(
+        "backends:\n  containerd:\n    handler: containerd\n    address: {}\n",
+        socket.display()
+    )
+}
+
+/// `RunPodSandbox` on `handler`; the pod id.
+async fn run_on(client: &mut Client, config: &PodSandboxConfig, handler: &str) -> Result<String> {
+    let request = RunPodSandboxRequest {
+        config: Some(config.clone()),
+        runtime_handler: handler.into(),
+    };
+    Ok(client
+        .run_pod_sandbox(request)
+        .await?
+        .into_inner()
+        .pod_sandbox_id)
+}
+
+async fn exec(client: &mut Client, id: &str, cmd: &[&str]) -> Result<ExecSyncResponse> {
+    Ok(client
+        .exec_sync(ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout: 10,
+        })
+        .await?
+        .into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn youki_and_containerd_pods_run_side_by_side() -> Result<()> {
+    let containerd = Containerd::start();
+    let world = World::with_config(&backend_config(containerd.socket())).await?;
+    let before = world.host();
+    let berth = world.start().await?;
+    let mut client = berth.runtime().await?;
+
+    let mut ids = Vec::new();
+    for (name, handler) in [("on-youki", ""), ("on-containerd", "containerd")] {
+        let pod_config = world.pod(name, &[]);
+        let pod = run_on(&mut client, &pod_config, handler).await?;
+        // PID 1 ignores untrapped signals: the trap shows the image's stop signal
+        // (SIGQUIT) arrived.
+        let script = format!(
+            "trap 'exit 7' QUIT; echo hello from {name}; echo oops >&2; \
+             while :; do sleep 1; done"
+        );
+        let config = world.container("main", &["sh", "-c", &script]);
+        let id = create_and_start(&mut client, &pod, &pod_config, &config).await?;
+        ids.push((name, pod, id, pod_config));
+    }
+
+    // ListContainers shows both; each runs with a pid and its pod has an address.
+    let listed: Vec<String> = list_containers(&mut client)
+        .await?
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    for (name, pod, id, _) in &ids {
+        ensure!(listed.contains(id), "{name}: {id} not listed in {listed:?}");
+        let (status, pid) = container_status(&mut client, id).await?;
+        ensure!(
+            status.state == ContainerState::ContainerRunning as i32,
+            "{name}: {status:?}"
+        );
+        ensure!(pid.unwrap_or(0) > 0, "{name}: no pid in verbose info");
+        pod_ip(&mut client, pod).await?;
+    }
+    // Only the containerd pod's container is containerd's (in berth's namespace).
+    let held = in_containerd(&containerd, "containers");
+    ensure!(held.len() == 1, "containerd holds {held:?}");
+
+    // Logs in the CRI format, exec with exit codes, on both.
+    for (name, _, id, _) in &ids {
+        let log = world.log_dir(name).join("main.log");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains(&format!(" stdout F hello from {name}\n"))
+                && text.contains(" stderr F oops\n")
+            {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "{name}: log {} holds {text:?}",
+                log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let out = exec(
+            &mut client,
+            id,
+            &["sh", "-c", "hostname; echo e >&2; exit 3"],
+        )
+        .await?;
+        ensure!(out.exit_code == 3, "{name}: exec exit {}", out.exit_code);
+        ensure!(
+            String::from_utf8_lossy(&out.stdout).trim() == *name,
+            "{name}: exec stdout {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        ensure!(out.stderr == b"e\n", "{name}: exec stderr {:?}", out.stderr);
+    }
+
+    // StopContainer delivers the image's stop signal (the trap's exit code).
+    let mut exits = Vec::new();
+    for (name, _, id, _) in &ids {
+        client
+            .stop_container(StopContainerRequest {
+                container_id: id.clone(),
+                timeout: 10,
+            })
+            .await?;
+        let status = wait_exited(&mut client, id, Duration::from_secs(5)).await?;
+        exits.push((name, status.exit_code, status.reason));
+    }
+    ensure!(
+        exits.iter().all(|(_, code, _)| *code == 7),
+        "exits {exits:?}"
+    );
+
+    remove_all_pods(&mut client).await?;
+    for what in ["containers", "tasks"] {
+        let left = in_containerd(&containerd, what);
+        ensure!(left.is_empty(), "containerd still holds {what}: {left:?}");
+    }
+    drop(berth);
+    let after = world.host();
+    ensure!(
+        after == before,
+        "host changed:\nbefore {before:#?}\nafter {after:#?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_containerd_leaves_youki_serving_and_names_its_address() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let socket = dir.path().join("nobody-here.sock");
+    let world = World::with_config(&backend_config(&socket)).await?;
+    let berth = world.start().await?;
+    let mut client = berth.runtime().await?;
+
+    let status = client
+        .status(StatusRequest { verbose: false })
+        .await?
+        .into_inner();
+    let conditions = status.status.context("no status")?.conditions;
+    let runtime = conditions
+        .iter()
+        .find(|c| c.r#type == "RuntimeReady")
+        .context("no RuntimeReady")?;
+    ensure!(
+        runtime.status,
+        "youki should keep the runtime ready: {conditions:?}"
+    );
+    let handler = conditions
+        .iter()
+        .find(|c| c.r#type == "RuntimeHandlerReady/containerd")
+        .context("no condition for the containerd handler")?;
+    ensure!(!handler.status, "{handler:?}");
+    ensure!(
+        handler.message.contains(&socket.display().to_string()),
+        "{handler:?}"
+    );
+    let handlers: Vec<String> = status
+        .runtime_handlers
+        .iter()
+        .map(|h| h.name.clone())
+        .collect();
+    ensure!(handlers.contains(&"containerd".to_string()), "{handlers:?}");
+
+    let refused = run_on(&mut client, &world.pod("refused", &[]), "containerd")
+        .await
+        .expect_err("a pod on an unreachable containerd");
+    let status = refused
+        .downcast_ref::<tonic::Status>()
+        .context("not a gRPC status")?;
+    ensure!(status.code() == tonic::Code::Unavailable, "{status:?}");
+    ensure!(
+        status.message().contains(&socket.display().to_string()),
+        "{status:?}"
+    );
+    ensure!(
+        crate::world::list_pods(&mut client).await?.is_empty(),
+        "a refused pod was kept"
+    );
+
+    let pod_config = world.pod("still-youki", &[]);
+    let pod = run_on(&mut client, &pod_config, "").await?;
+    let config = world.container("main", &["sleep", "600"]);
+    let id = create_and_start(&mut client, &pod, &pod_config, &config).await?;
+    let (status, _) = container_status(&mut client, &id).await?;
+    ensure!(
+        status.state == ContainerState::ContainerRunning as i32,
+        "{status:?}"
+    );
+    remove_all_pods(&mut client).await?;
+    Ok(())
+}
+
+/// The text of `log` once it holds `needle` (within `limit`).
+async fn wait_for_log(log: &Path, needle: &str, limit: Duration) -> Result<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(needle) {
+            return Ok(text);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "log {} lacks {needle:?}: {text:?}",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_pods_survive_kill_9_of_berth_and_of_containerd() -> Result<()> {
+    let mut containerd = Containerd::start();
+    let world = World::with_config(&backend_config(containerd.socket())).await?;
+    let before = world.host();
+    let mut berth = world.start().await?;
+    let mut client = berth.runtime().await?;
+
+    let pod_config = world.pod("survivor", &[]);
+    let pod = run_on(&mut client, &pod_config, "containerd").await?;
+    let counter = "i=0; while :; do echo line $i; i=$((i+1)); sleep 0.2; done";
+    let config = world.container("counter", &["sh", "-c", counter]);
+    let id = create_and_start(&mut client, &pod, &pod_config, &config).await?;
+    let short = world.container("short", &["sh", "-c", "sleep 2; exit 9"]);
+    let short = create_and_start(&mut client, &pod, &pod_config, &short).await?;
+    let (_, pid) = container_status(&mut client, &id).await?;
+    let pid = pid.context("no pid")?;
+    let ip = pod_ip(&mut client, &pod).await?;
+    let log = world.log_dir("survivor").join("counter.log");
+    wait_for_log(&log, " stdout F line 3\n", Duration::from_secs(10)).await?;
+    drop(client);
+
+    // berth down: the container runs on under its shim, its log keeps growing (the
+    // log shim belongs to the shim, not to berth), the short one exits meanwhile.
+    berth.kill9().await?;
+    let lines_then = std::fs::read_to_string(&log)?.lines().count();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let lines_now = std::fs::read_to_string(&log)?.lines().count();
+    ensure!(lines_now > lines_then, "no log while berth was down");
+    let berth = world.start_as("berth-restarted").await?;
+    let mut client = berth.runtime().await?;
+    let (status, now_pid) = container_status(&mut client, &id).await?;
+    ensure!(
+        status.state == ContainerState::ContainerRunning as i32,
+        "{status:?}"
+    );
+    ensure!(
+        now_pid == Some(pid),
+        "another process now: {now_pid:?} (was {pid})"
+    );
+    ensure!(
+        pod_ip(&mut client, &pod).await? == ip,
+        "the pod's address changed"
+    );
+    let (status, _) = container_status(&mut client, &short).await?;
+    ensure!(
+        status.state == ContainerState::ContainerExited as i32 && status.exit_code == 9,
+        "the short container: {status:?}"
+    );
+
+    // containerd down: berth stays up, says why the handler is not ready, and the
+    // container is Unknown rather than an error; back, it is running as before.
+    containerd.kill9();
+    let status = client
+        .status(StatusRequest { verbose: false })
+        .await?
+        .into_inner();
+    let conditions = status.status.context("no status")?.conditions;
+    let handler = conditions
+        .iter()
+        .find(|c| c.r#type == "RuntimeHandlerReady/containerd")
+        .context("no condition for the containerd handler")?;
+    ensure!(!handler.status, "{handler:?}");
+    let (status, _) = container_status(&mut client, &id).await?;
+    ensure!(
+        status.state == ContainerState::ContainerUnknown as i32,
+        "{status:?}"
+    );
+    let refused = client
+        .exec_sync(ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["true".into()],
+            timeout: 5,
+        })
+        .await
+        .expect_err("exec with containerd down");
+    ensure!(refused.code() == tonic::Code::Unavailable, "{refused:?}");
+    containerd.restart();
+    let (status, now_pid) = container_status(&mut client, &id).await?;
+    ensure!(
+        status.state == ContainerState::ContainerRunning as i32,
+        "{status:?}"
+    );
+    ensure!(
+        now_pid == Some(pid),
+        "another process now: {now_pid:?} (was {pid})"
+    );
+    let out = exec(&mut client, &id, &["sh", "-c", "echo back"]).await?;
+    ensure!(out.stdout == b"back\n", "{out:?}");
+    let lines = std::fs::read_to_string(&log)?.lines().count();
+    wait_for_log(
+        &log,
+        &format!(" stdout F line {}\n", lines + 5),
+        Duration::from_secs(10),
+    )
+    .await?;
+
+    remove_all_pods(&mut client).await?;
+    for what in ["containers", "tasks"] {
+        let left = in_containerd(&containerd, what);
+        ensure!(left.is_empty(), "containerd still holds {what}: {left:?}");
+    }
+    drop(berth);
+    let after = world.host();
+    ensure!(
+        after == before,
+        "host changed:\nbefore {before:#?}\nafter {after:#?}"
+    );
+    Ok(())
+}

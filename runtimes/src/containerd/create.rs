@@ -1,0 +1,243 @@
+//! CreateContainer: record the container (intent), have the pod's sandbox mount its
+//! rootfs and finish its spec, then create the container and its task in containerd
+//! (runc shim v2), its stdout and stderr going to the log shim. A failure undoes all
+//! of it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::SystemTime;
+
+use containerd_client::services::v1::container::Runtime as ContainerRuntime;
+use containerd_client::services::v1::{
+    Container, CreateContainerRequest, CreateTaskRequest, DeleteContainerRequest, DeleteTaskRequest,
+};
+use prost::Message;
+use prost_types::Any;
+
+use super::object_id as key;
+use super::records::{Phase, Record};
+use super::{Containerd, NAME};
+use crate::error::{Error, IoContext, Result};
+use crate::id::ContainerId;
+use crate::types::ContainerSpec;
+use crate::youki::stop_signal;
+
+/// The type containerd files an OCI runtime spec under.
+pub const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
+
+/// The runc shim's type: the only runtime whose options berth knows.
+const RUNC_V2: &str = "io.containerd.runc.v2";
+
+/// `containerd.runc.v1.Options`: containerd-client does not generate the runc shim's
+/// options (api/types/runc/options/oci.proto), so berth declares the one field it sets,
+/// with the proto's tag, and sends it under the message's full name.
+#[derive(Clone, PartialEq, Message)]
+struct RuncOptions {
+    /// runc's state directory. Its default, `/run/containerd/runc/<namespace>`, is
+    /// shared by every containerd on the machine; berth keeps its tasks' state in a
+    /// directory of its own.
+    #[prost(string, tag = "7")]
+    root: String,
+}
+
+/// The labels naming a container's pod and its CRI id, for whoever lists berth's
+/// namespace.
+const POD_LABEL: &str = "io.berth.pod";
+const ID_LABEL: &str = "io.berth.container";
+
+impl Containerd {
+    /// CreateContainer.
+    pub async fn create_container(
+        &self,
+        sandbox: &ContainerId,
+        id: &ContainerId,
+        spec: &ContainerSpec,
+    ) -> Result<()> {
+        let signal = stop_signal(spec.stop_signal.as_deref())
+            .map_err(|m| Error::InvalidSpec(format!("CreateContainer {id}: {m}")))?;
+        let _guard = self.lock(id).await;
+        if self.index().contains_key(id) {
+            return Err(Error::AlreadyExists {
+                kind: "container",
+                id: id.to_string(),
+            });
+        }
+        if !self.sandboxes.has_pod(sandbox) {
+            return Err(Error::not_found("pod sandbox", sandbox));
+        }
+        let dir = self.sandboxes.container_dir(id);
+        std::fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
+        let mut record = Record {
+            id: id.clone(),
+            pod: sandbox.clone(),
+            phase: Phase::Creating,
+            created_at: SystemTime::now(),
+            started_at: None,
+            exit: None,
+            log_path: spec.log_path.clone(),
+            tty: spec.tty,
+            stop_signal: signal,
+            cgroup: String::new(),
+            user: None,
+            process: None,
+        };
+        self.save(&record)?;
+        match self.make(&mut record, &dir, spec).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if let Err(cleanup) = self.undo_create(id).await {
+                    tracing::warn!(container = %id, error = %cleanup, "undoing a failed create left work");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn make(&self, record: &mut Record, dir: &Path, spec: &ContainerSpec) -> Result<()> {
+        let id = record.id.clone();
+        let prepared = self.sandboxes.prepare(&record.pod, &id, spec).await?;
+        let mut oci = prepared.oci;
+        if let Some(process) = oci.process_mut() {
+            process.set_terminal(Some(spec.tty));
+        }
+        record.cgroup = prepared.finished.cgroup.clone();
+        record.user = Some(prepared.user);
+        record.process = oci.process().clone();
+        self.save(record)?;
+
+        let k = key(&id);
+        let value = serde_json::to_vec(&oci)
+            .map_err(|e| Error::internal(NAME, format!("encoding the spec of {id}"), e))?;
+        let container = Container {
+            id: k.clone(),
+            labels: HashMap::from([
+                (POD_LABEL.to_string(), record.pod.to_string()),
+                (ID_LABEL.to_string(), id.to_string()),
+            ]),
+            image: spec.image.clone(),
+            runtime: Some(ContainerRuntime {
+                name: self.config.runtime.clone(),
+                options: None,
+            }),
+            spec: Some(Any {
+                type_url: SPEC_TYPE.to_string(),
+                value,
+            }),
+            ..Default::default()
+        };
+        self.containers()
+            .create(self.request(CreateContainerRequest {
+                container: Some(container),
+            }))
+            .await
+            .map_err(|s| self.fail(format!("creating container {id} in containerd"), &s))?;
+
+        let log = if record.log_path.is_some() {
+            self.log_uri(dir)
+        } else {
+            String::new()
+        };
+        let task = CreateTaskRequest {
+            container_id: k,
+            stdout: log.clone(),
+            stderr: if spec.tty { String::new() } else { log },
+            terminal: spec.tty,
+            options: self.task_options(),
+            ..Default::default()
+        };
+        self.tasks()
+            .create(self.request(task))
+            .await
+            .map_err(|s| self.fail(format!("creating the task of {id}"), &s))?;
+        record.phase = Phase::Created;
+        self.save(record)
+    }
+
+    /// The shim options of a task: runc's state directory, for the runc shim.
+    fn task_options(&self) -> Option<Any> {
+        (self.config.runtime == RUNC_V2).then(|| Any {
+            type_url: "containerd.runc.v1.Options".into(),
+            value: RuncOptions {
+                root: self.runc_root.display().to_string(),
+            }
+            .encode_to_vec(),
+        })
+    }
+
+    /// The `binary://` URI under which the shim starts the log shim for the container
+    /// whose directory is `dir` (it reads the log path from the record there).
+    fn log_uri(&self, dir: &Path) -> String {
+        format!(
+            "binary://{}?{}={}",
+            escape(&self.exe.display().to_string()),
+            super::logger::ARG,
+            escape(&dir.display().to_string())
+        )
+    }
+
+    /// Undoes what a create made of `id`, in containerd and on the host; idempotent.
+    pub(super) async fn undo_create(&self, id: &ContainerId) -> Result<()> {
+        let k = key(id);
+        let mut errors = Vec::new();
+        let deleted = self
+            .tasks()
+            .delete(self.request(DeleteTaskRequest {
+                container_id: k.clone(),
+            }))
+            .await;
+        if let Err(s) = deleted {
+            if s.code() != tonic::Code::NotFound {
+                errors.push(self.fail(format!("deleting the task of {id}"), &s));
+            }
+        }
+        let deleted = self
+            .containers()
+            .delete(self.request(DeleteContainerRequest { id: k }))
+            .await;
+        if let Err(s) = deleted {
+            if s.code() != tonic::Code::NotFound {
+                errors.push(self.fail(format!("deleting container {id} from containerd"), &s));
+            }
+        }
+        if errors.is_empty() {
+            match self.sandboxes.discard(id).await {
+                Ok(()) => {
+                    self.index().remove(id);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        Error::combine(format!("removing container {id}"), errors)
+    }
+}
+
+/// `text` escaped for a URI path or query value as Go's `url.Parse` reads it back.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            'A'..='Z' | 'a'..='z' | '0'..='9' | '/' | '-' | '_' | '.' | '~' => out.push(c),
+            _ => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("%{b:02X}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn uri_parts_survive_go_url_parsing() {
+        assert_eq!(
+            escape("/var/lib/berth/a b+c&d"),
+            "/var/lib/berth/a%20b%2Bc%26d"
+        );
+        assert_eq!(escape("/x/é"), "/x/%C3%A9");
+    }
+}
