@@ -48,7 +48,7 @@ async fn check(socket: &Path) -> Result<bool, String> {
         .map_err(|e| e.to_string())?
         .connect()
         .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
+        .map_err(|e| format!("cannot connect: {}", chain(&e)))?;
     let status = RuntimeServiceClient::new(channel)
         .status(StatusRequest { verbose: false })
         .await
@@ -71,4 +71,16 @@ async fn check(socket: &Path) -> Result<bool, String> {
         }
     }
     Ok(ready)
+}
+
+/// An error with its sources (tonic's transport error alone says only "transport error").
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
 }

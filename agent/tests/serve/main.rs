@@ -6,6 +6,7 @@
 mod campaign;
 mod container_errors;
 mod crash;
+mod health;
 mod image_crash;
 mod image_errors;
 mod image_pull;
