@@ -72,6 +72,15 @@ pub fn main(mut args: impl Iterator<Item = OsString>) -> ExitCode {
         eprintln!("berth log-shim: usage: berth log-shim [--fifos] DIR");
         return ExitCode::from(2);
     };
+    if fifos {
+        // Started by berth and outliving it: descriptors berth inherited without CLOEXEC
+        // would stay open as long as the container runs. (Started by containerd's shim
+        // instead, fds 3-5 are the container's streams and must stay.)
+        // SAFETY: a plain syscall; no Rust object owns a descriptor above 2 yet.
+        unsafe {
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        }
+    }
     match run(&dir, fifos) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
