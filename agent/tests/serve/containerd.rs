@@ -15,11 +15,18 @@ use crate::world::{
     Client, World,
 };
 
-/// The ids `ctr <what> ls -q` lists in berth's namespace of `containerd`.
+/// The ids `ctr <what> ls -q` lists in berth's namespace of `containerd` (`snapshots
+/// ls` has no `-q`: its table's header is left out).
 fn in_containerd(containerd: &Containerd, what: &str) -> Vec<String> {
+    let table = what == "snapshots";
+    let mut args = vec!["--namespace", "berth", what, "ls"];
+    if !table {
+        args.push("-q");
+    }
     containerd
-        .ctr(&["--namespace", "berth", what, "ls", "-q"])
+        .ctr(&args)
         .lines()
+        .skip(usize::from(table))
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .map(String::from)
@@ -350,6 +357,102 @@ async fn containerd_pods_survive_kill_9_of_berth_and_of_containerd() -> Result<(
         let left = in_containerd(&containerd, what);
         ensure!(left.is_empty(), "containerd still holds {what}: {left:?}");
     }
+    drop(berth);
+    let after = world.host();
+    ensure!(
+        after == before,
+        "host changed:\nbefore {before:#?}\nafter {after:#?}"
+    );
+    Ok(())
+}
+
+/// Processes whose command line names `needle` and starts with `program` (shims of one
+/// containerd: `containerd-shim-runc-v2 … -address SOCKET`; log shims of one test dir).
+fn processes(program: &str, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let named = args.first().is_some_and(|a| a.ends_with(program));
+        if named && args.iter().any(|a| a.contains(needle)) {
+            found.push(args.join(" "));
+        }
+    }
+    found
+}
+
+const PODS: usize = 20;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_containerd_pods_at_once_then_removed_leave_nothing_behind() -> Result<()> {
+    let containerd = Containerd::start();
+    let world = World::with_config(&backend_config(containerd.socket())).await?;
+    let before = world.host();
+    let berth = world.start().await?;
+    let client = berth.runtime().await?;
+    let socket = containerd.socket().display().to_string();
+    let shims = || processes("containerd-shim-runc-v2", &socket);
+    ensure!(shims().is_empty(), "shims before the test: {:?}", shims());
+
+    // Every other container keeps stdin open: those are served by a log shim of berth's.
+    let made = futures::future::try_join_all((0..PODS).map(|i| {
+        let pod_config = world.pod(&format!("ctrd{i}"), &[]);
+        let mut app = world.container("app", &["sleep", "1000"]);
+        app.stdin = i % 2 == 0;
+        let mut client = client.clone();
+        async move {
+            let pod = run_on(&mut client, &pod_config, "containerd").await?;
+            let ctr = create_and_start(&mut client, &pod, &pod_config, &app).await?;
+            anyhow::Ok((pod, ctr))
+        }
+    }))
+    .await?;
+
+    let mut client = client.clone();
+    for (_, ctr) in &made {
+        let (status, pid) = container_status(&mut client, ctr).await?;
+        ensure!(
+            status.state == ContainerState::ContainerRunning as i32,
+            "{status:?}"
+        );
+        ensure!(pid.unwrap_or(0) > 0, "{ctr}: no pid");
+    }
+    ensure!(in_containerd(&containerd, "containers").len() == PODS);
+    ensure!(in_containerd(&containerd, "tasks").len() == PODS);
+    ensure!(!shims().is_empty(), "no shim serves the containers");
+    let state_dir = world.dir().display().to_string();
+    let log_shims = || {
+        processes("berth", &state_dir)
+            .into_iter()
+            .filter(|p| p.contains("log-shim"))
+            .collect::<Vec<_>>()
+    };
+    // One per container: started by containerd's shim (binary:// logs) or by berth
+    // (stdin kept open: FIFOs).
+    ensure!(log_shims().len() == PODS, "log shims {:?}", log_shims());
+
+    futures::future::try_join_all(made.iter().map(|(pod, _)| {
+        let mut client = client.clone();
+        async move { crate::world::stop_and_remove_pod(&mut client, pod).await }
+    }))
+    .await?;
+    ensure!(list_containers(&mut client).await?.is_empty());
+    for what in ["containers", "tasks", "leases", "snapshots"] {
+        let left = in_containerd(&containerd, what);
+        ensure!(left.is_empty(), "containerd still holds {what}: {left:?}");
+    }
+    // A shim ends once its last task is deleted; give the last ones a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !shims().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(shims().is_empty(), "shims left: {:?}", shims());
+    ensure!(log_shims().is_empty(), "log shims left: {:?}", log_shims());
     drop(berth);
     let after = world.host();
     ensure!(
