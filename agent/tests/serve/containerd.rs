@@ -461,3 +461,42 @@ async fn twenty_containerd_pods_at_once_then_removed_leave_nothing_behind() -> R
     );
     Ok(())
 }
+
+/// runc 1.1 would make a recursive read-only mount read-only at its top only, leaving
+/// the mounts below writable: the containerd handler refuses it, and keeps nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recursive_read_only_mount_is_refused_on_containerd() -> Result<()> {
+    let containerd = Containerd::start();
+    let world = World::with_config(&backend_config(containerd.socket())).await?;
+    let berth = world.start().await?;
+    let mut client = berth.runtime().await?;
+    let pod_config = world.pod("rro", &[]);
+    let pod = run_on(&mut client, &pod_config, "containerd").await?;
+    let host = world.dir().join("rro-source");
+    std::fs::create_dir_all(&host)?;
+    let mut config = world.container("main", &["sleep", "100"]);
+    config.mounts.push(Mount {
+        container_path: "/data".into(),
+        host_path: host.display().to_string(),
+        readonly: true,
+        recursive_read_only: true,
+        ..Default::default()
+    });
+    let refused = client
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(config),
+            sandbox_config: Some(pod_config),
+        })
+        .await
+        .expect_err("a recursive read-only mount on containerd");
+    ensure!(
+        refused.code() == tonic::Code::InvalidArgument
+            && refused.message().contains("recursive read-only"),
+        "{refused:?}"
+    );
+    ensure!(list_containers(&mut client).await?.is_empty());
+    ensure!(in_containerd(&containerd, "containers").is_empty());
+    remove_all_pods(&mut client).await?;
+    Ok(())
+}

@@ -100,6 +100,21 @@ impl Containerd {
         let id = record.id.clone();
         let prepared = self.sandboxes.prepare(&record.pod, &id, spec).await?;
         let mut oci = prepared.oci;
+        // runc 1.1 passes an option it does not know to mount(2) as data, which a
+        // bind mount ignores: the mounts below would stay writable. Refused instead
+        // (kubelet asks for it only where Status reports the feature).
+        let rro = oci
+            .mounts()
+            .iter()
+            .flatten()
+            .find(|m| m.options().iter().flatten().any(|option| option == "rro"));
+        if let Some(mount) = rro {
+            return Err(Error::InvalidSpec(format!(
+                "CreateContainer {id}: the {NAME} handler has no recursive read-only mounts \
+                 (mount {}): its runc does not offer them",
+                mount.destination().display()
+            )));
+        }
         if let Some(process) = oci.process_mut() {
             process.set_terminal(Some(spec.tty));
         }

@@ -314,10 +314,12 @@ impl Runtime for ContainerdRuntime {
 
     fn features(&self) -> Features {
         // The user is resolved by berth (as for youki) into the spec runc applies;
-        // recursive read-only mounts and user namespaces are not offered (not
-        // checked with the runc here).
+        // pod user namespaces are berth's (pinned with the sandbox, rootfs owners
+        // remapped), runc joins them. Recursive read-only mounts need runc >= 1.2
+        // (mount_setattr); Debian's runc 1.1.5 has none.
         Features {
             supplemental_groups_policy: true,
+            user_namespaces: true,
             ..Features::default()
         }
     }
