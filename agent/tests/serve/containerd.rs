@@ -3,6 +3,7 @@
 //! next to youki on one berth. Pods on either backend list, log, exec, stop and are
 //! removed the same way, and containerd is left with nothing of berth's afterwards.
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -386,6 +387,25 @@ fn processes(program: &str, needle: &str) -> Vec<String> {
     found
 }
 
+/// Every file named `name` below `dir`.
+fn files_named(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                todo.push(entry.path());
+            } else if entry.file_name() == name {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
 const PODS: usize = 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,6 +455,27 @@ async fn twenty_containerd_pods_at_once_then_removed_leave_nothing_behind() -> R
     // One per container: started by containerd's shim (binary:// logs) or by berth
     // (stdin kept open: FIFOs).
     ensure!(log_shims().len() == PODS, "log shims {:?}", log_shims());
+    // What a log shim serves (the attach socket, the FIFOs of stdin and output) is
+    // root's alone: a pod's user that reaches the host's state dir gets no stream.
+    let sockets = files_named(&world.dir(), "attach.sock");
+    ensure!(sockets.len() == PODS, "attach sockets {sockets:?}");
+    let fifo_dirs = sockets
+        .iter()
+        .map(|s| s.with_file_name("io"))
+        .filter(|io| io.exists())
+        .collect::<Vec<_>>();
+    ensure!(fifo_dirs.len() == PODS / 2, "FIFO dirs {fifo_dirs:?}");
+    let modes = sockets.iter().map(|s| (s, 0o600));
+    for (path, most) in modes.chain(fifo_dirs.iter().map(|d| (d, 0o700))) {
+        let meta = std::fs::metadata(path).with_context(|| path.display().to_string())?;
+        let mode = meta.permissions().mode() & 0o777;
+        ensure!(
+            meta.uid() == 0 && mode & !most == 0,
+            "{}: uid {} mode {mode:o}",
+            path.display(),
+            meta.uid()
+        );
+    }
 
     futures::future::try_join_all(made.iter().map(|(pod, _)| {
         let mut client = client.clone();
