@@ -41,7 +41,11 @@ pub async fn build(config: &Config, store: &Store) -> Result<Backends> {
     };
     let youki = YoukiRuntime::open(images.clone(), youki_config.clone()).await?;
     let primary: Arc<dyn Runtime> = Arc::new(youki);
-    let mut composite = CompositeRuntime::new(primary);
+    let mut composite = CompositeRuntime::new(primary.clone());
+    // The default handler "" is youki's; its name lets a RuntimeClass ask for youki.
+    if !config.backends.youki.handler.is_empty() {
+        composite = composite.with_handler(config.backends.youki.handler.clone(), primary);
+    }
     if let Some(c) = &config.backends.containerd {
         // Its pods are made as youki's, recorded apart (their own directories), so
         // each backend recovers only its own after a restart.

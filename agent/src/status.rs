@@ -49,12 +49,16 @@ pub fn from_runtime(err: Error) -> Status {
         Error::RouteToPeer {
             service,
             required_os,
+            runtime_handler,
             ..
         } => {
-            let metadata = HashMap::from([
+            let mut metadata = HashMap::from([
                 ("service".to_string(), service),
                 ("required_os".to_string(), required_os),
             ]);
+            if !runtime_handler.is_empty() {
+                metadata.insert("runtime_handler".to_string(), runtime_handler);
+            }
             Status::with_error_details(
                 Code::FailedPrecondition,
                 message,
@@ -153,6 +157,7 @@ mod tests {
                 Error::RouteToPeer {
                     service: "web.default".into(),
                     required_os: "windows".into(),
+                    runtime_handler: String::new(),
                     reason: "no delegate".into(),
                 },
                 Code::FailedPrecondition,
@@ -382,6 +387,7 @@ mod tests {
         let status = from_runtime(Error::RouteToPeer {
             service: "web.default".into(),
             required_os: "windows".into(),
+            runtime_handler: String::new(),
             reason: "no windows delegate on this node".into(),
         });
         let info = status.get_details_error_info().unwrap();
@@ -390,6 +396,30 @@ mod tests {
         assert_eq!(info.metadata["service"], "web.default");
         assert_eq!(info.metadata["required_os"], "windows");
         assert_eq!(info.metadata.len(), 2);
+        assert!(
+            status
+                .message()
+                .contains("[ROUTE_TO_PEER required_os=windows]"),
+            "{}",
+            status.message()
+        );
+
+        let status = from_runtime(Error::RouteToPeer {
+            service: "web.default".into(),
+            required_os: "*".into(),
+            runtime_handler: "wsl2".into(),
+            reason: "runtime handler `wsl2` is not served here".into(),
+        });
+        let info = status.get_details_error_info().unwrap();
+        assert_eq!(info.metadata["runtime_handler"], "wsl2");
+        assert_eq!(info.metadata.len(), 3);
+        assert!(
+            status
+                .message()
+                .contains("[ROUTE_TO_PEER runtime_handler=wsl2]"),
+            "{}",
+            status.message()
+        );
     }
 
     #[test]

@@ -11,12 +11,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// This node cannot run the workload; the scheduler should place it on a peer
     /// that can (a node with the required OS, delegate or runtime handler).
-    #[error("{service} cannot run on this node (needs {required_os}): {reason}")]
+    /// The message carries `[ROUTE_TO_PEER key=value…]` (the agent's ErrorInfo reason
+    /// and metadata): kubelet shows only the message (`kubectl describe`'s
+    /// FailedCreatePodSandBox), and scripts can still tell a refusal from a failure.
+    #[error("{service} cannot run on this node [ROUTE_TO_PEER{}]: {reason}", route_keys(.required_os, .runtime_handler))]
     RouteToPeer {
         /// The workload (a ContainerId's service).
         service: String,
         /// The OS the workload needs, or `*` when the OS is not the issue.
         required_os: String,
+        /// The runtime handler the pod asked for (RuntimeClass `handler`); empty when
+        /// it asked for none.
+        runtime_handler: String,
         /// Why, and what would make this node able to run it.
         reason: String,
     },
@@ -225,4 +231,16 @@ impl<T> IoContext<T> for std::io::Result<T> {
     fn io_context<C: Into<String>>(self, f: impl FnOnce() -> C) -> Result<T> {
         self.map_err(|source| Error::io(f(), source))
     }
+}
+
+/// The ` key=value` pairs of a [`Error::RouteToPeer`] message: what the pod needs.
+fn route_keys(required_os: &str, runtime_handler: &str) -> String {
+    let mut keys = String::new();
+    if required_os != "*" {
+        keys.push_str(&format!(" required_os={required_os}"));
+    }
+    if !runtime_handler.is_empty() {
+        keys.push_str(&format!(" runtime_handler={runtime_handler}"));
+    }
+    keys
 }

@@ -48,12 +48,33 @@ pub struct Config {
     pub backends: BackendsConfig,
 }
 
-/// The `backends` section: the backends served besides youki (the default handler).
+/// The `backends` section: the embedded youki backend (the default handler) and the
+/// backends served besides it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackendsConfig {
+    /// youki, the default handler's backend.
+    pub youki: YoukiConfig,
     /// containerd, through its own gRPC API; absent: not served.
     pub containerd: Option<ContainerdConfig>,
+}
+
+/// `backends.youki`: the default handler `""` always runs on youki; `handler` names it
+/// too, so a RuntimeClass can select youki explicitly (and be scheduled by a node
+/// label of its own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct YoukiConfig {
+    /// The runtime handler youki serves besides the default `""`; empty: only `""`.
+    pub handler: String,
+}
+
+impl Default for YoukiConfig {
+    fn default() -> Self {
+        Self {
+            handler: "youki".to_string(),
+        }
+    }
 }
 
 /// `backends.containerd`: pods whose RuntimeClass names `handler` run their containers
@@ -216,6 +237,13 @@ impl Config {
         if let Some(c) = &self.backends.containerd {
             c.validate()
                 .map_err(|e| format!("backends.containerd.{e}"))?;
+            if c.handler == self.backends.youki.handler {
+                return Err(format!(
+                    "backends.containerd.handler: `{}` is backends.youki.handler too; a handler \
+                     names one backend (rename one, or set backends.youki.handler to \"\")",
+                    c.handler
+                ));
+            }
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             format!(

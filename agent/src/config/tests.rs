@@ -97,6 +97,10 @@ fn bad_values_are_rejected_naming_the_field() {
         ("run_dir: run\n", "run_dir"),
         ("cgroup_parent: berth\n", "cgroup_parent"),
         ("cgroup_parent: /a/../b\n", "cgroup_parent"),
+        (
+            "backends:\n  containerd:\n    handler: youki\n",
+            "backends.containerd.handler",
+        ),
     ];
     for (text, needle) in cases {
         let message = Config::from_yaml(text).unwrap_err();
@@ -106,6 +110,17 @@ fn bad_values_are_rejected_naming_the_field() {
     assert!(Config::from_yaml(&long)
         .unwrap_err()
         .contains("limited to 107"));
+}
+
+#[test]
+fn youki_serves_a_named_handler_unless_it_is_empty() {
+    assert_eq!(Config::default().backends.youki.handler, "youki");
+    let config = Config::from_yaml("backends:\n  youki:\n    handler: ''\n").unwrap();
+    assert_eq!(config.backends.youki.handler, "");
+    // Freed by youki, the name may go to containerd.
+    let text = "backends:\n  youki: {handler: runc}\n  containerd: {handler: youki}\n";
+    let config = Config::from_yaml(text).unwrap();
+    assert_eq!(config.backends.containerd.unwrap().handler, "youki");
 }
 
 #[test]

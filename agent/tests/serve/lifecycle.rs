@@ -54,7 +54,8 @@ async fn answers_version_status_and_runtime_config() -> Result<()> {
         .iter()
         .map(|h| h.name.as_str())
         .collect();
-    assert_eq!(handlers, [""]);
+    // The default handler, and youki under its own name (backends.youki.handler).
+    assert_eq!(handlers, ["", "youki"]);
     let config: serde_json::Value = serde_json::from_str(&status.info["config"])?;
     assert_eq!(config["socket"], home.socket().display().to_string());
     assert_eq!(config["node_id"], "test-node");

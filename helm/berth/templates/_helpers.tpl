@@ -31,6 +31,9 @@ one mount per directory: a list of {name, path, propagate}. */}}
   (list "socket" (dir ($c.socket | default "/run/berth/berth.sock")) false)
   (list "cni-conf" ($net.conf_dir | default "/etc/cni/net.d") false)
   (list "pod-logs" .Values.podLogsDir false) -}}
+{{- with (($c.backends | default dict).containerd) -}}
+{{- $all = append $all (list "containerd" (dir (.address | default "/run/containerd/containerd.sock")) false) -}}
+{{- end -}}
 {{- range $i, $d := ($net.plugin_dirs | default (list "/usr/lib/cni" "/opt/cni/bin")) -}}
 {{- $all = append $all (list (printf "cni-bin-%d" $i) $d false) -}}
 {{- end -}}
@@ -42,4 +45,37 @@ mounts:
 - {name: {{ index . 0 }}, path: {{ index . 1 | quote }}, propagate: {{ index . 2 }}}
 {{- end }}
 {{- end }}
+{{- end -}}
+
+
+{{/* The RuntimeClasses of the release, from the handlers its config serves: youki's
+(backends.youki.handler, "youki" when unset; none when set to ""), containerd's when
+backends.containerd is set, then runtimeClasses.extra. A list of {name, handler,
+nodeSelector, tolerations}. */}}
+{{- define "berth.runtimeClasses" -}}
+{{- $backends := .Values.config.backends | default dict -}}
+{{- $rc := .Values.runtimeClasses -}}
+{{- $out := list -}}
+{{- $youki := "youki" -}}
+{{- if and (hasKey $backends "youki") (hasKey ($backends.youki | default dict) "handler") -}}
+{{- $youki = $backends.youki.handler -}}
+{{- end -}}
+{{- if $youki -}}
+{{- $out = append $out (include "berth.handlerClass" (list $youki $rc.youki) | fromYaml) -}}
+{{- end -}}
+{{- with $backends.containerd -}}
+{{- $out = append $out (include "berth.handlerClass" (list (.handler | default "containerd") $rc.containerd) | fromYaml) -}}
+{{- end -}}
+{{- $out = concat $out ($rc.extra | default list) -}}
+classes:
+{{- toYaml $out | nindent 2 }}
+{{- end -}}
+
+{{/* The RuntimeClass of a handler berth serves: (list HANDLER VALUES); its node
+selector is the handler's node label unless VALUES.nodeSelector names one. */}}
+{{- define "berth.handlerClass" -}}
+{{- $handler := index . 0 -}}
+{{- $v := index . 1 -}}
+{{- $selector := $v.nodeSelector | default (dict (printf "berth.dev/handler-%s" $handler) "true") -}}
+{{- toYaml (dict "name" $v.name "handler" $handler "nodeSelector" $selector "tolerations" ($v.tolerations | default list)) -}}
 {{- end -}}

@@ -26,6 +26,7 @@ impl CompositeRuntime {
         let refuse = |reason: String| Error::RouteToPeer {
             service: id.service().to_string(),
             required_os: os.clone().unwrap_or_else(|| "*".into()),
+            runtime_handler: spec.runtime_handler.clone(),
             reason,
         };
 
@@ -88,6 +89,7 @@ impl CompositeRuntime {
             Some(os) if !backend.runs_os(&os) => Err(Error::RouteToPeer {
                 service: id.service().to_string(),
                 required_os: os.clone(),
+                runtime_handler: String::new(),
                 reason: format!(
                     "image {image} is a {os} image but this pod runs on the `{}` backend, which \
                      does not run {os}",

@@ -116,10 +116,11 @@ impl CompositeRuntime {
     }
 
     /// Whether the backend of each runtime handler besides the default can serve now.
+    /// A handler of the primary is left out: its readiness is the runtime's own.
     pub async fn handler_readiness(&self) -> Vec<(String, Result<()>)> {
         let mut out = Vec::new();
         for (name, backend) in &self.handlers {
-            if !name.is_empty() {
+            if !name.is_empty() && backend.name() != self.primary.name() {
                 out.push((name.clone(), backend.ready().await));
             }
         }

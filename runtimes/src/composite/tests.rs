@@ -91,6 +91,7 @@ fn route_to_peer(e: Error) -> (String, String, String) {
             service,
             required_os,
             reason,
+            ..
         } => (service, required_os, reason),
         other => panic!("expected RouteToPeer, got {other:?}"),
     }
@@ -231,6 +232,26 @@ async fn image_os_is_found_in_backend_stores_after_a_restart() {
 }
 
 #[tokio::test]
+async fn the_primary_may_serve_a_named_handler_too() {
+    let node = Node::new();
+    let rt = node
+        .composite(false)
+        .with_handler("hcs", Arc::new(node.primary.clone()));
+    assert_eq!(rt.runtime_handlers(), ["", "hcs"]);
+    let p = pod("web.default");
+    let s = SandboxSpec {
+        runtime_handler: "hcs".into(),
+        ..spec()
+    };
+    rt.run_pod_sandbox(&p, &s).await.unwrap();
+    assert_eq!(rt.backend_of(&p).as_deref(), Some("hcs"));
+    // Its readiness is the runtime's (RuntimeReady), not a handler condition.
+    assert!(rt.handler_readiness().await.is_empty());
+    // Listed once, though it serves two handlers.
+    assert_eq!(rt.backends().len(), 1);
+}
+
+#[tokio::test]
 async fn runtime_handler_beats_annotation_and_os() {
     let node = Node::new();
     let rt = node
@@ -286,6 +307,14 @@ async fn unknown_handler_or_isolation_routes_to_peer() {
         )
         .await
         .unwrap_err();
+    // What kubelet shows (the message) names the handler in a form scripts can match.
+    let message = err.to_string();
+    assert!(
+        message.contains(
+            "[ROUTE_TO_PEER runtime_handler=kata]: runtime handler `kata` is not served here"
+        ),
+        "{message}"
+    );
     let (_, os, reason) = route_to_peer(err);
     assert_eq!(os, "*");
     assert!(reason.contains("`kata`"), "{reason}");

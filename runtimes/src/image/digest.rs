@@ -104,10 +104,12 @@ pub(crate) fn share_error(error: &Error) -> Error {
         Error::RouteToPeer {
             service,
             required_os,
+            runtime_handler,
             reason,
         } => Error::RouteToPeer {
             service: service.clone(),
             required_os: required_os.clone(),
+            runtime_handler: runtime_handler.clone(),
             reason: reason.clone(),
         },
         Error::NotFound { kind, id } => Error::NotFound {
