@@ -61,6 +61,7 @@ pub async fn build(config: &Config, store: &Store) -> Result<Backends> {
                 address: c.address.clone(),
                 namespace: c.namespace.clone(),
                 runtime: c.runtime.clone(),
+                runc: c.runc.clone(),
             },
             shim,
         )

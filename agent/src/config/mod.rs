@@ -91,6 +91,8 @@ pub struct ContainerdConfig {
     pub namespace: String,
     /// The runtime (shim) containerd runs the tasks with.
     pub runtime: String,
+    /// The runc the runc shim runs: a name looked up in berth's `PATH`, or a path.
+    pub runc: PathBuf,
 }
 
 impl Default for ContainerdConfig {
@@ -100,6 +102,7 @@ impl Default for ContainerdConfig {
             address: PathBuf::from("/run/containerd/containerd.sock"),
             namespace: "berth".to_string(),
             runtime: "io.containerd.runc.v2".to_string(),
+            runc: PathBuf::from("runc"),
         }
     }
 }

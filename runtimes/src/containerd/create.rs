@@ -30,10 +30,13 @@ pub const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/S
 const RUNC_V2: &str = "io.containerd.runc.v2";
 
 /// `containerd.runc.v1.Options`: containerd-client does not generate the runc shim's
-/// options (api/types/runc/options/oci.proto), so berth declares the one field it sets,
-/// with the proto's tag, and sends it under the message's full name.
+/// options (api/types/runc/options/oci.proto), so berth declares the fields it sets,
+/// with the proto's tags, and sends them under the message's full name.
 #[derive(Clone, PartialEq, Message)]
 struct RuncOptions {
+    /// The runc binary the shim runs (empty: `runc` in the shim's PATH).
+    #[prost(string, tag = "6")]
+    binary_name: String,
     /// runc's state directory. Its default, `/run/containerd/runc/<namespace>`, is
     /// shared by every containerd on the machine; berth keeps its tasks' state in a
     /// directory of its own.
@@ -100,18 +103,18 @@ impl Containerd {
         let id = record.id.clone();
         let prepared = self.sandboxes.prepare(&record.pod, &id, spec).await?;
         let mut oci = prepared.oci;
-        // runc 1.1 passes an option it does not know to mount(2) as data, which a
-        // bind mount ignores: the mounts below would stay writable. Refused instead
-        // (kubelet asks for it only where Status reports the feature).
+        // A runc without `rro` passes it to mount(2) as data, which a bind mount
+        // ignores: the mounts below would stay writable. Refused instead (kubelet
+        // asks for it only where Status reports the feature).
         let rro = oci
             .mounts()
             .iter()
             .flatten()
             .find(|m| m.options().iter().flatten().any(|option| option == "rro"));
-        if let Some(mount) = rro {
+        if let Some(mount) = rro.filter(|_| !self.recursive_read_only) {
             return Err(Error::InvalidSpec(format!(
                 "CreateContainer {id}: the {NAME} handler has no recursive read-only mounts \
-                 (mount {}): its runc does not offer them",
+                 (mount {}): its runc does not list `rro` in `runc features`",
                 mount.destination().display()
             )));
         }
@@ -223,6 +226,11 @@ impl Containerd {
         (self.config.runtime == RUNC_V2).then(|| Any {
             type_url: "containerd.runc.v1.Options".into(),
             value: RuncOptions {
+                binary_name: self
+                    .runc
+                    .as_ref()
+                    .map(|r| r.display().to_string())
+                    .unwrap_or_default(),
                 root: self.runc_root.display().to_string(),
             }
             .encode_to_vec(),

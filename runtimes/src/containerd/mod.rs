@@ -23,6 +23,7 @@ pub mod logger;
 mod pod;
 mod records;
 mod remove;
+mod runc;
 mod start;
 mod stats;
 mod status;
@@ -64,6 +65,8 @@ pub struct ContainerdConfig {
     pub namespace: String,
     /// The runtime (shim) containerd runs tasks with.
     pub runtime: String,
+    /// The runc the runc shim runs (a name looked up in `PATH`, or a path).
+    pub runc: PathBuf,
 }
 
 /// The longest a single containerd call may take (StopContainer's grace periods and
@@ -86,6 +89,13 @@ pub struct Containerd {
     exe: PathBuf,
     /// runc's state directory for berth's tasks (below berth's run dir).
     runc_root: PathBuf,
+    /// The runc the shim is told to run (absolute), when it was found.
+    runc: Option<PathBuf>,
+    /// Whether that runc makes bind mounts read-only recursively (`rro`) on this
+    /// kernel.
+    recursive_read_only: bool,
+    /// Whether this kernel has the user namespaces berth's pods are given.
+    user_namespaces: bool,
     records: Mutex<BTreeMap<ContainerId, Record>>,
     /// Output FIFOs berth holds open from a task's create to its start.
     held: Mutex<HashMap<ContainerId, Vec<std::fs::File>>>,
@@ -123,6 +133,10 @@ impl ContainerdRuntime {
         let namespace = connect::namespace_header(&config.namespace)?;
         let channel = connect::connect_lazy(&config.address)?;
         let runc_root = pods.run_dir.join("runc");
+        let runc = runc::find(&config.runc);
+        let recursive_read_only = crate::youki::features::has_mount_setattr()
+            && runc.as_deref().is_some_and(runc::has_recursive_read_only);
+        let user_namespaces = crate::youki::features::has_user_namespaces();
         let sandboxes = Sandboxes::open(images, pods).await?;
         let records = sandboxes
             .container_dirs()?
@@ -142,6 +156,9 @@ impl ContainerdRuntime {
             sandboxes,
             exe,
             runc_root,
+            runc,
+            recursive_read_only,
+            user_namespaces,
             records: Mutex::new(records),
             held: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
@@ -315,12 +332,12 @@ impl Runtime for ContainerdRuntime {
     fn features(&self) -> Features {
         // The user is resolved by berth (as for youki) into the spec runc applies;
         // pod user namespaces are berth's (pinned with the sandbox, rootfs owners
-        // remapped), runc joins them. Recursive read-only mounts need runc >= 1.2
-        // (mount_setattr); Debian's runc 1.1.5 has none.
+        // remapped), runc joins them. Recursive read-only mounts are runc's
+        // (`rro`, mount_setattr): offered when the runc the shim runs lists them.
         Features {
             supplemental_groups_policy: true,
-            user_namespaces: true,
-            ..Features::default()
+            user_namespaces: self.inner.user_namespaces,
+            recursive_read_only_mounts: self.inner.recursive_read_only,
         }
     }
 

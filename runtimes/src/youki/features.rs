@@ -24,7 +24,7 @@ pub fn probe() -> Features {
 
 /// True when the kernel has `mount_setattr(2)`: a call with no valid argument fails
 /// with `ENOSYS` only when the call itself is missing.
-fn has_mount_setattr() -> bool {
+pub(crate) fn has_mount_setattr() -> bool {
     // SAFETY: a null attribute pointer with size 0 and an invalid descriptor: the
     // kernel reads nothing and changes nothing.
     let rc = unsafe {
@@ -42,7 +42,7 @@ fn has_mount_setattr() -> bool {
 
 /// True when the kernel has user namespaces and allows more than the ones there are
 /// (`user.max_user_namespaces` is 0 where they are turned off).
-fn has_user_namespaces() -> bool {
+pub(crate) fn has_user_namespaces() -> bool {
     std::path::Path::new("/proc/self/ns/user").exists()
         && std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
             .ok()

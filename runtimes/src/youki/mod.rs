@@ -18,7 +18,7 @@ mod container;
 #[cfg(test)]
 mod fake;
 mod fdio;
-mod features;
+pub(crate) mod features;
 mod finish;
 mod host;
 pub mod layout;
