@@ -1,6 +1,7 @@
 # shellcheck shell=bash disable=SC2154  # variables come from lib/common.sh and critest/run
-# The runtimes critest/run can test: `berth` (the project) and `containerd`
-# (Debian's containerd 1.6 with its CRI plugin, the baseline). Each has
+# The runtimes critest/run can test: `berth` (the project), `containerd`
+# (Debian's containerd 1.6 with its CRI plugin, the baseline) and `containerd2`
+# (containerd 2.4.2's CRI plugin, built by hack/containerd). Each has
 # <rt>_start (leaves $endpoint set) and <rt>_stop; both use $rt_dir (private
 # to one runtime, removed after the run) and $results (kept: logs, report).
 # Sourced by critest/run after lib/common.sh.
@@ -127,14 +128,19 @@ berth_stop() {
   clean_dir "$rt_dir"
 }
 
-# --- containerd ---------------------------------------------------------------
+# --- containerd (Debian's 1.6) and containerd2 (2.4, built by hack/containerd) ---
 
 containerd_pidfile() { echo "$rt_dir/containerd.pid"; }
 
-# containerd_config: a containerd 1.6 config with everything (root, state,
-# socket, runc state, CNI config and IPAM data, registry hosts) below $rt_dir.
-containerd_config() {
-  local host
+# containerd_bridge: the CNI bridge of the containerd under test (its own per
+# version, so that a leftover of one never confuses the other).
+containerd_bridge() { if [ "${runtime:-}" = containerd2 ]; then echo critest2; else echo critest0; fi; }
+
+# containerd_common: the parts both versions share, everything below
+# $rt_dir: registry hosts (certs.d), CNI config and IPAM data, runc state.
+containerd_common() {
+  local host subnet=10.88.0.0/16
+  [ "${runtime:-}" = containerd2 ] && subnet=10.89.0.0/16
   mkdir -p "$rt_dir"/{root,state,runc,net.d,ipam,certs.d}
   # Every image critest names comes from the loopback registry. `server`
   # (the fallback after the mirrors) is the mirror too, so a missing fixture
@@ -159,14 +165,14 @@ TOML
   "plugins": [
     {
       "type": "bridge",
-      "bridge": "critest0",
+      "bridge": "$(containerd_bridge)",
       "isGateway": true,
       "ipMasq": false,
       "hairpinMode": true,
       "ipam": {
         "type": "host-local",
         "dataDir": "$rt_dir/ipam",
-        "ranges": [[{ "subnet": "10.88.0.0/16" }]],
+        "ranges": [[{ "subnet": "$subnet" }]],
         "routes": [{ "dst": "0.0.0.0/0" }]
       }
     },
@@ -174,6 +180,12 @@ TOML
   ]
 }
 JSON
+}
+
+# containerd_config: a containerd 1.6 config with everything (root, state,
+# socket, runc state, CNI config and IPAM data, registry hosts) below $rt_dir.
+containerd_config() {
+  containerd_common
   cat >"$rt_dir/config.toml" <<TOML
 version = 2
 root = "$rt_dir/root"
@@ -222,22 +234,100 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 TOML
 }
 
+# containerd2_config: the same for containerd 2.4 and its split CRI plugins
+# (config version 3: 2.4 migrates it at start, with a warning in its log).
+# No NRI (its socket is machine-wide), no debug socket, no metrics listener.
+containerd2_config() {
+  containerd_common
+  cat >"$rt_dir/config.toml" <<TOML
+version = 3
+root = "$rt_dir/root"
+state = "$rt_dir/state"
+disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.nri.v1.nri",
+  "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.tracing.processor.v1.otlp"]
+
+[grpc]
+  address = "$rt_dir/containerd.sock"
+
+[ttrpc]
+  address = "$rt_dir/containerd.sock.ttrpc"
+
+[debug]
+  address = ""
+  level = "info"
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.cri.v1.images"]
+  snapshotter = "overlayfs"
+
+  [plugins."io.containerd.cri.v1.images".pinned_images]
+    sandbox = "registry.k8s.io/pause:3.10.1"
+
+  [plugins."io.containerd.cri.v1.images".registry]
+    config_path = "$rt_dir/certs.d"
+
+[plugins."io.containerd.cri.v1.runtime"]
+  enable_selinux = false
+  # As for 1.6: no lowering of oom_score_adj on this machine.
+  restrict_oom_score_adj = true
+
+  [plugins."io.containerd.cri.v1.runtime".containerd]
+    default_runtime_name = "runc"
+
+    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+        BinaryName = "${RUNC_BIN:-/usr/sbin/runc}"
+        Root = "$rt_dir/runc"
+        SystemdCgroup = false
+
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = ["/usr/lib/cni"]
+    conf_dir = "$rt_dir/net.d"
+    max_conf_num = 1
+
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+TOML
+}
+
+# containerd_bin_dir: where the containerd under test and its shim are
+# (PATH first: containerd finds its shim there).
+containerd_bin_dir() {
+  if [ "${runtime:-}" = containerd2 ]; then
+    "$repo_dir/hack/containerd" build
+  else
+    dirname "$(command -v containerd)"
+  fi
+}
+
 containerd_start() {
-  command -v containerd >/dev/null || die "containerd is not installed (hack/install-deps --test)"
-  command -v runc >/dev/null || die "runc is not installed (hack/install-deps --test)"
+  local bin_dir
+  if [ "${runtime:-}" != containerd2 ]; then
+    command -v containerd >/dev/null || die "containerd is not installed (hack/install-deps --test)"
+  fi
+  command -v runc >/dev/null || [ -x /usr/sbin/runc ] || die "runc is not installed (hack/install-deps --test)"
+  bin_dir=$(containerd_bin_dir)
   check_socket_path "$rt_dir/containerd.sock.ttrpc"
   endpoint=unix://$rt_dir/containerd.sock
-  containerd_config
+  "${runtime:-containerd}_config"
   cp "$rt_dir/config.toml" "$results/containerd.toml"
-  log "starting containerd --config $rt_dir/config.toml"
-  start_daemon "$(containerd_pidfile)" "$rt_dir/config.toml" "$results/containerd.log" \
-    containerd --config "$rt_dir/config.toml"
+  log "starting $bin_dir/containerd --config $rt_dir/config.toml"
+  PATH=$bin_dir:$PATH start_daemon "$(containerd_pidfile)" "$rt_dir/config.toml" "$results/containerd.log" \
+    "$bin_dir/containerd" --config "$rt_dir/config.toml"
   wait_for_cri "$(containerd_pidfile)" "$rt_dir/config.toml" "$results/containerd.log"
-  log "containerd serves CRI on $endpoint (pid $(cat "$(containerd_pidfile)"))"
+  log "$("$bin_dir/containerd" --version | awk '{ print $1, $3 }') serves CRI on $endpoint (pid $(cat "$(containerd_pidfile)"))"
 }
 
 containerd_stop() {
-  local pid
+  local pid bridge
+  bridge=$(containerd_bridge)
   endpoint=unix://$rt_dir/containerd.sock
   if pid_is_ours "$(containerd_pidfile)" "$rt_dir/config.toml"; then
     remove_pods
@@ -247,12 +337,16 @@ containerd_stop() {
   # Shims of our containerd outlive it; after remove_pods there should be
   # none, but end any that are left (they carry our socket in their command
   # line, so they are ours).
-  for pid in $(pgrep -f -- "containerd-shim.*-address $rt_dir/containerd.sock" || true); do
+  for pid in $(pgrep -f -- "containerd-shim.*-address $rt_dir/containerd.sock( |$)" || true); do
     log "ending leftover shim pid $pid"
     kill -KILL "$pid" 2>/dev/null || true
   done
-  if ip link show critest0 >/dev/null 2>&1; then
-    ip link delete critest0 || log "cannot delete bridge critest0"
+  if ip link show "$bridge" >/dev/null 2>&1; then
+    ip link delete "$bridge" || log "cannot delete bridge $bridge"
   fi
   clean_dir "$rt_dir"
 }
+
+# containerd2: containerd 2.4's own CRI plugin, as containerd above.
+containerd2_start() { containerd_start; }
+containerd2_stop() { containerd_stop; }
