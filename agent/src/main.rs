@@ -24,6 +24,15 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// Serve the delegate protocol for this berth's own backend (a node agent's
+    /// `backends.delegate`) on the `delegate` section's socket and TCP address, until
+    /// SIGTERM or SIGINT.
+    Delegate {
+        /// The config file, as for `serve` (give this berth its own `state_dir` and
+        /// `run_dir`).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -50,6 +59,7 @@ fn main() -> ExitCode {
     }
     let result = match Cli::parse().command {
         Command::Serve { config } => serve(config.as_deref()),
+        Command::Delegate { config } => delegate(config.as_deref()),
         Command::Config(ConfigCommand::Default) => {
             print!("{DEFAULT_CONFIG_YAML}");
             Ok(())
@@ -72,4 +82,14 @@ fn serve(config: Option<&Path>) -> berth::Result<()> {
         .build()
         .map_err(|e| Error::io("starting the async runtime", e))?
         .block_on(server::serve(config))
+}
+
+fn delegate(config: Option<&Path>) -> berth::Result<()> {
+    let config = Config::load(config)?;
+    telemetry::init(&config.log)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the async runtime", e))?
+        .block_on(berth::delegate::serve(config))
 }

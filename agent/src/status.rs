@@ -49,11 +49,18 @@ pub fn from_runtime(err: Error) -> Status {
         Error::RouteToPeer {
             service,
             required_os,
+            handler,
+            container_id,
             ..
         } => {
+            // `required_os` is the image's (or pod config's) OS; `image_os` says the
+            // same under the name the delegate design uses.
             let metadata = HashMap::from([
                 ("service".to_string(), service),
+                ("image_os".to_string(), required_os.clone()),
                 ("required_os".to_string(), required_os),
+                ("handler".to_string(), handler),
+                ("container_id".to_string(), container_id),
             ]);
             Status::with_error_details(
                 Code::FailedPrecondition,
@@ -77,6 +84,7 @@ fn code(err: &Error) -> Code {
         Error::Unsupported { .. } => Code::Unimplemented,
         Error::WrongPlatform { .. } => Code::FailedPrecondition,
         Error::FailedPrecondition(_) => Code::FailedPrecondition,
+        Error::Delegated { code, .. } => *code,
         Error::Unavailable { .. } => Code::Unavailable,
         Error::Unauthenticated { .. } => Code::Unauthenticated,
         Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,
@@ -153,6 +161,8 @@ mod tests {
                 Error::RouteToPeer {
                     service: "web.default".into(),
                     required_os: "windows".into(),
+                    handler: String::new(),
+                    container_id: "web.default-sandbox-0-on-n1".into(),
                     reason: "no delegate".into(),
                 },
                 Code::FailedPrecondition,
@@ -206,6 +216,15 @@ mod tests {
                 },
                 Code::Unavailable,
                 "127.0.0.1:5000",
+            ),
+            (
+                Error::Delegated {
+                    delegate: "delegate at unix:/run/d.sock".into(),
+                    code: Code::NotFound,
+                    message: "container c1 not found".into(),
+                },
+                Code::NotFound,
+                "unix:/run/d.sock",
             ),
             (
                 Error::Unauthenticated {
@@ -282,7 +301,7 @@ mod tests {
     fn every_variant_has_its_code_and_names_the_object() {
         let cases = every_variant();
         // One case per variant: a new variant must be added here too.
-        assert_eq!(cases.len(), 16);
+        assert_eq!(cases.len(), 17);
         for (err, code, object) in cases {
             let text = err.to_string();
             let status = from_runtime(err);
@@ -382,6 +401,8 @@ mod tests {
         let status = from_runtime(Error::RouteToPeer {
             service: "web.default".into(),
             required_os: "windows".into(),
+            handler: "wsl2".into(),
+            container_id: "web.default-sandbox-0-on-n1".into(),
             reason: "no windows delegate on this node".into(),
         });
         let info = status.get_details_error_info().unwrap();
@@ -389,7 +410,10 @@ mod tests {
         assert_eq!(info.domain, ERROR_DOMAIN);
         assert_eq!(info.metadata["service"], "web.default");
         assert_eq!(info.metadata["required_os"], "windows");
-        assert_eq!(info.metadata.len(), 2);
+        assert_eq!(info.metadata["image_os"], "windows");
+        assert_eq!(info.metadata["handler"], "wsl2");
+        assert_eq!(info.metadata["container_id"], "web.default-sandbox-0-on-n1");
+        assert_eq!(info.metadata.len(), 5);
     }
 
     #[test]

@@ -26,6 +26,8 @@ impl CompositeRuntime {
         let refuse = |reason: String| Error::RouteToPeer {
             service: id.service().to_string(),
             required_os: os.clone().unwrap_or_else(|| "*".into()),
+            handler: spec.runtime_handler.clone(),
+            container_id: id.to_string(),
             reason,
         };
 
@@ -52,7 +54,7 @@ impl CompositeRuntime {
                     ))
                 })?
         } else if let Some(os) = &os {
-            return self
+            let chosen = self
                 .backends()
                 .into_iter()
                 .find(|b| b.runs_os(os))
@@ -63,7 +65,8 @@ impl CompositeRuntime {
                      delegate that does, or let the scheduler place the pod on a {os} node",
                         self.backend_list()
                     ))
-                });
+                })?;
+            return self.check_delegate_ready(chosen, refuse).await;
         } else {
             self.primary.clone()
         };
@@ -73,7 +76,33 @@ impl CompositeRuntime {
                 "the workload needs {os} but the backend `{}` chosen for it does not run {os}",
                 chosen.name()
             ))),
-            _ => Ok(chosen),
+            _ => self.check_delegate_ready(chosen, refuse).await,
+        }
+    }
+
+    /// A new pod for an unreachable delegate is refused before anything is made, so
+    /// the scheduler can place it where it can run (the pod's record would otherwise
+    /// point at a delegate that may never come back). Pods the delegate already runs
+    /// are not affected: their calls answer `Unavailable`.
+    async fn check_delegate_ready(
+        &self,
+        chosen: Arc<dyn Runtime>,
+        refuse: impl Fn(String) -> Error,
+    ) -> Result<Arc<dyn Runtime>> {
+        let is_delegate = self
+            .delegate
+            .as_ref()
+            .is_some_and(|d| d.name() == chosen.name());
+        if !is_delegate {
+            return Ok(chosen);
+        }
+        match chosen.ready().await {
+            Ok(()) => Ok(chosen),
+            Err(e) => Err(refuse(format!(
+                "this node's delegate `{}` cannot take the pod now ({e}); bring the delegate \
+                 back, or let the scheduler place the pod on a node that runs it itself",
+                chosen.name()
+            ))),
         }
     }
 
@@ -88,6 +117,8 @@ impl CompositeRuntime {
             Some(os) if !backend.runs_os(&os) => Err(Error::RouteToPeer {
                 service: id.service().to_string(),
                 required_os: os.clone(),
+                handler: String::new(),
+                container_id: id.to_string(),
                 reason: format!(
                     "image {image} is a {os} image but this pod runs on the `{}` backend, which \
                      does not run {os}",

@@ -1,0 +1,562 @@
+//! The delegate backend, black-box: a node berth runs the pods of runtime handler
+//! `wsl2` on a second berth (`berth delegate`, its own state, run dir, bridge and
+//! subnet) over the delegate protocol, on a unix socket or TCP with mutual TLS. The
+//! delegate killed with SIGKILL leaves the node serving its own pods and naming the
+//! delegate in its refusals; back, it reports its pods again. Pods this node cannot
+//! run are refused with ROUTE_TO_PEER details.
+
+use std::fs::{self, File};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use berth_proto::delegate::delegate_client::DelegateClient;
+use berth_proto::delegate::HandshakeRequest;
+use berth_testkit::host;
+use k8s_cri::v1::*;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::world::{container_status, create_and_start, remove_all_pods, Client, World};
+
+const STARTUP: Duration = Duration::from_secs(20);
+
+/// A running `berth delegate` with a home of its own inside the world's directory
+/// (swept with it), and its own bridge and subnet.
+struct Delegate {
+    child: Option<Child>,
+    config: PathBuf,
+    stderr: PathBuf,
+    bridge: String,
+}
+
+impl Delegate {
+    /// The delegate's home for `world`, serving as the `delegate:` lines say.
+    fn home(world: &World, serve: &str) -> Result<Delegate> {
+        let dir = world.dir().join("delegate");
+        fs::create_dir_all(&dir)?;
+        let registry = world
+            .image
+            .split('/')
+            .next()
+            .context("image without host")?;
+        let x = host::free_subnet_octet(100..150);
+        let bridge = format!("bd{}", world.tag);
+        let config = format!(
+            "socket: {d}/cri.sock\nstate_dir: {d}/state\nrun_dir: {d}/run\nnode_id: delegate-{tag}\n\
+             cgroup_parent: {cg}\nnetwork:\n  conf_dir: {d}/cni\n  default_bridge: {bridge}\n  \
+             default_subnet: 10.{x}.0.0/16\nregistries:\n  insecure: [\"{registry}\"]\n\
+             log:\n  level: info,berth=debug\ndelegate:\n{serve}",
+            d = dir.display(),
+            tag = world.tag,
+            cg = world.cgroup_parent,
+        );
+        let path = dir.join("config.yaml");
+        fs::write(&path, config)?;
+        Ok(Delegate {
+            child: None,
+            config: path,
+            stderr: dir.join("delegate.stderr"),
+            bridge,
+        })
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+        command
+            .args(["delegate", "--config"])
+            .arg(&self.config)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                File::options()
+                    .create(true)
+                    .append(true)
+                    .open(&self.stderr)?,
+            );
+        // SAFETY: prctl is async-signal-safe and touches only the child.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self.child = Some(command.spawn()?);
+        Ok(())
+    }
+
+    /// Starts it and waits until `connect` gets a handshake.
+    async fn start<F, Fut>(&mut self, connect: F) -> Result<()>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<DelegateClient<Channel>>>,
+    {
+        self.spawn()?;
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.as_mut().context("not started")?.try_wait()? {
+                bail!("delegate exited with {status}: {}", self.log());
+            }
+            if let Ok(mut client) = connect().await {
+                if client.handshake(handshake()).await.is_ok() {
+                    return Ok(());
+                }
+            }
+            ensure!(
+                start.elapsed() < STARTUP,
+                "delegate did not serve within {STARTUP:?}: {}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn kill9(&mut self) -> Result<()> {
+        let mut child = self.child.take().context("not running")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Delegate {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if Path::new("/sys/class/net").join(&self.bridge).exists() {
+            let _ = Command::new("ip")
+                .args(["link", "del", &self.bridge])
+                .status();
+        }
+    }
+}
+
+fn handshake() -> HandshakeRequest {
+    HandshakeRequest {
+        protocol: 1,
+        node: "test".into(),
+    }
+}
+
+async fn unix_client(socket: &Path) -> Result<DelegateClient<Channel>> {
+    let path = socket.to_path_buf();
+    let channel = Endpoint::try_from("http://[::1]:1")?
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }))
+        .await?;
+    Ok(DelegateClient::new(channel))
+}
+
+/// `RunPodSandbox` on `handler`.
+async fn run_on(
+    client: &mut Client,
+    config: &PodSandboxConfig,
+    handler: &str,
+) -> Result<String, tonic::Status> {
+    let request = RunPodSandboxRequest {
+        config: Some(config.clone()),
+        runtime_handler: handler.into(),
+    };
+    Ok(client
+        .run_pod_sandbox(request)
+        .await?
+        .into_inner()
+        .pod_sandbox_id)
+}
+
+async fn exec(
+    client: &mut Client,
+    id: &str,
+    cmd: &[&str],
+) -> Result<ExecSyncResponse, tonic::Status> {
+    Ok(client
+        .exec_sync(ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout: 10,
+        })
+        .await?
+        .into_inner())
+}
+
+/// The `RuntimeHandlerReady/<handler>` condition.
+async fn handler_condition(client: &mut Client, handler: &str) -> Result<RuntimeCondition> {
+    let status = client
+        .status(StatusRequest { verbose: false })
+        .await?
+        .into_inner();
+    let conditions = status.status.context("no status")?.conditions;
+    let kind = format!("RuntimeHandlerReady/{handler}");
+    conditions
+        .into_iter()
+        .find(|c| c.r#type == kind)
+        .with_context(|| format!("no condition {kind}"))
+}
+
+async fn wait_for_log(path: &Path, needle: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "log {} holds {text:?}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The pod and container names the youki records of the berth at `state` hold.
+fn youki_pods(state: &Path) -> Vec<String> {
+    berth_testkit::names(&state.join("youki/pods"))
+}
+
+fn delegate_backend(address: &str, tls: &str) -> String {
+    format!(
+        "backends:\n  delegate:\n    handler: wsl2\n    address: {address}\n    os: [linux]\n{tls}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wsl2_pods_run_on_the_delegate_and_survive_its_loss() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let socket = dir.path().join("d.sock");
+    let address = format!("unix://{}", socket.display());
+    let world = World::with_config(&delegate_backend(&address, "")).await?;
+    let mut delegate = Delegate::home(&world, &format!("  socket: {}\n", socket.display()))?;
+    delegate.start(|| unix_client(&socket)).await?;
+    let berth = world.start().await?;
+    let mut client = berth.runtime().await?;
+    ensure!(handler_condition(&mut client, "wsl2").await?.status);
+
+    let mut pods = Vec::new();
+    for (name, handler) in [("on-delegate", "wsl2"), ("on-node", "")] {
+        let pod_config = world.pod(name, &[]);
+        let pod = run_on(&mut client, &pod_config, handler).await?;
+        let script = format!("echo hello from {name}; while :; do sleep 1; done");
+        let config = world.container("main", &["sh", "-c", &script]);
+        let id = create_and_start(&mut client, &pod, &pod_config, &config).await?;
+        pods.push((name, pod, id));
+    }
+    // The delegate's pod is the delegate's (its records), the node's the node's.
+    let delegate_state = world.dir().join("delegate/state");
+    ensure!(
+        youki_pods(&delegate_state).len() == 1,
+        "{:?}",
+        youki_pods(&delegate_state)
+    );
+    ensure!(youki_pods(&world.dir().join("state")).len() == 1);
+
+    // Logs at the node's log path, exec with exit codes, status: the same on both.
+    for (name, _, id) in &pods {
+        let log = world.log_dir(name).join("main.log");
+        wait_for_log(&log, &format!(" stdout F hello from {name}\n")).await?;
+        let out = exec(
+            &mut client,
+            id,
+            &["sh", "-c", "hostname; echo e >&2; exit 3"],
+        )
+        .await?;
+        ensure!(out.exit_code == 3, "{name}: exit {}", out.exit_code);
+        ensure!(
+            String::from_utf8_lossy(&out.stdout).trim() == *name,
+            "{name}: {out:?}"
+        );
+        ensure!(out.stderr == b"e\n", "{name}: {out:?}");
+        let (status, _) = container_status(&mut client, id).await?;
+        ensure!(
+            status.state == ContainerState::ContainerRunning as i32,
+            "{name}: {status:?}"
+        );
+    }
+
+    // The delegate dies: its handler is not ready, its pods' calls are Unavailable
+    // naming it, a new pod for it is refused before anything is made, the node's own
+    // pods are fine.
+    delegate.kill9()?;
+    let condition = handler_condition(&mut client, "wsl2").await?;
+    ensure!(!condition.status, "{condition:?}");
+    ensure!(condition.message.contains(&address), "{condition:?}");
+    let (_, _, on_delegate) = &pods[0];
+    let err = exec(&mut client, on_delegate, &["true"]).await.unwrap_err();
+    ensure!(err.code() == Code::Unavailable, "{err:?}");
+    ensure!(err.message().contains(&address), "{err:?}");
+    let (_, _, on_node) = &pods[1];
+    ensure!(exec(&mut client, on_node, &["true"]).await?.exit_code == 0);
+    let refused = run_on(&mut client, &world.pod("late", &[]), "wsl2")
+        .await
+        .unwrap_err();
+    ensure!(refused.code() == Code::FailedPrecondition, "{refused:?}");
+    let info = refused.get_details_error_info().context("no ErrorInfo")?;
+    ensure!(info.reason == "ROUTE_TO_PEER", "{info:?}");
+    ensure!(info.metadata["handler"] == "wsl2", "{info:?}");
+    ensure!(youki_pods(&delegate_state).len() == 1);
+
+    // Back: the delegate recovered its pod, which runs and answers again.
+    delegate.start(|| unix_client(&socket)).await?;
+    ensure!(handler_condition(&mut client, "wsl2").await?.status);
+    let (status, _) = container_status(&mut client, on_delegate).await?;
+    ensure!(
+        status.state == ContainerState::ContainerRunning as i32,
+        "{status:?}"
+    );
+    let out = exec(&mut client, on_delegate, &["hostname"]).await?;
+    ensure!(
+        String::from_utf8_lossy(&out.stdout).trim() == "on-delegate",
+        "{out:?}"
+    );
+
+    remove_all_pods(&mut client).await?;
+    ensure!(
+        youki_pods(&delegate_state).is_empty(),
+        "{:?}",
+        youki_pods(&delegate_state)
+    );
+    ensure!(youki_pods(&world.dir().join("state")).is_empty());
+    Ok(())
+}
+
+/// Certificates made with the openssl CLI: a CA, the delegate's server certificate
+/// (for 127.0.0.1), a node client certificate, and a client certificate of another CA.
+struct Certs {
+    dir: PathBuf,
+}
+
+impl Certs {
+    fn make(dir: &Path) -> Result<Certs> {
+        fs::create_dir_all(dir)?;
+        let openssl = |args: &[&str]| -> Result<()> {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()?;
+            ensure!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Ok(())
+        };
+        let key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        for ca in ["ca", "other-ca"] {
+            let mut args = vec!["req", "-x509", "-days", "2", "-subj"];
+            let subject = format!("/CN={ca}");
+            args.push(&subject);
+            args.extend(key);
+            let (k, c) = (format!("{ca}.key"), format!("{ca}.crt"));
+            args.extend(["-keyout", &k, "-out", &c]);
+            openssl(&args)?;
+        }
+        fs::write(
+            dir.join("server.ext"),
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:delegate\n",
+        )?;
+        fs::write(
+            dir.join("client.ext"),
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+        )?;
+        for (name, ca, ext) in [
+            ("server", "ca", "server.ext"),
+            ("client", "ca", "client.ext"),
+            ("stranger", "other-ca", "client.ext"),
+        ] {
+            let (k, csr, c) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.crt"),
+            );
+            let subject = format!("/CN={name}");
+            let mut args = vec!["req", "-subj", &subject];
+            args.extend(key);
+            args.extend(["-keyout", &k, "-out", &csr]);
+            openssl(&args)?;
+            let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca_crt,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                ext,
+                "-out",
+                &c,
+            ])?;
+        }
+        Ok(Certs {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn read(&self, name: &str) -> Result<Vec<u8>> {
+        Ok(fs::read(self.path(name))?)
+    }
+
+    /// A client of the delegate at `addr` presenting `identity` (none: no certificate).
+    async fn client(&self, addr: &str, identity: Option<&str>) -> Result<DelegateClient<Channel>> {
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(self.read("ca.crt")?))
+            .domain_name("delegate");
+        if let Some(name) = identity {
+            tls = tls.identity(Identity::from_pem(
+                self.read(&format!("{name}.crt"))?,
+                self.read(&format!("{name}.key"))?,
+            ));
+        }
+        let channel = Endpoint::from_shared(format!("https://{addr}"))?
+            .tls_config(tls)?
+            .connect()
+            .await?;
+        Ok(DelegateClient::new(channel))
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_needs_a_client_certificate_of_the_nodes_ca() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let certs = Certs::make(&dir.path().join("pki"))?;
+    let addr = format!("127.0.0.1:{}", free_port()?);
+    let tls = format!(
+        "    tls:\n      ca: {}\n      cert: {}\n      key: {}\n      server_name: delegate\n",
+        certs.path("ca.crt").display(),
+        certs.path("client.crt").display(),
+        certs.path("client.key").display()
+    );
+    let world = World::with_config(&delegate_backend(&format!("https://{addr}"), &tls)).await?;
+    let serve = format!(
+        "  socket: null\n  tcp: \"{addr}\"\n  tls:\n    cert: {}\n    key: {}\n    client_ca: {}\n",
+        certs.path("server.crt").display(),
+        certs.path("server.key").display(),
+        certs.path("ca.crt").display()
+    );
+    let mut delegate = Delegate::home(&world, &serve)?;
+    delegate
+        .start(|| certs.client(&addr, Some("client")))
+        .await?;
+
+    // No certificate, or one of another CA: refused.
+    for identity in [None, Some("stranger")] {
+        let refused = match certs.client(&addr, identity).await {
+            Err(e) => format!("{e:#}"),
+            Ok(mut client) => match client.handshake(handshake()).await {
+                Ok(answer) => bail!("{identity:?} was served: {answer:?}"),
+                Err(status) => format!("{status:?}"),
+            },
+        };
+        ensure!(!refused.is_empty(), "{identity:?}");
+    }
+
+    // The node with its certificate: the handler is ready and a pod runs there.
+    let berth = world.start().await?;
+    let mut client = berth.runtime().await?;
+    let condition = handler_condition(&mut client, "wsl2").await?;
+    ensure!(condition.status, "{condition:?}");
+    let pod_config = world.pod("over-tls", &[]);
+    let pod = run_on(&mut client, &pod_config, "wsl2").await?;
+    let config = world.container("main", &["sh", "-c", "while :; do sleep 1; done"]);
+    let id = create_and_start(&mut client, &pod, &pod_config, &config).await?;
+    let out = exec(&mut client, &id, &["hostname"]).await?;
+    ensure!(
+        String::from_utf8_lossy(&out.stdout).trim() == "over-tls",
+        "{out:?}"
+    );
+    let delegate_state = world.dir().join("delegate/state");
+    ensure!(youki_pods(&delegate_state).len() == 1);
+    remove_all_pods(&mut client).await?;
+    drop(delegate);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_this_node_cannot_run_get_route_to_peer_details() -> Result<()> {
+    let world = World::new().await?;
+    let berth = world.start().await?;
+    let mut client = berth.runtime().await?;
+
+    // An unknown handler.
+    let pod_config = world.pod("refused", &[]);
+    let refused = run_on(&mut client, &pod_config, "kata").await.unwrap_err();
+    ensure!(refused.code() == Code::FailedPrecondition, "{refused:?}");
+    let info = refused.get_details_error_info().context("no ErrorInfo")?;
+    ensure!(
+        info.reason == "ROUTE_TO_PEER" && info.domain == "berth.dev",
+        "{info:?}"
+    );
+    ensure!(info.metadata["handler"] == "kata", "{info:?}");
+    ensure!(
+        info.metadata["container_id"].contains("refused"),
+        "{info:?}"
+    );
+    ensure!(
+        refused.message().contains("RuntimeClass"),
+        "{}",
+        refused.message()
+    );
+
+    // A Windows pod on a node with no Windows-capable backend.
+    let mut windows = world.pod("iis", &[]);
+    windows.linux = None;
+    windows.windows = Some(WindowsPodSandboxConfig::default());
+    let refused = run_on(&mut client, &windows, "").await.unwrap_err();
+    ensure!(refused.code() == Code::FailedPrecondition, "{refused:?}");
+    let info = refused.get_details_error_info().context("no ErrorInfo")?;
+    ensure!(info.reason == "ROUTE_TO_PEER", "{info:?}");
+    ensure!(info.metadata["image_os"] == "windows", "{info:?}");
+    ensure!(
+        refused.message().contains("windows node"),
+        "{}",
+        refused.message()
+    );
+
+    // Nothing was made.
+    let pods = client
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await?
+        .into_inner()
+        .items;
+    ensure!(pods.is_empty(), "{pods:?}");
+    ensure!(youki_pods(&world.dir().join("state")).is_empty());
+    Ok(())
+}

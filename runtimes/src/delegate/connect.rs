@@ -1,0 +1,125 @@
+//! Reaching the delegate: a lazily dialled gRPC channel over a unix socket or TCP with
+//! mutual TLS, and the mapping of its answers to this crate's errors.
+
+use std::time::Duration;
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::Code;
+
+use super::DelegateConfig;
+use crate::error::{error_chain, Error, Result};
+
+/// How long dialling the delegate may take before a call fails `Unavailable`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The channel to the delegate `config` names. It dials on first use and again after
+/// the delegate went away, so a node whose delegate is down still starts.
+pub fn channel(config: &DelegateConfig) -> Result<Channel> {
+    let address = config.address.as_str();
+    if let Some(path) = address.strip_prefix("unix://") {
+        let path = std::path::PathBuf::from(path);
+        // tonic wants an http URI; the connector ignores it and dials the socket.
+        let endpoint = Endpoint::try_from("http://[::1]:1")
+            .map_err(|e| Error::internal("delegate", "making the channel", e))?
+            .connect_timeout(CONNECT_TIMEOUT);
+        return Ok(
+            endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
+                let path = path.clone();
+                async move {
+                    let stream = tokio::net::UnixStream::connect(path).await?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                }
+            })),
+        );
+    }
+    if !address.starts_with("https://") {
+        return Err(Error::InvalidSpec(format!(
+            "delegate address `{address}` is neither unix:///path nor https://host:port"
+        )));
+    }
+    let tls = config.tls.as_ref().ok_or_else(|| {
+        Error::InvalidSpec(format!(
+            "delegate address `{address}` is TCP, which needs tls (ca, cert, key)"
+        ))
+    })?;
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| {
+            Error::io(
+                format!("reading the delegate TLS file {}", path.display()),
+                e,
+            )
+        })
+    };
+    let mut client_tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read(&tls.ca)?))
+        .identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?));
+    if !tls.server_name.is_empty() {
+        client_tls = client_tls.domain_name(tls.server_name.clone());
+    }
+    let endpoint = Endpoint::from_shared(address.to_string())
+        .map_err(|e| Error::InvalidSpec(format!("delegate address `{address}`: {e}")))?
+        .tls_config(client_tls)
+        .map_err(|e| Error::internal("delegate", "setting up TLS", e))?
+        .connect_timeout(CONNECT_TIMEOUT);
+    Ok(endpoint.connect_lazy())
+}
+
+/// A failed call as this crate's error. A transport failure (refused, reset, TLS) is
+/// [`Error::Unavailable`] naming the delegate; anything the delegate answered keeps
+/// its code ([`Error::Delegated`]).
+pub fn from_status(service: String, status: tonic::Status) -> Error {
+    match status.code() {
+        Code::Unavailable | Code::Unknown if is_transport(&status) => Error::Unavailable {
+            service,
+            message: error_chain(&status),
+        },
+        code => Error::Delegated {
+            delegate: service,
+            code,
+            message: status.message().to_string(),
+        },
+    }
+}
+
+/// True when tonic made the status itself because the connection failed (its source
+/// is a transport error), not the delegate.
+fn is_transport(status: &tonic::Status) -> bool {
+    use std::error::Error as _;
+    status.source().is_some() || status.message().contains("transport error")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(address: &str) -> DelegateConfig {
+        DelegateConfig {
+            address: address.to_string(),
+            os: vec!["linux".into()],
+            tls: None,
+            node: "n1".into(),
+        }
+    }
+
+    #[test]
+    fn tcp_without_tls_is_refused() {
+        let err = channel(&config("https://127.0.0.1:7000")).unwrap_err();
+        assert!(err.to_string().contains("needs tls"), "{err}");
+        let err = channel(&config("tcp://x")).unwrap_err();
+        assert!(err.to_string().contains("neither"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_absent_delegate_is_unavailable_naming_it() {
+        use crate::runtime::Runtime;
+        let dir = tempfile::tempdir().unwrap();
+        let address = format!("unix://{}", dir.path().join("d.sock").display());
+        let delegate = super::super::DelegateRuntime::open(config(&address)).unwrap();
+        let err = delegate.ready().await.unwrap_err();
+        assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+        assert!(err.to_string().contains(&address), "{err}");
+        let id = crate::ContainerId::new("web.default", "sandbox", 0, "n1").unwrap();
+        let err = delegate.pod_sandbox_status(&id).await.unwrap_err();
+        assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    }
+}
