@@ -35,7 +35,29 @@ impl DelegateService {
 
 /// A runtime result as a gRPC answer.
 fn answer<T>(result: Result<T, Error>) -> Answer<T> {
-    result.map(Response::new).map_err(from_runtime)
+    result.map(Response::new).map_err(to_status)
+}
+
+/// The status CRI would answer, plus what the node's composite needs to tell a
+/// platform refusal from a failure (it pulls into every backend and expects the ones
+/// that do not run an image to refuse it): a `WrongPlatform` carries its fields.
+fn to_status(err: Error) -> Status {
+    let fields = match &err {
+        Error::WrongPlatform {
+            image,
+            platform,
+            backend,
+            supported,
+        } => Some(serde_json::json!([image, platform, backend, supported]).to_string()),
+        _ => None,
+    };
+    let mut status = from_runtime(err);
+    if let Some(value) = fields.and_then(|f| f.parse().ok()) {
+        status
+            .metadata_mut()
+            .insert(runtimes::delegate::connect::WRONG_PLATFORM, value);
+    }
+    status
 }
 
 fn empty(result: Result<(), Error>) -> Answer<Empty> {

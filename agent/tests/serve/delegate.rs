@@ -233,6 +233,37 @@ fn youki_pods(state: &Path) -> Vec<String> {
     berth_testkit::names(&state.join("youki/pods"))
 }
 
+/// Pushes a one-layer image whose config says `os: windows` to the world's registry;
+/// its reference.
+async fn windows_image(world: &World) -> Result<String> {
+    use berth_testkit::images::{busybox_layer, image_for_os, push, OCI_MANIFEST};
+    let registry = world
+        .image
+        .split('/')
+        .next()
+        .context("image without host")?;
+    let image = image_for_os("windows", vec![busybox_layer()], &["cmd"], OCI_MANIFEST);
+    push(registry, "nanoserver", "ltsc2022", &image).await;
+    Ok(format!("{registry}/nanoserver:ltsc2022"))
+}
+
+/// `PullImage` of `image` is refused with ROUTE_TO_PEER naming windows.
+async fn pull_is_routed_to_peer(berth: &crate::Berth, image: &str) -> Result<()> {
+    let refused = crate::pull(&mut berth.images().await?, image)
+        .await
+        .unwrap_err();
+    ensure!(refused.code() == Code::FailedPrecondition, "{refused:?}");
+    let info = refused.get_details_error_info().context("no ErrorInfo")?;
+    ensure!(info.reason == "ROUTE_TO_PEER", "{info:?}");
+    ensure!(info.metadata["image_os"] == "windows", "{info:?}");
+    ensure!(
+        refused.message().contains("kubernetes.io/os: windows"),
+        "{}",
+        refused.message()
+    );
+    Ok(())
+}
+
 fn delegate_backend(address: &str, tls: &str) -> String {
     format!(
         "backends:\n  delegate:\n    handler: wsl2\n    address: {address}\n    os: [linux]\n{tls}"
@@ -291,6 +322,10 @@ async fn wsl2_pods_run_on_the_delegate_and_survive_its_loss() -> Result<()> {
             "{name}: {status:?}"
         );
     }
+
+    // A Windows image: neither youki nor the (Linux) delegate runs it.
+    let image = windows_image(&world).await?;
+    pull_is_routed_to_peer(&berth, &image).await?;
 
     // The delegate dies: its handler is not ready, its pods' calls are Unavailable
     // naming it, a new pod for it is refused before anything is made, the node's own
@@ -591,6 +626,10 @@ async fn pods_this_node_cannot_run_get_route_to_peer_details() -> Result<()> {
         "{}",
         refused.message()
     );
+
+    // A Windows image: no backend here pulls it; it belongs on a peer.
+    let image = windows_image(&world).await?;
+    pull_is_routed_to_peer(&berth, &image).await?;
 
     // Nothing was made.
     let pods = client

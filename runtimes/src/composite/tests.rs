@@ -495,7 +495,8 @@ async fn pull_fails_when_no_backend_could_pull() {
         .unwrap_err();
     assert!(err.is_not_found());
 
-    // Nobody here runs Linux: the primary's WrongPlatform is the answer.
+    // Nobody here runs Linux: the image belongs on a peer; the refusal keeps the
+    // primary's WrongPlatform text.
     let alone = node.composite(false);
     let err = alone
         .pull_image(&PullRequest {
@@ -504,7 +505,13 @@ async fn pull_fails_when_no_backend_could_pull() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::WrongPlatform { .. }), "{err}");
+    let text = err.to_string();
+    let (service, os, _) = route_to_peer(err);
+    assert_eq!(
+        (service.as_str(), os.as_str()),
+        ("image sha256:linux", "linux")
+    );
+    assert!(text.contains("kubernetes.io/os: linux"), "{text}");
 
     // A real failure is preferred over a platform refusal.
     node.delegate.fail("pull_image", || Error::Unavailable {

@@ -64,10 +64,28 @@ pub fn channel(config: &DelegateConfig) -> Result<Channel> {
     Ok(endpoint.connect_lazy())
 }
 
+/// The response metadata key of a delegate's `WrongPlatform` refusal: a JSON array
+/// `[image, platform, backend, supported]`.
+pub const WRONG_PLATFORM: &str = "berth-wrong-platform";
+
 /// A failed call as this crate's error. A transport failure (refused, reset, TLS) is
-/// [`Error::Unavailable`] naming the delegate; anything the delegate answered keeps
-/// its code ([`Error::Delegated`]).
+/// [`Error::Unavailable`] naming the delegate; a platform refusal is
+/// [`Error::WrongPlatform`] again; anything else the delegate answered keeps its code
+/// ([`Error::Delegated`]).
 pub fn from_status(service: String, status: tonic::Status) -> Error {
+    let wrong_platform = status
+        .metadata()
+        .get(WRONG_PLATFORM)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| serde_json::from_str::<[String; 4]>(v).ok());
+    if let Some([image, platform, backend, supported]) = wrong_platform {
+        return Error::WrongPlatform {
+            image,
+            platform,
+            backend: format!("{service} ({backend})"),
+            supported,
+        };
+    }
     match status.code() {
         Code::Unavailable | Code::Unknown if is_transport(&status) => Error::Unavailable {
             service,
