@@ -8,6 +8,7 @@
 //! signed by `delegate.tls.client_ca` is refused in the handshake.
 
 mod service;
+mod stream;
 
 use berth_proto::delegate::delegate_server::DelegateServer;
 use tokio::sync::watch;

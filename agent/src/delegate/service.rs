@@ -8,14 +8,16 @@ use berth_proto::delegate::delegate_server::Delegate;
 use berth_proto::delegate::{
     CreateContainerRequest, Empty, ExecSyncRequest, ExecSyncResponse, Features, HandshakeRequest,
     HandshakeResponse, Id, ImageRef, ImageStatusResponse, Json, JsonList, PullImageRequest,
-    RunPodSandboxRequest, StopContainerRequest, UpdateResourcesRequest,
+    RunPodSandboxRequest, StopContainerRequest, StreamInput, UpdateResourcesRequest,
 };
 use runtimes::delegate::wire::{from_json, json, parse_id};
 use runtimes::delegate::PROTOCOL;
-use runtimes::types::{ExecRequest, PullRequest, RegistryAuth};
+use runtimes::types::{AttachRequest, ExecRequest, ExecStreamRequest, PullRequest, RegistryAuth};
 use runtimes::{Error, Runtime};
 use serde::Serialize;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::stream;
 
 use crate::status::from_runtime;
 
@@ -92,6 +94,40 @@ fn millis(ms: u64) -> Duration {
 
 #[tonic::async_trait]
 impl Delegate for DelegateService {
+    type ExecStream = stream::Outbound;
+    type AttachStream = stream::Outbound;
+
+    async fn exec(&self, request: Request<Streaming<StreamInput>>) -> Answer<Self::ExecStream> {
+        let mut inbound = request.into_inner();
+        let start = stream::start(&mut inbound).await?;
+        let container = some_id(start.id.clone())?;
+        let exec = ExecStreamRequest {
+            cmd: start.cmd.clone(),
+            stdio: stream::stdio(&start),
+        };
+        let session = self
+            .runtime
+            .exec(&container, &exec)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(stream::pump(session, inbound)))
+    }
+
+    async fn attach(&self, request: Request<Streaming<StreamInput>>) -> Answer<Self::AttachStream> {
+        let mut inbound = request.into_inner();
+        let start = stream::start(&mut inbound).await?;
+        let container = some_id(start.id.clone())?;
+        let attach = AttachRequest {
+            stdio: stream::stdio(&start),
+        };
+        let session = self
+            .runtime
+            .attach(&container, &attach)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(stream::pump(session, inbound)))
+    }
+
     async fn handshake(&self, request: Request<HandshakeRequest>) -> Answer<HandshakeResponse> {
         let request = request.into_inner();
         tracing::debug!(

@@ -14,14 +14,16 @@
 //! delegate on the same machine, or a VM that mounts the node's log directory, as
 //! WSL2 mounts the Windows drives); the protocol has no log streaming yet.
 //!
-//! One file per verb group: `images`, `pod`, `container`, `exec`; `connect` the
-//! channel and the error mapping; `wire` the JSON payloads.
+//! One file per verb group: `images`, `pod`, `container`, `exec` (`ExecSync`),
+//! `stream` (`Exec`, `Attach` over bidirectional streams); `connect` the channel and
+//! the error mapping; `wire` the JSON payloads. Port forwarding is not carried yet.
 
 pub mod connect;
 mod container;
 mod exec;
 mod images;
 mod pod;
+mod stream;
 pub mod wire;
 
 use std::path::PathBuf;
@@ -36,8 +38,9 @@ use crate::error::{Error, Result};
 use crate::id::ContainerId;
 use crate::runtime::Runtime;
 use crate::types::{
-    ContainerSpec, ContainerStats, ContainerStatus, ExecOutput, ExecRequest, Features, FsUsage,
-    ImageInfo, PullRequest, SandboxSpec, SandboxStats, SandboxStatus,
+    AttachRequest, ContainerSpec, ContainerStats, ContainerStatus, ExecOutput, ExecRequest,
+    ExecStreamRequest, Features, FsUsage, ImageInfo, PullRequest, SandboxSpec, SandboxStats,
+    SandboxStatus, StreamSession,
 };
 
 /// The backend's name in pod records and messages.
@@ -80,6 +83,8 @@ pub struct DelegateTls {
 pub struct DelegateRuntime {
     config: DelegateConfig,
     channel: Channel,
+    /// The features of the last handshake (none before the first).
+    features: std::sync::Mutex<Features>,
 }
 
 impl DelegateRuntime {
@@ -88,7 +93,11 @@ impl DelegateRuntime {
     /// that is no URI, unreadable certificate files).
     pub fn open(config: DelegateConfig) -> Result<Self> {
         let channel = connect::channel(&config)?;
-        Ok(Self { config, channel })
+        Ok(Self {
+            config,
+            channel,
+            features: std::sync::Mutex::new(Features::default()),
+        })
     }
 
     /// A client on the shared channel (cheap: the channel is a handle).
@@ -133,6 +142,13 @@ impl Runtime for DelegateRuntime {
             })?
             .map_err(|s| self.error(s))?
             .into_inner();
+        if let Some(f) = answer.features {
+            *self.features.lock().unwrap_or_else(|p| p.into_inner()) = Features {
+                recursive_read_only_mounts: f.recursive_read_only_mounts,
+                user_namespaces: f.user_namespaces,
+                supplemental_groups_policy: f.supplemental_groups_policy,
+            };
+        }
         if answer.protocol != PROTOCOL {
             return Err(Error::FailedPrecondition(format!(
                 "{} speaks delegate protocol {}, this node {PROTOCOL}",
@@ -228,9 +244,17 @@ impl Runtime for DelegateRuntime {
         self.stats(id).await
     }
 
-    /// The delegate's features are not known before it answers; report none rather
-    /// than promise what a delegate may not do.
+    async fn exec(&self, id: &ContainerId, request: &ExecStreamRequest) -> Result<StreamSession> {
+        self.exec_session(id, request).await
+    }
+
+    async fn attach(&self, id: &ContainerId, request: &AttachRequest) -> Result<StreamSession> {
+        self.attach_session(id, request).await
+    }
+
+    /// What the delegate said in its last handshake (`ready`, also run at start-up);
+    /// none before it ever answered, rather than promise what it may not do.
     fn features(&self) -> Features {
-        Features::default()
+        *self.features.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
