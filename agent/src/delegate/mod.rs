@@ -7,6 +7,7 @@
 //! on a unix socket, and on TCP with mutual TLS only: a client without a certificate
 //! signed by `delegate.tls.client_ca` is refused in the handshake.
 
+mod port_forward;
 mod service;
 mod stream;
 

@@ -7,8 +7,9 @@ use std::time::Duration;
 use berth_proto::delegate::delegate_server::Delegate;
 use berth_proto::delegate::{
     CreateContainerRequest, Empty, ExecSyncRequest, ExecSyncResponse, Features, HandshakeRequest,
-    HandshakeResponse, Id, ImageRef, ImageStatusResponse, Json, JsonList, PullImageRequest,
-    RunPodSandboxRequest, StopContainerRequest, StreamInput, UpdateResourcesRequest,
+    HandshakeResponse, Id, ImageRef, ImageStatusResponse, Json, JsonList, PortInput, PortOutput,
+    PullImageRequest, RunPodSandboxRequest, StopContainerRequest, StreamInput,
+    UpdateResourcesRequest,
 };
 use runtimes::delegate::wire::{from_json, json, parse_id};
 use runtimes::delegate::PROTOCOL;
@@ -17,7 +18,7 @@ use runtimes::{Error, Runtime};
 use serde::Serialize;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::stream;
+use super::{port_forward, stream};
 
 use crate::status::from_runtime;
 
@@ -96,6 +97,25 @@ fn millis(ms: u64) -> Duration {
 impl Delegate for DelegateService {
     type ExecStream = stream::Outbound;
     type AttachStream = stream::Outbound;
+    type PortForwardStream = stream::BoxStream<PortOutput>;
+
+    async fn port_forward(
+        &self,
+        request: Request<Streaming<PortInput>>,
+    ) -> Answer<Self::PortForwardStream> {
+        let mut inbound = request.into_inner();
+        let start = port_forward::start(&mut inbound).await?;
+        let sandbox = some_id(start.sandbox)?;
+        let port = u16::try_from(start.port).map_err(|_| {
+            Status::invalid_argument(format!("port {} is not a TCP port", start.port))
+        })?;
+        let connection = self
+            .runtime
+            .port_forward(&sandbox, port)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(port_forward::pump(connection, inbound)))
+    }
 
     async fn exec(&self, request: Request<Streaming<StreamInput>>) -> Answer<Self::ExecStream> {
         let mut inbound = request.into_inner();

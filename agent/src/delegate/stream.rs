@@ -18,8 +18,11 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
-/// The output half of a session, as tonic wants it.
-pub type Outbound = Pin<Box<dyn Stream<Item = Result<StreamOutput, Status>> + Send>>;
+/// The output half of a streaming call, as tonic wants it.
+pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The output half of a session.
+pub type Outbound = BoxStream<StreamOutput>;
 
 /// The first message of a session: its `start`.
 pub async fn start(inbound: &mut Streaming<StreamInput>) -> Result<StreamStart, Status> {

@@ -348,6 +348,39 @@ async fn wsl2_pods_run_on_the_delegate_and_survive_its_loss() -> Result<()> {
         );
     }
 
+    // Port-forward into the delegate's pod, over both transports of the streaming
+    // server, bridged to the delegate's gRPC stream.
+    let (_, on_delegate_pod, _) = &pods[0];
+    let web = world.container("web", &["httpd", "-f", "-p", "8080", "-h", "/"]);
+    let pod_config = world.pod("on-delegate", &[]);
+    create_and_start(&mut client, on_delegate_pod, &pod_config, &web).await?;
+    for transport in ["spdy", "websocket"] {
+        let local = berth_testkit::servers::free_port();
+        let mapping = format!("{local}:8080");
+        let _forward = crictl
+            .command(&["port-forward", "-r", transport, on_delegate_pod, &mapping])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut last = String::new();
+        for _ in 0..100 {
+            match crate::world::http_get(&format!("127.0.0.1:{local}")).await {
+                Ok(answer) if answer.starts_with("HTTP/1.") => {
+                    last.clear();
+                    break;
+                }
+                Ok(answer) => last = answer,
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        ensure!(
+            last.is_empty(),
+            "{transport}: no answer through port-forward: {last}"
+        );
+    }
+
     // A Windows image: neither youki nor the (Linux) delegate runs it.
     let image = windows_image(&world).await?;
     pull_is_routed_to_peer(&berth, &image).await?;

@@ -15,14 +15,15 @@
 //! WSL2 mounts the Windows drives); the protocol has no log streaming yet.
 //!
 //! One file per verb group: `images`, `pod`, `container`, `exec` (`ExecSync`),
-//! `stream` (`Exec`, `Attach` over bidirectional streams); `connect` the channel and
-//! the error mapping; `wire` the JSON payloads. Port forwarding is not carried yet.
+//! `stream` (`Exec`, `Attach` over bidirectional streams), `port_forward`; `connect`
+//! the channel and the error mapping; `wire` the JSON payloads.
 
 pub mod connect;
 mod container;
 mod exec;
 mod images;
 mod pod;
+mod port_forward;
 mod stream;
 pub mod wire;
 
@@ -39,8 +40,8 @@ use crate::id::ContainerId;
 use crate::runtime::Runtime;
 use crate::types::{
     AttachRequest, ContainerSpec, ContainerStats, ContainerStatus, ExecOutput, ExecRequest,
-    ExecStreamRequest, Features, FsUsage, ImageInfo, PullRequest, SandboxSpec, SandboxStats,
-    SandboxStatus, StreamSession,
+    ExecStreamRequest, Features, FsUsage, ImageInfo, PortStream, PullRequest, SandboxSpec,
+    SandboxStats, SandboxStatus, StreamSession,
 };
 
 /// The backend's name in pod records and messages.
@@ -250,6 +251,10 @@ impl Runtime for DelegateRuntime {
 
     async fn attach(&self, id: &ContainerId, request: &AttachRequest) -> Result<StreamSession> {
         self.attach_session(id, request).await
+    }
+
+    async fn port_forward(&self, sandbox: &ContainerId, port: u16) -> Result<PortStream> {
+        self.forward(sandbox, port).await
     }
 
     /// What the delegate said in its last handshake (`ready`, also run at start-up);
