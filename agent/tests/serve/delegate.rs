@@ -278,7 +278,7 @@ async fn wsl2_pods_run_on_the_delegate_and_survive_its_loss() -> Result<()> {
     let world = World::with_config(&delegate_backend(&address, "")).await?;
     let mut delegate = Delegate::home(&world, &format!("  socket: {}\n", socket.display()))?;
     delegate.start(|| unix_client(&socket)).await?;
-    let berth = world.start().await?;
+    let mut berth = world.start().await?;
     let mut client = berth.runtime().await?;
     ensure!(handler_condition(&mut client, "wsl2").await?.status);
 
@@ -416,6 +416,20 @@ async fn wsl2_pods_run_on_the_delegate_and_survive_its_loss() -> Result<()> {
     ensure!(info.reason == "ROUTE_TO_PEER", "{info:?}");
     ensure!(info.metadata["handler"] == "wsl2", "{info:?}");
     ensure!(youki_pods(&delegate_state).len() == 1);
+
+    // The node restarts (a crash) while its delegate is down: it comes up, keeps
+    // the delegate's pod (its state unknown, not gone) and serves its own.
+    drop(client);
+    drop(berth);
+    berth = world.start_as("berth-2").await?;
+    let mut client = berth.runtime().await?;
+    ensure!(exec(&mut client, on_node, &["true"]).await?.exit_code == 0);
+    let listed = client
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await?
+        .into_inner()
+        .items;
+    ensure!(listed.len() == 2, "{listed:?}");
 
     // Back: the delegate recovered its pod, which runs and answers again.
     delegate.start(|| unix_client(&socket)).await?;
