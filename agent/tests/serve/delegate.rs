@@ -348,6 +348,19 @@ async fn wsl2_pods_run_on_the_delegate_and_survive_its_loss() -> Result<()> {
         );
     }
 
+    // A terminal: its size, resizes and the exit code cross the delegate too.
+    let (_, _, on_delegate) = &pods[0];
+    for transport in ["spdy", "websocket"] {
+        let command = crictl.command(&["exec", "-it", "-r", transport, on_delegate, "sh"]);
+        let mut pty = berth_testkit::pty::PtyClient::spawn(command, 40, 100);
+        let wait = Duration::from_secs(20);
+        pty.type_text("stty size; echo typed-$((6*7))\r").await;
+        let at = pty.expect(0, "40 100", wait).await;
+        pty.expect(at, "typed-42", wait).await;
+        pty.resize_until_seen(50, 132, wait).await;
+        pty.exit_reported_by_crictl(7, wait).await;
+    }
+
     // Port-forward into the delegate's pod, over both transports of the streaming
     // server, bridged to the delegate's gRPC stream.
     let (_, on_delegate_pod, _) = &pods[0];
