@@ -2,10 +2,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use berth::config::{Config, DEFAULT_CONFIG_YAML};
 use berth::{server, telemetry, Error};
 use clap::{Parser, Subcommand};
+
+mod health;
 
 /// A Kubernetes CRI v1 node agent.
 #[derive(Parser)]
@@ -32,6 +35,20 @@ enum Command {
         /// `run_dir`).
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
+    },
+    /// Exit 0 when the berth serving CRI answers Status with RuntimeReady and
+    /// NetworkReady (for readiness probes); 1 otherwise, saying what is not ready.
+    Health {
+        /// The config whose `socket` to ask; without it /etc/berth/config.yaml, or
+        /// the default socket when that file does not exist.
+        #[arg(long, value_name = "PATH", conflicts_with = "socket")]
+        config: Option<PathBuf>,
+        /// The CRI socket to ask, instead of a config's.
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// Seconds to wait for the answer.
+        #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+        timeout: u64,
     },
     /// Configuration helpers.
     #[command(subcommand)]
@@ -60,6 +77,15 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Serve { config } => serve(config.as_deref()),
         Command::Delegate { config } => delegate(config.as_deref()),
+        Command::Health {
+            config,
+            socket,
+            timeout,
+        } => match health::run(config.as_deref(), socket, Duration::from_secs(timeout)) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(err) => Err(err),
+        },
         Command::Config(ConfigCommand::Default) => {
             print!("{DEFAULT_CONFIG_YAML}");
             Ok(())

@@ -95,6 +95,16 @@ registries:
     docker.io: ["$(mirror_endpoint)"]
   insecure: ["$registry_addr"]
 YAML
+  if [ "${handler:-}" = containerd ]; then
+    # A containerd of the run's own serves the handler (its CRI plugins off).
+    "$repo_dir/hack/containerd" start "$rt_dir/ctrd" >/dev/null
+    cat >>"$config" <<YAML
+backends:
+  containerd:
+    handler: containerd
+    address: $rt_dir/ctrd/containerd.sock
+YAML
+  fi
   cp "$config" "$results/berth.yaml"
   log "starting $bin serve --config $config"
   start_daemon "$(berth_pidfile)" "$config" "$results/berth.log" "$bin" serve --config "$config"
@@ -109,6 +119,10 @@ berth_stop() {
     remove_pods
     log "stopping berth pid $(cat "$(berth_pidfile)")"
     stop_pid "$(berth_pidfile)" "$config" 30
+  fi
+  if [ -d "$rt_dir/ctrd" ]; then
+    cp "$rt_dir/ctrd/containerd.log" "$results/containerd.log" 2>/dev/null || true
+    "$repo_dir/hack/containerd" purge "$rt_dir/ctrd" || log "purging containerd in $rt_dir/ctrd failed"
   fi
   clean_dir "$rt_dir"
 }

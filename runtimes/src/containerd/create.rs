@@ -14,6 +14,7 @@ use containerd_client::services::v1::{
 use prost::Message;
 use prost_types::Any;
 
+use super::logger;
 use super::object_id as key;
 use super::records::{Phase, Record};
 use super::{Containerd, NAME};
@@ -76,6 +77,8 @@ impl Containerd {
             exit: None,
             log_path: spec.log_path.clone(),
             tty: spec.tty,
+            stdin: spec.stdin,
+            stdin_once: spec.stdin_once,
             stop_signal: signal,
             cgroup: String::new(),
             user: None,
@@ -132,18 +135,25 @@ impl Containerd {
             .await
             .map_err(|s| self.fail(format!("creating container {id} in containerd"), &s))?;
 
-        let log = if record.log_path.is_some() {
-            self.log_uri(dir)
+        let task = if spec.stdin || spec.tty {
+            self.fifo_io(record, dir).await?
         } else {
-            String::new()
+            let log = if record.log_path.is_some() {
+                self.log_uri(dir)
+            } else {
+                String::new()
+            };
+            CreateTaskRequest {
+                stdout: log.clone(),
+                stderr: log,
+                ..Default::default()
+            }
         };
         let task = CreateTaskRequest {
             container_id: k,
-            stdout: log.clone(),
-            stderr: if spec.tty { String::new() } else { log },
             terminal: spec.tty,
             options: self.task_options(),
-            ..Default::default()
+            ..task
         };
         self.tasks()
             .create(self.request(task))
@@ -151,6 +161,46 @@ impl Containerd {
             .map_err(|s| self.fail(format!("creating the task of {id}"), &s))?;
         record.phase = Phase::Created;
         self.save(record)
+    }
+
+    /// The stdio of a task with stdin or a terminal: FIFOs in `dir/io/`, served by a
+    /// `berth log-shim --fifos` berth starts now. berth holds the output FIFOs open
+    /// until the task started (see the log shim's doc).
+    async fn fifo_io(&self, record: &Record, dir: &Path) -> Result<CreateTaskRequest> {
+        let io = dir.join(logger::IO_DIR);
+        let mut names = vec!["stdout"];
+        if !record.tty {
+            names.push("stderr");
+        }
+        if record.stdin {
+            names.push("stdin");
+        }
+        let paths = super::exec::make_fifos(&io, &names)?;
+        let mut held = Vec::new();
+        for path in paths.iter().filter(|p| !p.ends_with("stdin")) {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .io_context(|| format!("opening {}", path.display()))?;
+            held.push(file);
+        }
+        self.held().insert(record.id.clone(), held);
+        logger::spawn(&self.exe, dir).await?;
+        let path = |name: &str| {
+            let p = io.join(name);
+            if p.exists() {
+                p.display().to_string()
+            } else {
+                String::new()
+            }
+        };
+        Ok(CreateTaskRequest {
+            stdin: path("stdin"),
+            stdout: path("stdout"),
+            stderr: path("stderr"),
+            ..Default::default()
+        })
     }
 
     /// The shim options of a task: runc's state directory, for the runc shim.
@@ -177,6 +227,7 @@ impl Containerd {
 
     /// Undoes what a create made of `id`, in containerd and on the host; idempotent.
     pub(super) async fn undo_create(&self, id: &ContainerId) -> Result<()> {
+        self.held().remove(id);
         let k = key(id);
         let mut errors = Vec::new();
         let deleted = self

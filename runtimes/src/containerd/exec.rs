@@ -53,15 +53,12 @@ impl Containerd {
         let mut process = record.process.clone().unwrap_or_default();
         process.set_args(Some(request.cmd.clone()));
         process.set_terminal(Some(false));
-        let exec_id = format!("exec-{}", hex::encode(rand_bytes()));
-        let dir = self
-            .sandboxes
-            .container_dir(id)
-            .join("execs")
-            .join(&exec_id);
-        let (stdout, stderr) = make_fifos(&dir)?;
+        let exec_id = new_exec_id();
+        let dir = self.exec_dir(id, &exec_id);
+        let fifos = make_fifos(&dir, &["stdout", "stderr"])?;
+        let (stdout, stderr) = (&fifos[0], &fifos[1]);
         let result = self
-            .run_exec(id, &exec_id, &process, &stdout, &stderr, request)
+            .run_exec(id, &exec_id, &process, stdout, stderr, request)
             .await;
         let _ = std::fs::remove_dir_all(&dir);
         result
@@ -79,38 +76,13 @@ impl Containerd {
         let (out, out_done) = collect(stdout)?;
         let (err, err_done) = collect(stderr)?;
         let k = key(id);
-        let spec = serde_json::to_vec(process)
-            .map_err(|e| Error::internal(NAME, format!("encoding an exec of {id}"), e))?;
-        self.tasks()
-            .exec(self.request(ExecProcessRequest {
-                container_id: k.clone(),
-                exec_id: exec_id.to_string(),
-                stdout: stdout.display().to_string(),
-                stderr: stderr.display().to_string(),
-                terminal: false,
-                spec: Some(Any {
-                    type_url: PROCESS_TYPE.to_string(),
-                    value: spec,
-                }),
-                ..Default::default()
-            }))
-            .await
-            .map_err(|s| self.fail(format!("ExecSync in {id}"), &s))?;
-        let started = self
-            .tasks()
-            .start(self.request(StartRequest {
-                container_id: k.clone(),
-                exec_id: exec_id.to_string(),
-            }))
-            .await;
-        if let Err(s) = started {
-            self.delete_exec(&k, exec_id).await;
-            return Err(exec_refused(
-                id,
-                &request.cmd,
-                self.fail(format!("ExecSync {:?} in {id}", request.cmd), &s),
-            ));
-        }
+        let paths = ExecPaths {
+            stdout: stdout.display().to_string(),
+            stderr: stderr.display().to_string(),
+            ..Default::default()
+        };
+        self.start_exec(id, exec_id, process, &paths, &request.cmd)
+            .await?;
         let timeout = request.timeout.filter(|t| !t.is_zero());
         let mut timed_out = false;
         let exit_code = loop {
@@ -165,8 +137,74 @@ impl Containerd {
         })
     }
 
+    /// The directory of the FIFOs of exec `exec_id` in `id`.
+    pub(super) fn exec_dir(&self, id: &ContainerId, exec_id: &str) -> PathBuf {
+        self.sandboxes.container_dir(id).join("execs").join(exec_id)
+    }
+
+    /// Creates and starts the exec process `exec_id` of `process` in `id`, its stdio
+    /// on the FIFOs `paths`. A process that cannot start is deleted again.
+    pub(super) async fn start_exec(
+        &self,
+        id: &ContainerId,
+        exec_id: &str,
+        process: &oci_spec::runtime::Process,
+        paths: &ExecPaths,
+        cmd: &[String],
+    ) -> Result<()> {
+        let k = key(id);
+        let spec = serde_json::to_vec(process)
+            .map_err(|e| Error::internal(NAME, format!("encoding an exec of {id}"), e))?;
+        self.tasks()
+            .exec(self.request(ExecProcessRequest {
+                container_id: k.clone(),
+                exec_id: exec_id.to_string(),
+                stdin: paths.stdin.clone(),
+                stdout: paths.stdout.clone(),
+                stderr: paths.stderr.clone(),
+                terminal: process.terminal().unwrap_or(false),
+                spec: Some(Any {
+                    type_url: PROCESS_TYPE.to_string(),
+                    value: spec,
+                }),
+            }))
+            .await
+            .map_err(|s| self.fail(format!("Exec in {id}"), &s))?;
+        let started = self
+            .tasks()
+            .start(self.request(StartRequest {
+                container_id: k.clone(),
+                exec_id: exec_id.to_string(),
+            }))
+            .await;
+        if let Err(s) = started {
+            self.delete_exec(&k, exec_id).await;
+            return Err(exec_refused(
+                id,
+                cmd,
+                self.fail(format!("Exec {cmd:?} in {id}"), &s),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Waits for the exec process `exec_id` of `id` to end; its exit code.
+    pub(super) async fn wait_exec(&self, id: &ContainerId, exec_id: &str) -> Result<i32> {
+        let mut wait = self.request(WaitRequest {
+            container_id: key(id),
+            exec_id: exec_id.to_string(),
+        });
+        // Waits are as long as the command: no call deadline.
+        wait.set_timeout(Duration::from_secs(365 * 24 * 3600));
+        self.tasks()
+            .wait(wait)
+            .await
+            .map(|reply| reply.into_inner().exit_status as i32)
+            .map_err(|s| self.fail(format!("waiting for an exec in {id}"), &s))
+    }
+
     /// Deletes an exec process; the shim has then copied all its output.
-    async fn delete_exec(&self, k: &str, exec_id: &str) {
+    pub(super) async fn delete_exec(&self, k: &str, exec_id: &str) {
         let deleted = self
             .tasks()
             .delete_process(self.request(DeleteProcessRequest {
@@ -218,7 +256,23 @@ impl Containerd {
                 "ReopenContainerLog {id}: the container is not running"
             )));
         }
-        logger::signal_reopen(&self.sandboxes.container_dir(id))
+        logger::signal_reopen(&self.sandboxes.container_dir(id))?;
+        // The shim reopens on its own time; kubelet (and critest) expect the new file
+        // once the call returns.
+        let Some(path) = record.log_path else {
+            return Ok(());
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !path.exists() {
+            if std::time::Instant::now() > deadline {
+                return Err(Error::DeadlineExceeded {
+                    operation: format!("ReopenContainerLog {id}: reopening {}", path.display()),
+                    after: Duration::from_secs(5),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
     }
 }
 
@@ -226,25 +280,25 @@ impl Containerd {
 fn exec_refused(id: &ContainerId, cmd: &[String], e: Error) -> Error {
     let text = e.to_string();
     if text.contains("executable file not found") || text.contains("no such file or directory") {
-        Error::InvalidSpec(format!("ExecSync in {id}: {cmd:?} cannot be run: {text}"))
+        Error::InvalidSpec(format!("Exec in {id}: {cmd:?} cannot be run: {text}"))
     } else {
         e
     }
 }
 
-/// Makes `dir` with the `stdout` and `stderr` FIFOs of one exec.
-fn make_fifos(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+/// Makes `dir` (private) with the FIFOs `names` of one exec; their paths.
+pub(super) fn make_fifos(dir: &Path, names: &[&str]) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .io_context(|| format!("securing {}", dir.display()))?;
     let mut paths = Vec::new();
-    for name in ["stdout", "stderr"] {
+    for name in names {
         let path = dir.join(name);
         nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
             .map_err(|e| Error::io(format!("making the FIFO {}", path.display()), e.into()))?;
         paths.push(path);
     }
-    Ok((paths[0].clone(), paths[1].clone()))
+    Ok(paths)
 }
 
 /// Reads the FIFO at `path` until told the writer is done, then drains it. Opened
@@ -287,6 +341,19 @@ fn collect(path: &Path) -> Result<(tokio::task::JoinHandle<Vec<u8>>, oneshot::Se
         data
     });
     Ok((task, done_tx))
+}
+
+/// The stdio FIFO paths of an exec (empty: not wanted).
+#[derive(Debug, Default)]
+pub(super) struct ExecPaths {
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A fresh exec id.
+pub(super) fn new_exec_id() -> String {
+    format!("exec-{}", hex::encode(rand_bytes()))
 }
 
 /// A few random bytes for an exec id.

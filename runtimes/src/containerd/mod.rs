@@ -27,6 +27,7 @@ mod start;
 mod stats;
 mod status;
 mod stop;
+mod stream;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -86,6 +87,8 @@ pub struct Containerd {
     /// runc's state directory for berth's tasks (below berth's run dir).
     runc_root: PathBuf,
     records: Mutex<BTreeMap<ContainerId, Record>>,
+    /// Output FIFOs berth holds open from a task's create to its start.
+    held: Mutex<HashMap<ContainerId, Vec<std::fs::File>>>,
     locks: Mutex<HashMap<ContainerId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -140,6 +143,7 @@ impl ContainerdRuntime {
             exe,
             runc_root,
             records: Mutex::new(records),
+            held: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
         });
         inner.recover().await;
@@ -247,6 +251,11 @@ impl Containerd {
 
     fn index(&self) -> MutexGuard<'_, BTreeMap<ContainerId, Record>> {
         self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The output FIFOs held open per container.
+    fn held(&self) -> MutexGuard<'_, HashMap<ContainerId, Vec<std::fs::File>>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The record of `id`, or `NotFound`.
@@ -407,13 +416,11 @@ impl Runtime for ContainerdRuntime {
     }
 
     async fn exec(&self, id: &ContainerId, request: &ExecStreamRequest) -> Result<StreamSession> {
-        let _ = (id, request);
-        Err(self.unsupported("Exec"))
+        self.inner.exec_stream(id, request).await
     }
 
     async fn attach(&self, id: &ContainerId, request: &AttachRequest) -> Result<StreamSession> {
-        let _ = (id, request);
-        Err(self.unsupported("Attach"))
+        self.inner.attach_stream(id, request).await
     }
 
     async fn port_forward(&self, sandbox: &ContainerId, port: u16) -> Result<PortStream> {

@@ -31,6 +31,10 @@ pub struct Exit {
     pub code: i32,
     /// When.
     pub at: SystemTime,
+    /// Whether the kernel's OOM killer killed a process of the container (read from
+    /// its cgroup when the exit is first seen, while the task still holds it).
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 /// One container.
@@ -52,6 +56,12 @@ pub struct Record {
     pub log_path: Option<PathBuf>,
     /// Run with a terminal.
     pub tty: bool,
+    /// Has a stdin (its task's stdio are FIFOs served by `berth log-shim --fifos`).
+    #[serde(default)]
+    pub stdin: bool,
+    /// The first attachment's end closes stdin.
+    #[serde(default)]
+    pub stdin_once: bool,
     /// The first signal StopContainer sends.
     pub stop_signal: i32,
     /// Its cgroup (stats).

@@ -27,6 +27,8 @@ impl Containerd {
             }))
             .await
             .map_err(|s| self.fail(format!("starting {id}"), &s))?;
+        // The shim holds the output FIFOs now: their end is the task's.
+        self.held().remove(id);
         record.started_at = Some(SystemTime::now());
         self.save(&record)
     }

@@ -59,6 +59,7 @@ impl Containerd {
                     .exited_at
                     .and_then(|t| to_system_time(&t))
                     .unwrap_or_else(SystemTime::now),
+                oom_killed: false,
             }),
         })
     }
@@ -89,12 +90,16 @@ impl Containerd {
                 status.state = ContainerState::Running;
                 status.pid = Some(pid);
             }
-            TaskState::Exited(exit) => {
-                if record.exit != Some(exit) {
-                    let _guard = self.lock(id).await;
-                    if let Ok(mut fresh) = self.record(id) {
-                        fresh.exit = Some(exit);
-                        self.save(&fresh)?;
+            TaskState::Exited(mut exit) => {
+                match record.exit {
+                    Some(known) if (known.code, known.at) == (exit.code, exit.at) => exit = known,
+                    _ => {
+                        exit.oom_killed = self.sandboxes.oom_kills(&record.cgroup) > 0;
+                        let _guard = self.lock(id).await;
+                        if let Ok(mut fresh) = self.record(id) {
+                            fresh.exit = Some(exit);
+                            self.save(&fresh)?;
+                        }
                     }
                 }
                 exited(&mut status, exit);
@@ -108,6 +113,7 @@ impl Containerd {
                 let exit = record.exit.unwrap_or(Exit {
                     code: 255,
                     at: SystemTime::now(),
+                    oom_killed: false,
                 });
                 exited(&mut status, exit);
                 if record.exit.is_none() {
@@ -125,7 +131,14 @@ fn exited(status: &mut ContainerStatus, exit: Exit) {
     status.pid = None;
     status.exit_code = exit.code;
     status.finished_at = Some(exit.at);
-    status.reason = if exit.code == 0 { "Completed" } else { "Error" }.into();
+    status.reason = if exit.oom_killed {
+        "OOMKilled"
+    } else if exit.code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    }
+    .into();
 }
 
 /// A protobuf timestamp as a `SystemTime` (containerd's zero time is none).

@@ -153,6 +153,14 @@ impl Sandboxes {
         .await
     }
 
+    /// How many processes of `cgroup` the OOM killer killed.
+    pub fn oom_kills(&self, cgroup: &str) -> u64 {
+        if cgroup.is_empty() {
+            return 0;
+        }
+        self.backend.hierarchy.oom_kills(cgroup)
+    }
+
     /// The usage of `cgroup` and the size of the writable layer of `id`.
     pub async fn usage(
         &self,

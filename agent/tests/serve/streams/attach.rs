@@ -57,7 +57,15 @@ async fn attached_clients_share_output_and_stdin_and_detach_without_harm() -> Re
 
 #[tokio::test]
 async fn stdin_once_ends_the_input_when_the_first_client_closes_it() -> Result<()> {
-    let mut node = Node::start().await?;
+    stdin_once_ends_the_input(Node::start().await?).await
+}
+
+#[tokio::test]
+async fn stdin_once_ends_the_input_on_containerd_too() -> Result<()> {
+    stdin_once_ends_the_input(Node::start_on_containerd().await?).await
+}
+
+async fn stdin_once_ends_the_input(mut node: Node) -> Result<()> {
     let cat = Ctr {
         name: "cat",
         command: &["cat"],

@@ -60,6 +60,10 @@ pub struct Node {
     pub client: RuntimeServiceClient<Channel>,
     /// The pods run on the host's network, by name.
     host_pods: Vec<String>,
+    /// The runtime handler pods are run on (`""`: youki).
+    handler: String,
+    /// The containerd serving `handler`, if any: purged after berth stopped.
+    _containerd: Option<berth_testkit::containerd::Containerd>,
     /// Declared last: dropped (swept) after berth is stopped.
     pub world: World,
 }
@@ -81,8 +85,24 @@ impl Node {
             crictl,
             client,
             host_pods: Vec::new(),
+            handler: String::new(),
+            _containerd: None,
             world,
         })
+    }
+
+    /// A node whose pods run on the `containerd` handler, served by a containerd of
+    /// the node's own.
+    pub async fn start_on_containerd() -> Result<Node> {
+        let containerd = berth_testkit::containerd::Containerd::start();
+        let extra = format!(
+            "backends:\n  containerd:\n    handler: containerd\n    address: {}\n",
+            containerd.socket().display()
+        );
+        let mut node = Node::start_with(&extra).await?;
+        node.handler = "containerd".into();
+        node._containerd = Some(containerd);
+        Ok(node)
     }
 
     /// The home's directory.
@@ -96,7 +116,19 @@ impl Node {
             self.host_pods.push(name.to_string());
         }
         let config = self.pod_config(name);
-        world::run_pod(&mut self.client, &config).await
+        if self.handler.is_empty() {
+            return world::run_pod(&mut self.client, &config).await;
+        }
+        let request = RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: self.handler.clone(),
+        };
+        Ok(self
+            .client
+            .run_pod_sandbox(request)
+            .await?
+            .into_inner()
+            .pod_sandbox_id)
     }
 
     /// The world's pod `name`, on the host's network if it was run there.
