@@ -864,6 +864,39 @@ async fn pods_this_node_cannot_run_get_route_to_peer_details() -> Result<()> {
     let image = windows_image(&world).await?;
     pull_is_routed_to_peer(&berth, &image).await?;
 
+    // A container of it in a Linux pod is refused the same way, naming the pod, and
+    // leaves nothing in the pod.
+    let linux = world.pod("mixed", &[]);
+    let pod = run_on(&mut client, &linux, "").await?;
+    let mut config = world.container("iis", &["cmd"]);
+    config.image = Some(ImageSpec {
+        image: image.clone(),
+        ..Default::default()
+    });
+    let refused = crate::world::create(&mut client, &pod, &linux, &config)
+        .await
+        .unwrap_err();
+    ensure!(refused.code() == Code::FailedPrecondition, "{refused:?}");
+    let info = refused.get_details_error_info().context("no ErrorInfo")?;
+    ensure!(
+        info.reason == "ROUTE_TO_PEER" && info.domain == "berth.dev",
+        "{info:?}"
+    );
+    ensure!(info.metadata["image_os"] == "windows", "{info:?}");
+    ensure!(info.metadata["container_id"].contains("mixed"), "{info:?}");
+    ensure!(
+        refused.message().contains("kubernetes.io/os: windows"),
+        "{}",
+        refused.message()
+    );
+    let containers = client
+        .list_containers(ListContainersRequest::default())
+        .await?
+        .into_inner()
+        .containers;
+    ensure!(containers.is_empty(), "{containers:?}");
+    remove_all_pods(&mut client).await?;
+
     // Nothing was made.
     let pods = client
         .list_pod_sandbox(ListPodSandboxRequest::default())

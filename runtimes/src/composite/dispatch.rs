@@ -121,12 +121,30 @@ impl CompositeRuntime {
                 container_id: id.to_string(),
                 reason: format!(
                     "image {image} is a {os} image but this pod runs on the `{}` backend, which \
-                     does not run {os}",
+                     does not run {os}; run it in a pod with the nodeSelector \
+                     `kubernetes.io/os: {os}`, on a node that runs {os}",
                     backend.name()
                 ),
             }),
             _ => Ok(()),
         }
+    }
+
+    /// Why a container of the pod `sandbox` cannot have `image`, which no backend
+    /// holds: when this node refused to pull it because none of its backends runs the
+    /// image's OS, the container belongs on a peer as well ([`Error::RouteToPeer`],
+    /// naming the pod: no container id exists yet), not merely a missing image.
+    /// `None` when nothing is known against it (the image is then just not pulled).
+    pub async fn refusal_of_missing_image(
+        &self,
+        sandbox: &ContainerId,
+        image: &str,
+    ) -> Option<Error> {
+        if !read(&self.image_os).contains_key(image) {
+            return None;
+        }
+        let backend = self.owner(sandbox).ok()?;
+        self.check_image_os(sandbox, &backend, image).await.err()
     }
 
     /// Caches the OS of an image under its id and every name it is known by.

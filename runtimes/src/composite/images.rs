@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 
-use super::CompositeRuntime;
+use super::{write, CompositeRuntime};
 use crate::error::{Error, Result};
 use crate::runtime::Runtime;
 use crate::types::{FsUsage, ImageInfo, PullRequest};
@@ -49,7 +49,8 @@ impl CompositeRuntime {
     /// Every backend refused the image for its platform: when its OS is one no backend
     /// of this node runs (a Windows image on a Linux node without a Windows delegate),
     /// the image belongs on a peer, and the refusal says so (`RouteToPeer`, the same
-    /// code). An architecture mismatch alone stays `WrongPlatform`.
+    /// code). An architecture mismatch alone stays `WrongPlatform`. The reference's OS
+    /// is noted, so a container asking for it is refused the same way.
     fn route_to_peer_if_no_backend_runs(&self, request: &PullRequest, e: Error) -> Error {
         let Error::WrongPlatform { platform, .. } = &e else {
             return e;
@@ -58,6 +59,7 @@ impl CompositeRuntime {
         if os.is_empty() || self.backends().iter().any(|b| b.runs_os(&os)) {
             return e;
         }
+        write(&self.image_os).insert(request.reference.clone(), os.clone());
         let backends: Vec<&str> = self.backends().iter().map(|b| b.name()).collect();
         Error::RouteToPeer {
             service: format!("image {}", request.reference),

@@ -353,6 +353,43 @@ async fn container_image_the_pod_backend_cannot_run_routes_to_peer() {
 }
 
 #[tokio::test]
+async fn a_container_image_whose_pull_was_routed_to_peer_is_refused_the_same_way() {
+    let youki = MockRuntime::new("youki", &["linux"])
+        .with_registry_image(linux_image())
+        .with_registry_image(windows_image());
+    let rt = CompositeRuntime::new(Arc::new(youki.clone()));
+    let reference = "mcr.microsoft.com/windows/nanoserver:ltsc2022";
+    let pulled = rt
+        .pull_image(&PullRequest {
+            reference: reference.into(),
+            auth: None,
+        })
+        .await;
+    assert_eq!(route_to_peer(pulled.unwrap_err()).1, "windows");
+    let p = pod("iis.default");
+    rt.run_pod_sandbox(&p, &spec()).await.unwrap();
+    let Some(Error::RouteToPeer {
+        required_os,
+        container_id,
+        reason,
+        ..
+    }) = rt.refusal_of_missing_image(&p, reference).await
+    else {
+        panic!("expected RouteToPeer");
+    };
+    assert_eq!(
+        (required_os.as_str(), container_id),
+        ("windows", p.to_string())
+    );
+    assert!(reason.contains("kubernetes.io/os: windows"), "{reason}");
+    // An image nobody refused is just missing.
+    assert!(rt
+        .refusal_of_missing_image(&p, "busybox:nope")
+        .await
+        .is_none());
+}
+
+#[tokio::test]
 async fn routes_handed_back_survive_a_restart() {
     let node = Node::new();
     let p = pod("web.default");
