@@ -820,6 +820,49 @@ async fn tcp_needs_a_client_certificate_of_the_nodes_ca() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_tcp_delegate_does_not_hold_status() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let certs = Certs::make(&dir.path().join("pki"))?;
+    // A TCP peer that takes connections and never answers (a VM gone silent): the
+    // handshake times out (5 s) in a probe of its own, not in every Status.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = silent.local_addr()?;
+    let tls = format!(
+        "    tls:\n      ca: {}\n      cert: {}\n      key: {}\n      server_name: delegate\n",
+        certs.path("ca.crt").display(),
+        certs.path("client.crt").display(),
+        certs.path("client.key").display()
+    );
+    let world = World::with_config(&delegate_backend(&format!("https://{addr}"), &tls)).await?;
+    let berth = world.start().await?;
+    let mut client = berth.runtime().await?;
+    for _ in 0..4 {
+        let start = Instant::now();
+        let condition = handler_condition(&mut client, "wsl2").await?;
+        let took = start.elapsed();
+        ensure!(!condition.status, "{condition:?}");
+        ensure!(
+            condition.message.contains(&addr.to_string()),
+            "{condition:?}"
+        );
+        ensure!(took < Duration::from_secs(2), "Status took {took:?}");
+    }
+    // A new pod for it is refused as quickly, and nothing is made.
+    let start = Instant::now();
+    let refused = run_on(&mut client, &world.pod("late", &[]), "wsl2")
+        .await
+        .unwrap_err();
+    ensure!(refused.code() == Code::FailedPrecondition, "{refused:?}");
+    ensure!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(silent);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_this_node_cannot_run_get_route_to_peer_details() -> Result<()> {
     let world = World::new().await?;
     let berth = world.start().await?;

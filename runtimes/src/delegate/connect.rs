@@ -9,8 +9,24 @@ use tonic::Code;
 use super::DelegateConfig;
 use crate::error::{error_chain, Error, Result};
 
-/// How long dialling the delegate may take before a call fails `Unavailable`.
+/// How long dialling the delegate (TLS handshake included) may take before a call
+/// fails `Unavailable`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// HTTP/2 pings on an open connection, so a delegate that went silent (a VM paused,
+/// a link cut) fails its calls `Unavailable` after at most interval + timeout,
+/// rather than holding them for ever.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The channel settings both transports share.
+fn settings(endpoint: Endpoint) -> Endpoint {
+    endpoint
+        .connect_timeout(CONNECT_TIMEOUT)
+        .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
+}
 
 /// The channel to the delegate `config` names. It dials on first use and again after
 /// the delegate went away, so a node whose delegate is down still starts.
@@ -19,9 +35,10 @@ pub fn channel(config: &DelegateConfig) -> Result<Channel> {
     if let Some(path) = address.strip_prefix("unix://") {
         let path = std::path::PathBuf::from(path);
         // tonic wants an http URI; the connector ignores it and dials the socket.
-        let endpoint = Endpoint::try_from("http://[::1]:1")
-            .map_err(|e| Error::internal("delegate", "making the channel", e))?
-            .connect_timeout(CONNECT_TIMEOUT);
+        let endpoint = settings(
+            Endpoint::try_from("http://[::1]:1")
+                .map_err(|e| Error::internal("delegate", "making the channel", e))?,
+        );
         return Ok(
             endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
                 let path = path.clone();
@@ -59,9 +76,22 @@ pub fn channel(config: &DelegateConfig) -> Result<Channel> {
     let endpoint = Endpoint::from_shared(address.to_string())
         .map_err(|e| Error::InvalidSpec(format!("delegate address `{address}`: {e}")))?
         .tls_config(client_tls)
-        .map_err(|e| Error::internal("delegate", "setting up TLS", e))?
-        .connect_timeout(CONNECT_TIMEOUT);
-    Ok(endpoint.connect_lazy())
+        .map_err(|e| Error::internal("delegate", "setting up TLS", e))?;
+    // A connector of our own: tonic bounds a custom connector's whole connect (its
+    // TLS handshake included) by the connect timeout, where its built-in one bounds
+    // only the TCP connect, and a peer that takes the connection and never answers
+    // would hold every call for ever.
+    Ok(
+        settings(endpoint).connect_with_connector_lazy(tower::service_fn(
+            |uri: tonic::codegen::http::Uri| async move {
+                let host = uri.host().unwrap_or_default();
+                let port = uri.port_u16().unwrap_or(443);
+                let stream = tokio::net::TcpStream::connect(format!("{host}:{port}")).await?;
+                stream.set_nodelay(true)?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            },
+        )),
+    )
 }
 
 /// The response metadata key of a delegate's `WrongPlatform` refusal: a JSON array

@@ -21,7 +21,7 @@ impl DelegateRuntime {
                 .timeout
                 .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
         };
-        let answer = self.client().exec_sync(message).await;
+        let answer = self.client()?.exec_sync(message).await;
         let output = answer.map_err(|s| self.error(s))?.into_inner();
         Ok(ExecOutput {
             stdout: output.stdout,

@@ -20,7 +20,7 @@ impl DelegateRuntime {
             reference: request.reference.clone(),
             auth,
         };
-        let answer = self.client().pull_image(message).await;
+        let answer = self.client()?.pull_image(message).await;
         from_json(
             "ImageInfo",
             Some(answer.map_err(|s| self.error(s))?.into_inner()),
@@ -31,7 +31,7 @@ impl DelegateRuntime {
         let message = ImageRef {
             reference: reference.to_string(),
         };
-        let answer = self.client().image_status(message).await;
+        let answer = self.client()?.image_status(message).await;
         match answer.map_err(|s| self.error(s))?.into_inner().image {
             Some(image) => from_json("ImageInfo", Some(image)).map(Some),
             None => Ok(None),
@@ -39,7 +39,7 @@ impl DelegateRuntime {
     }
 
     pub(super) async fn images(&self) -> Result<Vec<ImageInfo>> {
-        let answer = self.client().list_images(Empty {}).await;
+        let answer = self.client()?.list_images(Empty {}).await;
         let list = answer.map_err(|s| self.error(s))?.into_inner();
         list.items
             .iter()
@@ -51,13 +51,13 @@ impl DelegateRuntime {
         let message = ImageRef {
             reference: reference.to_string(),
         };
-        let answer = self.client().remove_image(message).await;
+        let answer = self.client()?.remove_image(message).await;
         answer.map_err(|s| self.error(s))?;
         Ok(())
     }
 
     pub(super) async fn fs_info(&self) -> Result<Vec<FsUsage>> {
-        let answer = self.client().image_fs_info(Empty {}).await;
+        let answer = self.client()?.image_fs_info(Empty {}).await;
         let list = answer.map_err(|s| self.error(s))?.into_inner();
         list.items
             .iter()

@@ -15,8 +15,9 @@
 //! WSL2 mounts the Windows drives); the protocol has no log streaming yet.
 //!
 //! One file per verb group: `images`, `pod`, `container`, `exec` (`ExecSync`),
-//! `stream` (`Exec`, `Attach` over bidirectional streams), `port_forward`; `connect`
-//! the channel and the error mapping; `wire` the JSON payloads.
+//! `stream` (`Exec`, `Attach` over bidirectional streams), `port_forward`; `ready` the
+//! handshake probes; `connect` the channel and the error mapping; `wire` the JSON
+//! payloads.
 
 pub mod connect;
 mod container;
@@ -24,15 +25,16 @@ mod exec;
 mod images;
 mod pod;
 mod port_forward;
+mod ready;
 mod stream;
 pub mod wire;
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_proto::delegate::delegate_client::DelegateClient;
-use berth_proto::delegate::HandshakeRequest;
 use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
@@ -49,9 +51,6 @@ pub const NAME: &str = "delegate";
 
 /// The protocol version this side speaks (`HandshakeRequest.protocol`).
 pub const PROTOCOL: u32 = 1;
-
-/// How long `ready` waits for the delegate's handshake.
-const READY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How the node reaches its delegate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +84,9 @@ pub struct DelegateRuntime {
     config: DelegateConfig,
     channel: Channel,
     /// The features of the last handshake (none before the first).
-    features: std::sync::Mutex<Features>,
+    features: Arc<Mutex<Features>>,
+    /// The handshakes' findings (`ready`).
+    readiness: ready::Readiness,
 }
 
 impl DelegateRuntime {
@@ -97,12 +98,23 @@ impl DelegateRuntime {
         Ok(Self {
             config,
             channel,
-            features: std::sync::Mutex::new(Features::default()),
+            features: Arc::new(Mutex::new(Features::default())),
+            readiness: ready::Readiness::new(),
         })
     }
 
-    /// A client on the shared channel (cheap: the channel is a handle).
-    fn client(&self) -> DelegateClient<Channel> {
+    /// A client on the shared channel (cheap: the channel is a handle), unless the
+    /// delegate was found silent: then the call fails `Unavailable` at once rather
+    /// than wait out the connect timeout (`ready.rs`).
+    fn client(&self) -> Result<DelegateClient<Channel>> {
+        match self.silent() {
+            Some(e) => Err(e),
+            None => Ok(self.ungated_client()),
+        }
+    }
+
+    /// A client on the shared channel, whatever the last probe found.
+    fn ungated_client(&self) -> DelegateClient<Channel> {
         DelegateClient::new(self.channel.clone())
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20)
@@ -129,35 +141,10 @@ impl Runtime for DelegateRuntime {
         self.config.os.iter().any(|o| o == os)
     }
 
-    /// Reachable and speaking our protocol.
+    /// Reachable and speaking our protocol, as the latest handshake found; a delegate
+    /// that does not answer costs no caller more than a short wait (`ready.rs`).
     async fn ready(&self) -> Result<()> {
-        let request = HandshakeRequest {
-            protocol: PROTOCOL,
-            node: self.config.node.clone(),
-        };
-        let answer = tokio::time::timeout(READY_TIMEOUT, self.client().handshake(request))
-            .await
-            .map_err(|_| Error::Unavailable {
-                service: self.service(),
-                message: format!("no handshake within {READY_TIMEOUT:?}"),
-            })?
-            .map_err(|s| self.error(s))?
-            .into_inner();
-        if let Some(f) = answer.features {
-            *self.features.lock().unwrap_or_else(|p| p.into_inner()) = Features {
-                recursive_read_only_mounts: f.recursive_read_only_mounts,
-                user_namespaces: f.user_namespaces,
-                supplemental_groups_policy: f.supplemental_groups_policy,
-            };
-        }
-        if answer.protocol != PROTOCOL {
-            return Err(Error::FailedPrecondition(format!(
-                "{} speaks delegate protocol {}, this node {PROTOCOL}",
-                self.service(),
-                answer.protocol
-            )));
-        }
-        Ok(())
+        self.probe_ready().await
     }
 
     async fn pull_image(&self, request: &PullRequest) -> Result<ImageInfo> {

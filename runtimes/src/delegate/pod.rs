@@ -18,7 +18,7 @@ impl DelegateRuntime {
             id: Some(id(pod)),
             spec: Some(json(spec)?),
         };
-        let answer = self.client().run_pod_sandbox(message).await;
+        let answer = self.client()?.run_pod_sandbox(message).await;
         from_json(
             "SandboxStatus",
             Some(answer.map_err(|s| self.error(s))?.into_inner()),
@@ -26,7 +26,7 @@ impl DelegateRuntime {
     }
 
     pub(super) async fn pod_status(&self, pod: &ContainerId) -> Result<SandboxStatus> {
-        let answer = self.client().pod_sandbox_status(id(pod)).await;
+        let answer = self.client()?.pod_sandbox_status(id(pod)).await;
         from_json(
             "SandboxStatus",
             Some(answer.map_err(|s| self.error(s))?.into_inner()),
@@ -34,7 +34,7 @@ impl DelegateRuntime {
     }
 
     pub(super) async fn pod_stats(&self, pod: &ContainerId) -> Result<SandboxStats> {
-        let answer = self.client().pod_sandbox_stats(id(pod)).await;
+        let answer = self.client()?.pod_sandbox_stats(id(pod)).await;
         from_json(
             "SandboxStats",
             Some(answer.map_err(|s| self.error(s))?.into_inner()),
@@ -42,13 +42,13 @@ impl DelegateRuntime {
     }
 
     pub(super) async fn stop_pod(&self, pod: &ContainerId) -> Result<()> {
-        let answer = self.client().stop_pod_sandbox(id(pod)).await;
+        let answer = self.client()?.stop_pod_sandbox(id(pod)).await;
         answer.map_err(|s| self.error(s))?;
         Ok(())
     }
 
     pub(super) async fn remove_pod(&self, pod: &ContainerId) -> Result<()> {
-        let answer = self.client().remove_pod_sandbox(id(pod)).await;
+        let answer = self.client()?.remove_pod_sandbox(id(pod)).await;
         answer.map_err(|s| self.error(s))?;
         Ok(())
     }

@@ -30,7 +30,7 @@ impl DelegateRuntime {
             .await
             .map_err(|_| Error::backend("delegate", "port-forward input closed"))?;
         let answer = self
-            .client()
+            .client()?
             .port_forward(ReceiverStream::new(inbound))
             .await;
         let mut outbound = answer.map_err(|s| self.error(s))?.into_inner();

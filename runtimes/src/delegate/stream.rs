@@ -70,7 +70,7 @@ impl DelegateRuntime {
             })
             .await
             .map_err(|_| Error::backend("delegate", "session input closed"))?;
-        let mut client = self.client();
+        let mut client = self.client()?;
         let call = ReceiverStream::new(inbound);
         let answer = match verb {
             Verb::Exec => client.exec(call).await,
