@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use runtimes::containerd::{ContainerdConfig, ContainerdRuntime};
+use runtimes::delegate::{DelegateConfig, DelegateRuntime, DelegateTls};
 use runtimes::image::ImageStore;
 use runtimes::network::Network;
 use runtimes::youki::{YoukiConfig, YoukiRuntime};
@@ -19,6 +20,8 @@ pub struct Backends {
     pub runtime: Arc<CompositeRuntime>,
     /// Pod networking, shared with the youki backend; `Status` reports its readiness.
     pub network: Arc<Network>,
+    /// The embedded youki backend alone: what `berth delegate` serves.
+    pub local: Arc<dyn Runtime>,
 }
 
 /// Builds the backends from the config, behind a `CompositeRuntime` handed the routes
@@ -44,7 +47,7 @@ pub async fn build(config: &Config, store: &Store) -> Result<Backends> {
     let mut composite = CompositeRuntime::new(primary.clone());
     // The default handler "" is youki's; its name lets a RuntimeClass ask for youki.
     if !config.backends.youki.handler.is_empty() {
-        composite = composite.with_handler(config.backends.youki.handler.clone(), primary);
+        composite = composite.with_handler(config.backends.youki.handler.clone(), primary.clone());
     }
     if let Some(c) = &config.backends.containerd {
         // Its pods are made as youki's, recorded apart (their own directories), so
@@ -71,9 +74,31 @@ pub async fn build(config: &Config, store: &Store) -> Result<Backends> {
         }
         composite = composite.with_handler(c.handler.clone(), Arc::new(containerd));
     }
+    if let Some(d) = &config.backends.delegate {
+        let delegate = Arc::new(DelegateRuntime::open(DelegateConfig {
+            address: d.address.clone(),
+            os: d.os.clone(),
+            tls: d.tls.as_ref().map(|t| DelegateTls {
+                ca: t.ca.clone(),
+                cert: t.cert.clone(),
+                key: t.key.clone(),
+                server_name: t.server_name.clone(),
+            }),
+            node: config.node_id.clone(),
+        })?);
+        if let Err(e) = delegate.ready().await {
+            tracing::warn!(error = %e, handler = %d.handler, "the delegate is not reachable yet; its handler is not ready");
+        }
+        // Both: the handler routes pods that name it; as the delegate it also takes
+        // pods whose OS only it runs.
+        composite = composite
+            .with_delegate(delegate.clone())
+            .with_handler(d.handler.clone(), delegate);
+    }
     let composite = composite.with_routes(store.routes()?);
     Ok(Backends {
         runtime: Arc::new(composite),
         network,
+        local: primary,
     })
 }

@@ -125,6 +125,15 @@ pub enum Error {
         #[source]
         source: tonic::transport::Error,
     },
+    /// `berth delegate` could not serve on one of its addresses.
+    #[error("serving the delegate protocol on {address}: {source}")]
+    DelegateServe {
+        /// The socket or TCP address.
+        address: String,
+        /// What tonic reported.
+        #[source]
+        source: tonic::transport::Error,
+    },
     /// Logging could not be set up (for instance an invalid `RUST_LOG`).
     #[error("setting up logging: {0}")]
     Telemetry(String),

@@ -7,6 +7,7 @@
 pub mod backends;
 pub mod config;
 pub mod cri;
+pub mod delegate;
 pub mod error;
 pub mod identity;
 pub mod reconcile;

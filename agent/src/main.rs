@@ -27,6 +27,15 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// Serve the delegate protocol for this berth's own backend (a node agent's
+    /// `backends.delegate`) on the `delegate` section's socket and TCP address, until
+    /// SIGTERM or SIGINT.
+    Delegate {
+        /// The config file, as for `serve` (give this berth its own `state_dir` and
+        /// `run_dir`).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
     /// Exit 0 when the berth serving CRI answers Status with RuntimeReady and
     /// NetworkReady (for readiness probes); 1 otherwise, saying what is not ready.
     Health {
@@ -67,6 +76,7 @@ fn main() -> ExitCode {
     }
     let result = match Cli::parse().command {
         Command::Serve { config } => serve(config.as_deref()),
+        Command::Delegate { config } => delegate(config.as_deref()),
         Command::Health {
             config,
             socket,
@@ -98,4 +108,14 @@ fn serve(config: Option<&Path>) -> berth::Result<()> {
         .build()
         .map_err(|e| Error::io("starting the async runtime", e))?
         .block_on(server::serve(config))
+}
+
+fn delegate(config: Option<&Path>) -> berth::Result<()> {
+    let config = Config::load(config)?;
+    telemetry::init(&config.log)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the async runtime", e))?
+        .block_on(berth::delegate::serve(config))
 }

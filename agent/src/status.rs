@@ -49,15 +49,22 @@ pub fn from_runtime(err: Error) -> Status {
         Error::RouteToPeer {
             service,
             required_os,
-            runtime_handler,
+            handler,
+            container_id,
             ..
         } => {
+            // `required_os` is the image's (or pod config's) OS; `image_os` says the
+            // same under the name the delegate design uses.
             let mut metadata = HashMap::from([
                 ("service".to_string(), service),
+                ("image_os".to_string(), required_os.clone()),
                 ("required_os".to_string(), required_os),
+                ("handler".to_string(), handler.clone()),
+                ("container_id".to_string(), container_id),
             ]);
-            if !runtime_handler.is_empty() {
-                metadata.insert("runtime_handler".to_string(), runtime_handler);
+            // The handler again under the name the message's tag gives it.
+            if !handler.is_empty() {
+                metadata.insert("runtime_handler".to_string(), handler);
             }
             Status::with_error_details(
                 Code::FailedPrecondition,
@@ -81,6 +88,7 @@ fn code(err: &Error) -> Code {
         Error::Unsupported { .. } => Code::Unimplemented,
         Error::WrongPlatform { .. } => Code::FailedPrecondition,
         Error::FailedPrecondition(_) => Code::FailedPrecondition,
+        Error::Delegated { code, .. } => *code,
         Error::Unavailable { .. } => Code::Unavailable,
         Error::Unauthenticated { .. } => Code::Unauthenticated,
         Error::DeadlineExceeded { .. } => Code::DeadlineExceeded,
@@ -157,7 +165,8 @@ mod tests {
                 Error::RouteToPeer {
                     service: "web.default".into(),
                     required_os: "windows".into(),
-                    runtime_handler: String::new(),
+                    handler: String::new(),
+                    container_id: "web.default-sandbox-0-on-n1".into(),
                     reason: "no delegate".into(),
                 },
                 Code::FailedPrecondition,
@@ -211,6 +220,15 @@ mod tests {
                 },
                 Code::Unavailable,
                 "127.0.0.1:5000",
+            ),
+            (
+                Error::Delegated {
+                    delegate: "delegate at unix:/run/d.sock".into(),
+                    code: Code::NotFound,
+                    message: "container c1 not found".into(),
+                },
+                Code::NotFound,
+                "unix:/run/d.sock",
             ),
             (
                 Error::Unauthenticated {
@@ -287,7 +305,7 @@ mod tests {
     fn every_variant_has_its_code_and_names_the_object() {
         let cases = every_variant();
         // One case per variant: a new variant must be added here too.
-        assert_eq!(cases.len(), 16);
+        assert_eq!(cases.len(), 17);
         for (err, code, object) in cases {
             let text = err.to_string();
             let status = from_runtime(err);
@@ -387,7 +405,8 @@ mod tests {
         let status = from_runtime(Error::RouteToPeer {
             service: "web.default".into(),
             required_os: "windows".into(),
-            runtime_handler: String::new(),
+            handler: "wsl2".into(),
+            container_id: "web.default-sandbox-0-on-n1".into(),
             reason: "no windows delegate on this node".into(),
         });
         let info = status.get_details_error_info().unwrap();
@@ -395,28 +414,15 @@ mod tests {
         assert_eq!(info.domain, ERROR_DOMAIN);
         assert_eq!(info.metadata["service"], "web.default");
         assert_eq!(info.metadata["required_os"], "windows");
-        assert_eq!(info.metadata.len(), 2);
-        assert!(
-            status
-                .message()
-                .contains("[ROUTE_TO_PEER required_os=windows]"),
-            "{}",
-            status.message()
-        );
-
-        let status = from_runtime(Error::RouteToPeer {
-            service: "web.default".into(),
-            required_os: "*".into(),
-            runtime_handler: "wsl2".into(),
-            reason: "runtime handler `wsl2` is not served here".into(),
-        });
-        let info = status.get_details_error_info().unwrap();
+        assert_eq!(info.metadata["image_os"], "windows");
+        assert_eq!(info.metadata["handler"], "wsl2");
+        assert_eq!(info.metadata["container_id"], "web.default-sandbox-0-on-n1");
         assert_eq!(info.metadata["runtime_handler"], "wsl2");
-        assert_eq!(info.metadata.len(), 3);
+        assert_eq!(info.metadata.len(), 6);
         assert!(
             status
                 .message()
-                .contains("[ROUTE_TO_PEER runtime_handler=wsl2]"),
+                .contains("[ROUTE_TO_PEER required_os=windows runtime_handler=wsl2]"),
             "{}",
             status.message()
         );

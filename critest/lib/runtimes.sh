@@ -106,6 +106,16 @@ backends:
     address: $rt_dir/ctrd/containerd.sock
 YAML
   fi
+  if [ "${handler:-}" = wsl2 ]; then
+    # A delegate berth of the run's own serves the handler (delegate_start).
+    delegate_start "$bin"
+    cat >>"$config" <<YAML
+backends:
+  delegate:
+    handler: wsl2
+    address: unix://$rt_dir/delegate/delegate.sock
+YAML
+  fi
   cp "$config" "$results/berth.yaml"
   log "starting $bin serve --config $config"
   start_daemon "$(berth_pidfile)" "$config" "$results/berth.log" "$bin" serve --config "$config"
@@ -121,11 +131,81 @@ berth_stop() {
     log "stopping berth pid $(cat "$(berth_pidfile)")"
     stop_pid "$(berth_pidfile)" "$config" 30
   fi
+  delegate_stop
   if [ -d "$rt_dir/ctrd" ]; then
     cp "$rt_dir/ctrd/containerd.log" "$results/containerd.log" 2>/dev/null || true
     "$repo_dir/hack/containerd" purge "$rt_dir/ctrd" || log "purging containerd in $rt_dir/ctrd failed"
   fi
   clean_dir "$rt_dir"
+}
+
+# --- the delegate (handler wsl2) ----------------------------------------------
+
+# A second berth, `berth delegate`, as a Windows node's berth in its WSL2 VM:
+# the node berth sends the pods of handler wsl2 to it over the delegate
+# protocol on a unix socket. Its own state, run dir, cgroup parent and bridge
+# network (bridge berthwsl0 on 10.84.0.0/16, apart from the node's berth0);
+# it shares the node's file system, so it writes the CRI log files kubelet
+# (critest) reads at their log_path.
+delegate_dir() { echo "$rt_dir/delegate"; }
+delegate_bridge=berthwsl0
+
+delegate_start() {
+  local bin=$1 dir
+  dir=$(delegate_dir)
+  mkdir -p "$dir"
+  check_socket_path "$dir/delegate.sock"
+  cat >"$dir/berth.yaml" <<YAML
+socket: $dir/berth.sock
+state_dir: $dir/state
+run_dir: $dir/run
+cgroup_parent: /berth-critest-wsl2
+network:
+  conf_dir: $dir/cni
+  default_bridge: $delegate_bridge
+  default_subnet: 10.84.0.0/16
+log:
+  level: ${BERTH_LOG_LEVEL:-info}
+  format: text
+registries:
+  mirrors:
+    registry.k8s.io: ["$(mirror_endpoint)"]
+    gcr.io: ["$(mirror_endpoint)"]
+    docker.io: ["$(mirror_endpoint)"]
+  insecure: ["$registry_addr"]
+delegate:
+  socket: $dir/delegate.sock
+YAML
+  cp "$dir/berth.yaml" "$results/delegate.yaml"
+  log "starting $bin delegate --config $dir/berth.yaml"
+  start_daemon "$dir/berth.pid" "$dir/berth.yaml" "$results/delegate.log" \
+    "$bin" delegate --config "$dir/berth.yaml"
+  if ! wait_until 60 test -S "$dir/delegate.sock"; then
+    tail -n 30 "$results/delegate.log" >&2 || true
+    die "the delegate does not serve on $dir/delegate.sock (log: $results/delegate.log)"
+  fi
+  log "the delegate serves on $dir/delegate.sock (pid $(cat "$dir/berth.pid"))"
+}
+
+# delegate_stop: after the node berth removed every pod (its pods on the
+# delegate too), stops the delegate, ends any supervisor of its pods that is
+# left (they carry its run dir in their command line, so they are ours) and
+# deletes its bridge.
+delegate_stop() {
+  local dir pid
+  dir=$(delegate_dir)
+  [ -d "$dir" ] || return 0
+  if pid_is_ours "$dir/berth.pid" "$dir/berth.yaml"; then
+    log "stopping the delegate pid $(cat "$dir/berth.pid")"
+    stop_pid "$dir/berth.pid" "$dir/berth.yaml" 30
+  fi
+  for pid in $(pgrep -f -- "berth shim --pod-dir $dir/run/" || true); do
+    log "ending leftover pod supervisor pid $pid of the delegate"
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  if ip link show "$delegate_bridge" >/dev/null 2>&1; then
+    ip link delete "$delegate_bridge" || log "cannot delete bridge $delegate_bridge"
+  fi
 }
 
 # --- containerd (Debian's 1.6) and containerd2 (2.4, built by hack/containerd) ---

@@ -14,15 +14,16 @@ pub enum Error {
     /// The message carries `[ROUTE_TO_PEER key=value…]` (the agent's ErrorInfo reason
     /// and metadata): kubelet shows only the message (`kubectl describe`'s
     /// FailedCreatePodSandBox), and scripts can still tell a refusal from a failure.
-    #[error("{service} cannot run on this node [ROUTE_TO_PEER{}]: {reason}", route_keys(.required_os, .runtime_handler))]
+    #[error("{service} cannot run on this node [ROUTE_TO_PEER{}]: {reason}", route_keys(.required_os, .handler))]
     RouteToPeer {
         /// The workload (a ContainerId's service).
         service: String,
         /// The OS the workload needs, or `*` when the OS is not the issue.
         required_os: String,
-        /// The runtime handler the pod asked for (RuntimeClass `handler`); empty when
-        /// it asked for none.
-        runtime_handler: String,
+        /// The runtime handler the pod asked for (empty: the default).
+        handler: String,
+        /// The refused pod sandbox's or container's ContainerId (display form).
+        container_id: String,
         /// Why, and what would make this node able to run it.
         reason: String,
     },
@@ -68,6 +69,17 @@ pub enum Error {
     /// The object is not in a state that allows the operation.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A delegate answered a call with an error; `code` is the gRPC code it gave, which
+    /// is the code berth's CRI server gives the same error.
+    #[error("{delegate}: {message}")]
+    Delegated {
+        /// The delegate, naming its address.
+        delegate: String,
+        /// The code of the delegate's answer.
+        code: tonic::Code,
+        /// The delegate's message.
+        message: String,
+    },
     /// A remote service (registry, containerd, delegate) could not be reached.
     #[error("{service} is unreachable: {message}")]
     Unavailable {
@@ -196,6 +208,7 @@ impl Error {
     /// True for `NotFound`.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
+            || matches!(self, Error::Delegated { code, .. } if *code == tonic::Code::NotFound)
     }
 }
 

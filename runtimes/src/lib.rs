@@ -7,6 +7,7 @@
 
 pub mod composite;
 pub mod containerd;
+pub mod delegate;
 pub mod error;
 pub mod id;
 pub mod image;

@@ -205,6 +205,15 @@ impl Runtime for MockRuntime {
         self.features
     }
 
+    /// Ready unless `fail("ready", …)` said otherwise; not logged as a call, so the
+    /// call log stays the verbs the composite forwarded.
+    async fn ready(&self) -> Result<()> {
+        match self.state().failures.get("ready") {
+            Some(failure) => Err(failure()),
+            None => Ok(()),
+        }
+    }
+
     async fn pull_image(&self, request: &PullRequest) -> Result<ImageInfo> {
         let mut state = self.enter("pull_image", &request.reference)?;
         let image = state

@@ -46,6 +46,83 @@ pub struct Config {
     pub streaming: StreamingConfig,
     /// Backends besides the embedded youki one.
     pub backends: BackendsConfig,
+    /// `berth delegate` only: where it serves the delegate protocol.
+    pub delegate: DelegateServeConfig,
+}
+
+/// The `delegate` section: where `berth delegate` listens. `berth serve` ignores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DelegateServeConfig {
+    /// A unix socket to serve on; null: none.
+    pub socket: Option<PathBuf>,
+    /// A TCP address (`host:port`) to serve on with mutual TLS; null: none.
+    pub tcp: Option<String>,
+    /// The server side of mutual TLS; required with `tcp`.
+    pub tls: Option<DelegateServerTls>,
+}
+
+/// `delegate.tls`: PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelegateServerTls {
+    /// The delegate's certificate chain.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// The CA a node's client certificate must chain to; other clients are refused.
+    pub client_ca: PathBuf,
+}
+
+impl Default for DelegateServeConfig {
+    fn default() -> Self {
+        Self {
+            socket: Some(PathBuf::from("/run/berth/delegate.sock")),
+            tcp: None,
+            tls: None,
+        }
+    }
+}
+
+/// `backends.delegate`: pods whose RuntimeClass names `handler`, and pods whose OS
+/// only the delegate runs, run on a delegate berth (`berth delegate`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DelegateBackendConfig {
+    /// The runtime handler (RuntimeClass `handler`) served by the delegate.
+    pub handler: String,
+    /// `unix:///path` or `https://host:port` (mutual TLS, see `tls`).
+    pub address: String,
+    /// The OCI `os` values of the workloads the delegate runs.
+    pub os: Vec<String>,
+    /// The client side of mutual TLS; required for `https://`.
+    pub tls: Option<DelegateClientTls>,
+}
+
+/// `backends.delegate.tls`: PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelegateClientTls {
+    /// The CA the delegate's certificate must chain to.
+    pub ca: PathBuf,
+    /// This node's client certificate chain.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// The name the delegate's certificate must carry; default: the address's host.
+    #[serde(default)]
+    pub server_name: String,
+}
+
+impl Default for DelegateBackendConfig {
+    fn default() -> Self {
+        Self {
+            handler: "wsl2".to_string(),
+            address: "unix:///run/berth/delegate.sock".to_string(),
+            os: vec!["linux".to_string()],
+            tls: None,
+        }
+    }
 }
 
 /// The `backends` section: the embedded youki backend (the default handler) and the
@@ -57,6 +134,8 @@ pub struct BackendsConfig {
     pub youki: YoukiConfig,
     /// containerd, through its own gRPC API; absent: not served.
     pub containerd: Option<ContainerdConfig>,
+    /// A delegate berth, over the delegate protocol; absent: none.
+    pub delegate: Option<DelegateBackendConfig>,
 }
 
 /// `backends.youki`: the default handler `""` always runs on youki; `handler` names it
@@ -141,6 +220,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             streaming: StreamingConfig::default(),
             backends: BackendsConfig::default(),
+            delegate: DelegateServeConfig::default(),
         }
     }
 }
@@ -248,6 +328,30 @@ impl Config {
                 ));
             }
         }
+        if let Some(d) = &self.backends.delegate {
+            d.validate().map_err(|e| format!("backends.delegate.{e}"))?;
+            let clash = self
+                .backends
+                .containerd
+                .as_ref()
+                .is_some_and(|c| c.handler == d.handler);
+            if clash {
+                return Err(format!(
+                    "backends.delegate.handler: `{}` is containerd's handler too",
+                    d.handler
+                ));
+            }
+            if d.handler == self.backends.youki.handler {
+                return Err(format!(
+                    "backends.delegate.handler: `{}` is backends.youki.handler too; a handler \
+                     names one backend",
+                    d.handler
+                ));
+            }
+        }
+        self.delegate
+            .validate()
+            .map_err(|e| format!("delegate.{e}"))?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             format!(
                 "log.level: `{}` is not a level or filter: {e}",
@@ -274,6 +378,58 @@ impl Config {
             }
         }
         value
+    }
+}
+
+impl DelegateBackendConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.handler.is_empty() {
+            return Err("handler: must not be empty (the default handler is youki's)".into());
+        }
+        match (self.address.strip_prefix("unix://"), &self.tls) {
+            (Some(path), _) if !path.starts_with('/') || path.len() > MAX_SOCKET_PATH => {
+                return Err(format!(
+                    "address: `{}` must name an absolute socket path of at most {MAX_SOCKET_PATH} bytes",
+                    self.address
+                ))
+            }
+            (Some(_), _) => {}
+            (None, Some(_)) if self.address.starts_with("https://") => {}
+            (None, None) if self.address.starts_with("https://") => {
+                return Err("tls: required for an https:// address (ca, cert, key)".into())
+            }
+            (None, _) => {
+                return Err(format!(
+                    "address: `{}` is neither unix:///path nor https://host:port",
+                    self.address
+                ))
+            }
+        }
+        if self.os.is_empty() {
+            return Err("os: name at least one OS the delegate runs (e.g. [linux])".into());
+        }
+        Ok(())
+    }
+}
+
+impl DelegateServeConfig {
+    fn validate(&self) -> Result<(), String> {
+        if let Some(socket) = &self.socket {
+            if socket.as_os_str().is_empty() || socket.as_os_str().len() > MAX_SOCKET_PATH {
+                return Err(format!(
+                    "socket: `{}` must be a socket path of 1 to {MAX_SOCKET_PATH} bytes",
+                    socket.display()
+                ));
+            }
+        }
+        if let Some(tcp) = &self.tcp {
+            tcp.parse::<std::net::SocketAddr>()
+                .map_err(|e| format!("tcp: `{tcp}` is not an ip:port address: {e}"))?;
+            if self.tls.is_none() {
+                return Err("tls: required with tcp (cert, key, client_ca): the delegate serves TCP only with mutual TLS".into());
+            }
+        }
+        Ok(())
     }
 }
 

@@ -202,3 +202,51 @@ fn redacted_json_hides_secrets_but_keeps_the_rest() {
     );
     assert_eq!(json["socket"], "/run/berth/test.sock");
 }
+
+#[test]
+fn delegate_sections_parse_and_bad_values_are_named() {
+    let config = Config::from_yaml(
+        "backends:\n  delegate:\n    address: https://10.0.0.2:7443\n    tls: { ca: /c, cert: /n.crt, key: /n.key }\n\
+         delegate:\n  socket: null\n  tcp: 0.0.0.0:7443\n  tls: { cert: /d.crt, key: /d.key, client_ca: /ca }\n",
+    )
+    .unwrap();
+    let d = config.backends.delegate.unwrap();
+    assert_eq!(d.handler, "wsl2");
+    assert_eq!(d.os, ["linux"]);
+    assert_eq!(d.tls.unwrap().server_name, "");
+    assert_eq!(config.delegate.socket, None);
+    assert_eq!(config.delegate.tcp.as_deref(), Some("0.0.0.0:7443"));
+
+    let cases = [
+        (
+            "backends:\n  delegate:\n    handler: ''\n",
+            "backends.delegate.handler",
+        ),
+        (
+            "backends:\n  delegate:\n    address: https://h:1\n",
+            "backends.delegate.tls",
+        ),
+        (
+            "backends:\n  delegate:\n    address: tcp://h:1\n",
+            "backends.delegate.address",
+        ),
+        (
+            "backends:\n  delegate:\n    address: unix://rel.sock\n",
+            "backends.delegate.address",
+        ),
+        (
+            "backends:\n  delegate:\n    os: []\n",
+            "backends.delegate.os",
+        ),
+        (
+            "backends:\n  containerd:\n    handler: wsl2\n  delegate: {}\n",
+            "containerd's handler",
+        ),
+        ("delegate:\n  tcp: 127.0.0.1:7443\n", "delegate.tls"),
+        ("delegate:\n  tcp: nowhere\n", "delegate.tcp"),
+    ];
+    for (text, needle) in cases {
+        let message = Config::from_yaml(text).unwrap_err();
+        assert!(message.contains(needle), "{text:?} gave {message:?}");
+    }
+}

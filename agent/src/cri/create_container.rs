@@ -137,11 +137,17 @@ async fn prepare(cri: &Cri, request: CreateContainerRequest) -> CallResult<Prepa
         .map_err(|e| in_method(METHOD, e))?;
     let image_name = requested_image(METHOD, config.image.as_ref())?;
     // The image must be pulled first (kubelet always does); never pull here.
-    let image = cri
-        .runtime
-        .image_status(image_name)
-        .await?
-        .ok_or_else(|| Error::not_found("image", image_name))?;
+    let Some(image) = cri.runtime.image_status(image_name).await? else {
+        // One whose pull was refused as ROUTE_TO_PEER (no backend here runs its OS)
+        // is refused the same way: the pod belongs on another node.
+        let refusal = cri
+            .runtime
+            .refusal_of_missing_image(&sandbox.container_id, image_name)
+            .await;
+        return Err(refusal
+            .unwrap_or_else(|| Error::not_found("image", image_name))
+            .into());
+    };
     let sandbox_config = request.sandbox_config.as_ref().unwrap_or(&sandbox.config);
     let spec = spec::build(&SpecInput {
         container: &config,

@@ -134,13 +134,13 @@ async fn serve_until_signal(
 }
 
 /// SIGTERM and SIGINT.
-struct Signals {
+pub(crate) struct Signals {
     term: Signal,
     int: Signal,
 }
 
 impl Signals {
-    fn new() -> Result<Self> {
+    pub(crate) fn new() -> Result<Self> {
         let install = |kind| signal(kind).map_err(|e| Error::io("installing signal handlers", e));
         Ok(Self {
             term: install(SignalKind::terminate())?,
@@ -149,7 +149,7 @@ impl Signals {
     }
 
     /// Waits for the first of them and names it.
-    async fn recv(&mut self) -> &'static str {
+    pub(crate) async fn recv(&mut self) -> &'static str {
         tokio::select! {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",

@@ -7,6 +7,7 @@ mod campaign;
 mod container_errors;
 mod containerd;
 mod crash;
+mod delegate;
 mod health;
 mod image_crash;
 mod image_errors;

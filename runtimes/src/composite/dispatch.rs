@@ -26,7 +26,8 @@ impl CompositeRuntime {
         let refuse = |reason: String| Error::RouteToPeer {
             service: id.service().to_string(),
             required_os: os.clone().unwrap_or_else(|| "*".into()),
-            runtime_handler: spec.runtime_handler.clone(),
+            handler: spec.runtime_handler.clone(),
+            container_id: id.to_string(),
             reason,
         };
 
@@ -53,7 +54,7 @@ impl CompositeRuntime {
                     ))
                 })?
         } else if let Some(os) = &os {
-            return self
+            let chosen = self
                 .backends()
                 .into_iter()
                 .find(|b| b.runs_os(os))
@@ -64,7 +65,8 @@ impl CompositeRuntime {
                      delegate that does, or let the scheduler place the pod on a {os} node",
                         self.backend_list()
                     ))
-                });
+                })?;
+            return self.check_delegate_ready(chosen, refuse).await;
         } else {
             self.primary.clone()
         };
@@ -74,7 +76,33 @@ impl CompositeRuntime {
                 "the workload needs {os} but the backend `{}` chosen for it does not run {os}",
                 chosen.name()
             ))),
-            _ => Ok(chosen),
+            _ => self.check_delegate_ready(chosen, refuse).await,
+        }
+    }
+
+    /// A new pod for an unreachable delegate is refused before anything is made, so
+    /// the scheduler can place it where it can run (the pod's record would otherwise
+    /// point at a delegate that may never come back). Pods the delegate already runs
+    /// are not affected: their calls answer `Unavailable`.
+    async fn check_delegate_ready(
+        &self,
+        chosen: Arc<dyn Runtime>,
+        refuse: impl Fn(String) -> Error,
+    ) -> Result<Arc<dyn Runtime>> {
+        let is_delegate = self
+            .delegate
+            .as_ref()
+            .is_some_and(|d| d.name() == chosen.name());
+        if !is_delegate {
+            return Ok(chosen);
+        }
+        match chosen.ready().await {
+            Ok(()) => Ok(chosen),
+            Err(e) => Err(refuse(format!(
+                "this node's delegate `{}` cannot take the pod now ({e}); bring the delegate \
+                 back, or let the scheduler place the pod on a node that runs it itself",
+                chosen.name()
+            ))),
         }
     }
 
@@ -89,15 +117,34 @@ impl CompositeRuntime {
             Some(os) if !backend.runs_os(&os) => Err(Error::RouteToPeer {
                 service: id.service().to_string(),
                 required_os: os.clone(),
-                runtime_handler: String::new(),
+                handler: String::new(),
+                container_id: id.to_string(),
                 reason: format!(
                     "image {image} is a {os} image but this pod runs on the `{}` backend, which \
-                     does not run {os}",
+                     does not run {os}; run it in a pod with the nodeSelector \
+                     `kubernetes.io/os: {os}`, on a node that runs {os}",
                     backend.name()
                 ),
             }),
             _ => Ok(()),
         }
+    }
+
+    /// Why a container of the pod `sandbox` cannot have `image`, which no backend
+    /// holds: when this node refused to pull it because none of its backends runs the
+    /// image's OS, the container belongs on a peer as well ([`Error::RouteToPeer`],
+    /// naming the pod: no container id exists yet), not merely a missing image.
+    /// `None` when nothing is known against it (the image is then just not pulled).
+    pub async fn refusal_of_missing_image(
+        &self,
+        sandbox: &ContainerId,
+        image: &str,
+    ) -> Option<Error> {
+        if !read(&self.image_os).contains_key(image) {
+            return None;
+        }
+        let backend = self.owner(sandbox).ok()?;
+        self.check_image_os(sandbox, &backend, image).await.err()
     }
 
     /// Caches the OS of an image under its id and every name it is known by.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 
-use super::CompositeRuntime;
+use super::{write, CompositeRuntime};
 use crate::error::{Error, Result};
 use crate::runtime::Runtime;
 use crate::types::{FsUsage, ImageInfo, PullRequest};
@@ -38,11 +38,39 @@ impl CompositeRuntime {
         }
         match (first_ok, failure.or(wrong_platform)) {
             (Some(info), _) => Ok(info),
-            (None, Some(e)) => Err(e),
+            (None, Some(e)) => Err(self.route_to_peer_if_no_backend_runs(request, e)),
             // The node's config is wrong, not the request.
             (None, None) => Err(Error::FailedPrecondition(
                 "composite: no backend is configured".into(),
             )),
+        }
+    }
+
+    /// Every backend refused the image for its platform: when its OS is one no backend
+    /// of this node runs (a Windows image on a Linux node without a Windows delegate),
+    /// the image belongs on a peer, and the refusal says so (`RouteToPeer`, the same
+    /// code). An architecture mismatch alone stays `WrongPlatform`. The reference's OS
+    /// is noted, so a container asking for it is refused the same way.
+    fn route_to_peer_if_no_backend_runs(&self, request: &PullRequest, e: Error) -> Error {
+        let Error::WrongPlatform { platform, .. } = &e else {
+            return e;
+        };
+        let os = platform.split('/').next().unwrap_or_default().to_string();
+        if os.is_empty() || self.backends().iter().any(|b| b.runs_os(&os)) {
+            return e;
+        }
+        write(&self.image_os).insert(request.reference.clone(), os.clone());
+        let backends: Vec<&str> = self.backends().iter().map(|b| b.name()).collect();
+        Error::RouteToPeer {
+            service: format!("image {}", request.reference),
+            required_os: os.clone(),
+            handler: String::new(),
+            container_id: String::new(),
+            reason: format!(
+                "{e}; no backend of this node runs {os} (backends: {}): configure a delegate \
+                 that does, or give the pod a nodeSelector `kubernetes.io/os: {os}`",
+                backends.join(", ")
+            ),
         }
     }
 

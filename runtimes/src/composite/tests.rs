@@ -381,6 +381,43 @@ async fn container_image_the_pod_backend_cannot_run_routes_to_peer() {
 }
 
 #[tokio::test]
+async fn a_container_image_whose_pull_was_routed_to_peer_is_refused_the_same_way() {
+    let youki = MockRuntime::new("youki", &["linux"])
+        .with_registry_image(linux_image())
+        .with_registry_image(windows_image());
+    let rt = CompositeRuntime::new(Arc::new(youki.clone()));
+    let reference = "mcr.microsoft.com/windows/nanoserver:ltsc2022";
+    let pulled = rt
+        .pull_image(&PullRequest {
+            reference: reference.into(),
+            auth: None,
+        })
+        .await;
+    assert_eq!(route_to_peer(pulled.unwrap_err()).1, "windows");
+    let p = pod("iis.default");
+    rt.run_pod_sandbox(&p, &spec()).await.unwrap();
+    let Some(Error::RouteToPeer {
+        required_os,
+        container_id,
+        reason,
+        ..
+    }) = rt.refusal_of_missing_image(&p, reference).await
+    else {
+        panic!("expected RouteToPeer");
+    };
+    assert_eq!(
+        (required_os.as_str(), container_id),
+        ("windows", p.to_string())
+    );
+    assert!(reason.contains("kubernetes.io/os: windows"), "{reason}");
+    // An image nobody refused is just missing.
+    assert!(rt
+        .refusal_of_missing_image(&p, "busybox:nope")
+        .await
+        .is_none());
+}
+
+#[tokio::test]
 async fn routes_handed_back_survive_a_restart() {
     let node = Node::new();
     let p = pod("web.default");
@@ -523,7 +560,8 @@ async fn pull_fails_when_no_backend_could_pull() {
         .unwrap_err();
     assert!(err.is_not_found());
 
-    // Nobody here runs Linux: the primary's WrongPlatform is the answer.
+    // Nobody here runs Linux: the image belongs on a peer; the refusal keeps the
+    // primary's WrongPlatform text.
     let alone = node.composite(false);
     let err = alone
         .pull_image(&PullRequest {
@@ -532,7 +570,13 @@ async fn pull_fails_when_no_backend_could_pull() {
         })
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::WrongPlatform { .. }), "{err}");
+    let text = err.to_string();
+    let (service, os, _) = route_to_peer(err);
+    assert_eq!(
+        (service.as_str(), os.as_str()),
+        ("image sha256:linux", "linux")
+    );
+    assert!(text.contains("kubernetes.io/os: linux"), "{text}");
 
     // A real failure is preferred over a platform refusal.
     node.delegate.fail("pull_image", || Error::Unavailable {
@@ -721,4 +765,109 @@ async fn an_image_looked_up_once_is_not_looked_up_again_to_check_a_container() {
     .unwrap();
     assert_eq!(lookups(), before);
     assert_eq!(node.who("create_container", &c), ["wsl"]);
+}
+
+/// A Linux node with a delegate on the `wsl2` handler, as `berth serve` wires it.
+fn linux_node_with_delegate() -> (MockRuntime, MockRuntime, CompositeRuntime) {
+    let youki = MockRuntime::new("youki", &["linux"]).with_registry_image(linux_image());
+    let delegate = MockRuntime::new("delegate", &["linux"]).sharing_calls(&youki);
+    let rt = CompositeRuntime::new(Arc::new(youki.clone()))
+        .with_delegate(Arc::new(delegate.clone()))
+        .with_handler("wsl2", Arc::new(delegate.clone()));
+    (youki, delegate, rt)
+}
+
+#[tokio::test]
+async fn the_delegate_handler_runs_the_pod_on_the_delegate_for_its_life() {
+    let (youki, delegate, rt) = linux_node_with_delegate();
+    let p = pod("web.default");
+    let s = SandboxSpec {
+        runtime_handler: "wsl2".into(),
+        ..spec()
+    };
+    rt.run_pod_sandbox(&p, &s).await.unwrap();
+    assert_eq!(rt.backend_of(&p).as_deref(), Some("delegate"));
+    assert!(delegate.holds_sandbox(&p));
+    assert!(!youki.holds_sandbox(&p));
+    // A pod without a handler stays on the node's own backend.
+    let local = pod("db.default");
+    rt.run_pod_sandbox(&local, &spec()).await.unwrap();
+    assert_eq!(rt.backend_of(&local).as_deref(), Some("youki"));
+}
+
+#[tokio::test]
+async fn an_unreachable_delegate_refuses_new_pods_with_route_to_peer_and_creates_nothing() {
+    let (youki, delegate, rt) = linux_node_with_delegate();
+    delegate.fail("ready", || Error::Unavailable {
+        service: "delegate at unix:///run/d.sock".into(),
+        message: "connection refused".into(),
+    });
+    let p = pod("web.default");
+    let s = SandboxSpec {
+        runtime_handler: "wsl2".into(),
+        ..spec()
+    };
+    let err = rt.run_pod_sandbox(&p, &s).await.unwrap_err();
+    let Error::RouteToPeer {
+        handler,
+        container_id,
+        reason,
+        ..
+    } = err
+    else {
+        panic!("expected RouteToPeer, got {err:?}");
+    };
+    assert_eq!(handler, "wsl2");
+    assert_eq!(container_id, p.to_string());
+    assert!(reason.contains("unix:///run/d.sock"), "{reason}");
+    assert!(rt.backend_of(&p).is_none());
+    assert!(delegate
+        .calls()
+        .iter()
+        .all(|c| c.operation != "run_pod_sandbox"));
+    // The node's own pods are not affected.
+    rt.run_pod_sandbox(&pod("db.default"), &spec())
+        .await
+        .unwrap();
+    assert!(youki.holds_sandbox(&pod("db.default")));
+}
+
+#[tokio::test]
+async fn an_os_no_backend_runs_routes_to_peer_naming_handler_and_id() {
+    let (_youki, _delegate, rt) = linux_node_with_delegate();
+    let p = pod("iis.default");
+    let s = SandboxSpec {
+        os: Some("windows".into()),
+        ..spec()
+    };
+    let err = rt.run_pod_sandbox(&p, &s).await.unwrap_err();
+    let Error::RouteToPeer {
+        required_os,
+        container_id,
+        reason,
+        ..
+    } = err
+    else {
+        panic!("expected RouteToPeer, got {err:?}");
+    };
+    assert_eq!(required_os, "windows");
+    assert_eq!(container_id, p.to_string());
+    assert!(reason.contains("windows node"), "{reason}");
+    assert!(rt.backend_of(&p).is_none());
+}
+
+#[tokio::test]
+async fn an_os_only_the_delegate_runs_goes_to_the_delegate() {
+    let youki = MockRuntime::new("youki", &["linux"]);
+    let delegate = MockRuntime::new("delegate", &["windows"]).sharing_calls(&youki);
+    let rt = CompositeRuntime::new(Arc::new(youki.clone()))
+        .with_delegate(Arc::new(delegate.clone()))
+        .with_handler("wsl2", Arc::new(delegate.clone()));
+    let p = pod("iis.default");
+    let s = SandboxSpec {
+        os: Some("windows".into()),
+        ..spec()
+    };
+    rt.run_pod_sandbox(&p, &s).await.unwrap();
+    assert_eq!(rt.backend_of(&p).as_deref(), Some("delegate"));
 }

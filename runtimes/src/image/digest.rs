@@ -104,13 +104,24 @@ pub(crate) fn share_error(error: &Error) -> Error {
         Error::RouteToPeer {
             service,
             required_os,
-            runtime_handler,
+            handler,
+            container_id,
             reason,
         } => Error::RouteToPeer {
             service: service.clone(),
             required_os: required_os.clone(),
-            runtime_handler: runtime_handler.clone(),
+            handler: handler.clone(),
+            container_id: container_id.clone(),
             reason: reason.clone(),
+        },
+        Error::Delegated {
+            delegate,
+            code,
+            message,
+        } => Error::Delegated {
+            delegate: delegate.clone(),
+            code: *code,
+            message: message.clone(),
         },
         Error::NotFound { kind, id } => Error::NotFound {
             kind,

@@ -56,6 +56,7 @@ use futures::FutureExt;
 use tempfile::TempPath;
 
 pub use config::RegistryConfig;
+pub(crate) use digest::share_error;
 pub use reference::{normalize, Reference};
 
 use crate::error::{Error, Result};

@@ -47,7 +47,7 @@ pub struct ResolvedUser {
 }
 
 /// What a backend needs to create a container.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerSpec {
     /// The image as the request named it.
     pub image: String,
@@ -134,7 +134,7 @@ pub struct ExecOutput {
 }
 
 /// Memory numbers of a container or a whole pod (its cgroup).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemoryStats {
     /// Working set (usage minus inactive file pages), in bytes.
     pub working_set: u64,
@@ -149,7 +149,7 @@ pub struct MemoryStats {
 }
 
 /// Resource usage of one container.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerStats {
     /// When the numbers were read.
     pub timestamp: SystemTime,

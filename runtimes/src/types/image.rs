@@ -99,7 +99,7 @@ impl ImageInfo {
 }
 
 /// Usage of a filesystem that holds images or writable layers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FsUsage {
     /// When the numbers were read.
     pub timestamp: SystemTime,

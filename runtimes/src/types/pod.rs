@@ -107,7 +107,7 @@ pub struct PortMapping {
 }
 
 /// What a backend needs to know to run a pod sandbox.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxSpec {
     /// The CRI `runtime_handler`; empty for the node's default.
     pub runtime_handler: String,
@@ -166,7 +166,7 @@ pub struct SandboxStatus {
 }
 
 /// Network counters of a pod's interface.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkStats {
     /// Interface name (`eth0`).
     pub interface: String,
@@ -181,7 +181,7 @@ pub struct NetworkStats {
 }
 
 /// Resource usage of a whole pod.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxStats {
     /// When the numbers were read.
     pub timestamp: SystemTime,

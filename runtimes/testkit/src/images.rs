@@ -221,9 +221,26 @@ pub fn image_with_diff_ids(
     media_type: &'static str,
     diff_ids: Vec<String>,
 ) -> Image {
+    image_of("linux", layers, arch, cmd, media_type, diff_ids)
+}
+
+/// Like `image`, for `os` (a `windows` image for the ROUTE_TO_PEER tests).
+pub fn image_for_os(os: &str, layers: Vec<Layer>, cmd: &[&str], media_type: &'static str) -> Image {
+    let diff_ids = layers.iter().map(|l| l.diff_id.clone()).collect();
+    image_of(os, layers, crate::host_arch(), cmd, media_type, diff_ids)
+}
+
+fn image_of(
+    os: &str,
+    layers: Vec<Layer>,
+    arch: &str,
+    cmd: &[&str],
+    media_type: &'static str,
+    diff_ids: Vec<String>,
+) -> Image {
     let config = serde_json::to_vec(&json!({
         "architecture": arch,
-        "os": "linux",
+        "os": os,
         "config": {
             "User": "1000:1000",
             "Env": ["PATH=/bin", "BERTH=1"],
