@@ -75,8 +75,8 @@ fn main() -> ExitCode {
         return runtimes::containerd::logger::main(std::env::args_os().skip(2));
     }
     let result = match Cli::parse().command {
-        Command::Serve { config } => serve(config.as_deref()),
-        Command::Delegate { config } => delegate(config.as_deref()),
+        Command::Serve { config } => run_with_config(config.as_deref(), server::serve),
+        Command::Delegate { config } => run_with_config(config.as_deref(), berth::delegate::serve),
         Command::Health {
             config,
             socket,
@@ -100,22 +100,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(config: Option<&Path>) -> berth::Result<()> {
+/// Loads the config, starts logging and runs `run` (`berth serve` or `berth delegate`)
+/// on a multi-threaded async runtime.
+fn run_with_config<F, Fut>(config: Option<&Path>, run: F) -> berth::Result<()>
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = berth::Result<()>>,
+{
     let config = Config::load(config)?;
     telemetry::init(&config.log)?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the async runtime", e))?
-        .block_on(server::serve(config))
-}
-
-fn delegate(config: Option<&Path>) -> berth::Result<()> {
-    let config = Config::load(config)?;
-    telemetry::init(&config.log)?;
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::io("starting the async runtime", e))?
-        .block_on(berth::delegate::serve(config))
+        .block_on(run(config))
 }

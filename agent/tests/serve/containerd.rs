@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use berth_testkit::containerd::Containerd;
+use berth_testkit::host::processes_mentioning;
 use k8s_cri::v1::*;
 
 use crate::world::{
-    container_status, create_and_start, list_containers, pod_ip, remove_all_pods, wait_exited,
-    Client, World,
+    container_status, create_and_start, exec, list_containers, pod_ip, remove_all_pods, run_on,
+    wait_exited, World,
 };
 
 /// The ids `ctr <what> ls -q` lists in berth's namespace of `containerd` (`snapshots
@@ -40,30 +41,6 @@ fn backend_config(socket: &Path) -> String {
         "backends:\n  containerd:\n    handler: containerd\n    address: {}\n",
         socket.display()
     )
-}
-
-/// `RunPodSandbox` on `handler`; the pod id.
-async fn run_on(client: &mut Client, config: &PodSandboxConfig, handler: &str) -> Result<String> {
-    let request = RunPodSandboxRequest {
-        config: Some(config.clone()),
-        runtime_handler: handler.into(),
-    };
-    Ok(client
-        .run_pod_sandbox(request)
-        .await?
-        .into_inner()
-        .pod_sandbox_id)
-}
-
-async fn exec(client: &mut Client, id: &str, cmd: &[&str]) -> Result<ExecSyncResponse> {
-    Ok(client
-        .exec_sync(ExecSyncRequest {
-            container_id: id.into(),
-            cmd: cmd.iter().map(|s| s.to_string()).collect(),
-            timeout: 10,
-        })
-        .await?
-        .into_inner())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,12 +187,9 @@ async fn an_unreachable_containerd_leaves_youki_serving_and_names_its_address() 
         .collect();
     ensure!(handlers.contains(&"containerd".to_string()), "{handlers:?}");
 
-    let refused = run_on(&mut client, &world.pod("refused", &[]), "containerd")
+    let status = run_on(&mut client, &world.pod("refused", &[]), "containerd")
         .await
         .expect_err("a pod on an unreachable containerd");
-    let status = refused
-        .downcast_ref::<tonic::Status>()
-        .context("not a gRPC status")?;
     ensure!(status.code() == tonic::Code::Unavailable, "{status:?}");
     ensure!(
         status.message().contains(&socket.display().to_string()),
@@ -367,26 +341,6 @@ async fn containerd_pods_survive_kill_9_of_berth_and_of_containerd() -> Result<(
     Ok(())
 }
 
-/// Processes whose command line names `needle` and starts with `program` (shims of one
-/// containerd: `containerd-shim-runc-v2 … -address SOCKET`; log shims of one test dir).
-fn processes(program: &str, needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|&b| b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        let named = args.first().is_some_and(|a| a.ends_with(program));
-        if named && args.iter().any(|a| a.contains(needle)) {
-            found.push(args.join(" "));
-        }
-    }
-    found
-}
-
 /// Every file named `name` below `dir`.
 fn files_named(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
@@ -416,7 +370,12 @@ async fn twenty_containerd_pods_at_once_then_removed_leave_nothing_behind() -> R
     let berth = world.start().await?;
     let client = berth.runtime().await?;
     let socket = containerd.socket().display().to_string();
-    let shims = || processes("containerd-shim-runc-v2", &socket);
+    let shims = || {
+        processes_mentioning(&format!("-address {socket}"))
+            .into_iter()
+            .filter(|p| p.contains("containerd-shim-runc-v2"))
+            .collect::<Vec<_>>()
+    };
     ensure!(shims().is_empty(), "shims before the test: {:?}", shims());
 
     // Every other container keeps stdin open: those are served by a log shim of berth's.
@@ -447,9 +406,9 @@ async fn twenty_containerd_pods_at_once_then_removed_leave_nothing_behind() -> R
     ensure!(!shims().is_empty(), "no shim serves the containers");
     let state_dir = world.dir().display().to_string();
     let log_shims = || {
-        processes("berth", &state_dir)
+        processes_mentioning(&state_dir)
             .into_iter()
-            .filter(|p| p.contains("log-shim"))
+            .filter(|p| p.contains(" log-shim "))
             .collect::<Vec<_>>()
     };
     // One per container: started by containerd's shim (binary:// logs) or by berth

@@ -21,7 +21,7 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use crate::world::{
-    container_status, create_and_start, pod_status, remove_all_pods, Client, World,
+    container_status, create_and_start, exec, pod_status, remove_all_pods, run_on, Client, World,
 };
 
 const STARTUP: Duration = Duration::from_secs(20);
@@ -275,38 +275,6 @@ async fn unix_client(socket: &Path) -> Result<DelegateClient<Channel>> {
     Ok(DelegateClient::new(channel))
 }
 
-/// `RunPodSandbox` on `handler`.
-async fn run_on(
-    client: &mut Client,
-    config: &PodSandboxConfig,
-    handler: &str,
-) -> Result<String, tonic::Status> {
-    let request = RunPodSandboxRequest {
-        config: Some(config.clone()),
-        runtime_handler: handler.into(),
-    };
-    Ok(client
-        .run_pod_sandbox(request)
-        .await?
-        .into_inner()
-        .pod_sandbox_id)
-}
-
-async fn exec(
-    client: &mut Client,
-    id: &str,
-    cmd: &[&str],
-) -> Result<ExecSyncResponse, tonic::Status> {
-    Ok(client
-        .exec_sync(ExecSyncRequest {
-            container_id: id.into(),
-            cmd: cmd.iter().map(|s| s.to_string()).collect(),
-            timeout: 10,
-        })
-        .await?
-        .into_inner())
-}
-
 /// The `RuntimeHandlerReady/<handler>` condition.
 async fn handler_condition(client: &mut Client, handler: &str) -> Result<RuntimeCondition> {
     let status = client
@@ -356,14 +324,21 @@ async fn windows_image(world: &World) -> Result<String> {
     Ok(format!("{registry}/nanoserver:ltsc2022"))
 }
 
+/// The ErrorInfo of a ROUTE_TO_PEER refusal (FailedPrecondition); an error for any
+/// other answer.
+fn route_to_peer(refused: &tonic::Status) -> Result<tonic_types::ErrorInfo> {
+    ensure!(refused.code() == Code::FailedPrecondition, "{refused:?}");
+    let info = refused.get_details_error_info().context("no ErrorInfo")?;
+    ensure!(info.reason == "ROUTE_TO_PEER", "{info:?}");
+    Ok(info)
+}
+
 /// `PullImage` of `image` is refused with ROUTE_TO_PEER naming windows.
 async fn pull_is_routed_to_peer(berth: &crate::Berth, image: &str) -> Result<()> {
     let refused = crate::pull(&mut berth.images().await?, image)
         .await
         .unwrap_err();
-    ensure!(refused.code() == Code::FailedPrecondition, "{refused:?}");
-    let info = refused.get_details_error_info().context("no ErrorInfo")?;
-    ensure!(info.reason == "ROUTE_TO_PEER", "{info:?}");
+    let info = route_to_peer(&refused)?;
     ensure!(info.metadata["image_os"] == "windows", "{info:?}");
     ensure!(
         refused.message().contains("kubernetes.io/os: windows"),
@@ -533,9 +508,7 @@ async fn wsl2_pods_run_on_the_delegate_and_survive_its_loss() -> Result<()> {
     let refused = run_on(&mut client, &world.pod("late", &[]), "wsl2")
         .await
         .unwrap_err();
-    ensure!(refused.code() == Code::FailedPrecondition, "{refused:?}");
-    let info = refused.get_details_error_info().context("no ErrorInfo")?;
-    ensure!(info.reason == "ROUTE_TO_PEER", "{info:?}");
+    let info = route_to_peer(&refused)?;
     ensure!(info.metadata["handler"] == "wsl2", "{info:?}");
     ensure!(youki_pods(&delegate_state).len() == 1);
 
@@ -871,12 +844,8 @@ async fn pods_this_node_cannot_run_get_route_to_peer_details() -> Result<()> {
     // An unknown handler.
     let pod_config = world.pod("refused", &[]);
     let refused = run_on(&mut client, &pod_config, "kata").await.unwrap_err();
-    ensure!(refused.code() == Code::FailedPrecondition, "{refused:?}");
-    let info = refused.get_details_error_info().context("no ErrorInfo")?;
-    ensure!(
-        info.reason == "ROUTE_TO_PEER" && info.domain == "berth.dev",
-        "{info:?}"
-    );
+    let info = route_to_peer(&refused)?;
+    ensure!(info.domain == "berth.dev", "{info:?}");
     ensure!(info.metadata["handler"] == "kata", "{info:?}");
     ensure!(
         info.metadata["container_id"].contains("refused"),
@@ -893,9 +862,7 @@ async fn pods_this_node_cannot_run_get_route_to_peer_details() -> Result<()> {
     windows.linux = None;
     windows.windows = Some(WindowsPodSandboxConfig::default());
     let refused = run_on(&mut client, &windows, "").await.unwrap_err();
-    ensure!(refused.code() == Code::FailedPrecondition, "{refused:?}");
-    let info = refused.get_details_error_info().context("no ErrorInfo")?;
-    ensure!(info.reason == "ROUTE_TO_PEER", "{info:?}");
+    let info = route_to_peer(&refused)?;
     ensure!(info.metadata["image_os"] == "windows", "{info:?}");
     ensure!(
         refused.message().contains("windows node"),
@@ -919,12 +886,8 @@ async fn pods_this_node_cannot_run_get_route_to_peer_details() -> Result<()> {
     let refused = crate::world::create(&mut client, &pod, &linux, &config)
         .await
         .unwrap_err();
-    ensure!(refused.code() == Code::FailedPrecondition, "{refused:?}");
-    let info = refused.get_details_error_info().context("no ErrorInfo")?;
-    ensure!(
-        info.reason == "ROUTE_TO_PEER" && info.domain == "berth.dev",
-        "{info:?}"
-    );
+    let info = route_to_peer(&refused)?;
+    ensure!(info.domain == "berth.dev", "{info:?}");
     ensure!(info.metadata["image_os"] == "windows", "{info:?}");
     ensure!(info.metadata["container_id"].contains("mixed"), "{info:?}");
     ensure!(

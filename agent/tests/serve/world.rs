@@ -218,6 +218,39 @@ pub struct HostState {
     pub records: Vec<String>,
 }
 
+/// `RunPodSandbox` on the runtime handler `handler`; the pod id, or the refusal as is.
+pub async fn run_on(
+    client: &mut Client,
+    config: &PodSandboxConfig,
+    handler: &str,
+) -> Result<String, tonic::Status> {
+    let request = RunPodSandboxRequest {
+        config: Some(config.clone()),
+        runtime_handler: handler.into(),
+    };
+    Ok(client
+        .run_pod_sandbox(request)
+        .await?
+        .into_inner()
+        .pod_sandbox_id)
+}
+
+/// `ExecSync` of `cmd` in container `id` (10 s timeout); its output, or the refusal.
+pub async fn exec(
+    client: &mut Client,
+    id: &str,
+    cmd: &[&str],
+) -> Result<ExecSyncResponse, tonic::Status> {
+    Ok(client
+        .exec_sync(ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout: 10,
+        })
+        .await?
+        .into_inner())
+}
+
 /// `RunPodSandbox`; the pod id.
 pub async fn run_pod(client: &mut Client, config: &PodSandboxConfig) -> Result<String> {
     let request = RunPodSandboxRequest {
