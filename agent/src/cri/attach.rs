@@ -56,7 +56,7 @@ mod tests {
             url.starts_with(&format!("{}/attach/", h.streaming_base())),
             "{url}"
         );
-        let unknown = attach(&h.cri, request("dead", false, true))
+        let unknown = attach(&h.cri, request("no-such-container", false, true))
             .await
             .unwrap_err();
         assert!(unknown.is_not_found(), "{unknown:?}");

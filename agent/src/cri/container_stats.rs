@@ -72,7 +72,7 @@ mod tests {
             Some(0)
         );
         let unknown = cri::ContainerStatsRequest {
-            container_id: "0000".into(),
+            container_id: "no-such-container".into(),
         };
         assert!(container_stats(&h.cri, unknown)
             .await

@@ -221,7 +221,7 @@ mod tests {
             container_id: id.into(),
             verbose: false,
         };
-        assert!(container_status(&h.cri, req("abc"))
+        assert!(container_status(&h.cri, req("no-such-container"))
             .await
             .unwrap_err()
             .is_not_found());

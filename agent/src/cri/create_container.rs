@@ -266,12 +266,12 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_pod_is_not_found() {
         let h = Harness::new().await;
-        let err = create_err(&h, container_request("feedface", "app", 0)).await;
+        let err = create_err(&h, container_request("no-such-pod", "app", 0)).await;
         assert!(
             matches!(&err, CallError::Runtime(e) if e.is_not_found()),
             "{err:?}"
         );
-        assert!(err.to_string().contains("feedface"), "{err}");
+        assert!(err.to_string().contains("no-such-pod"), "{err}");
     }
 
     #[tokio::test]

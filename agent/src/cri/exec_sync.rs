@@ -117,7 +117,7 @@ mod tests {
         let (pod, id) = h.running_app().await;
         let empty = exec_sync(&h.cri, request(&id, &[], 0)).await.unwrap_err();
         assert!(matches!(empty, Error::InvalidSpec(_)), "{empty:?}");
-        let unknown = exec_sync(&h.cri, request("dead", &["true"], 0))
+        let unknown = exec_sync(&h.cri, request("no-such-container", &["true"], 0))
             .await
             .unwrap_err();
         assert!(unknown.is_not_found());

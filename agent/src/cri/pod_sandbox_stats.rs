@@ -80,7 +80,7 @@ mod tests {
             .collect();
         assert_eq!(ids, [a]);
         let unknown = cri::PodSandboxStatsRequest {
-            pod_sandbox_id: "ab".into(),
+            pod_sandbox_id: "no-such-pod".into(),
         };
         assert!(pod_sandbox_stats(&h.cri, unknown)
             .await

@@ -172,7 +172,7 @@ mod tests {
     async fn an_unknown_pod_is_not_found() {
         let h = Harness::new().await;
         let request = cri::PodSandboxStatusRequest {
-            pod_sandbox_id: "abc".into(),
+            pod_sandbox_id: "no-such-pod".into(),
             verbose: false,
         };
         assert!(pod_sandbox_status(&h.cri, request)

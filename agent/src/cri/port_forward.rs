@@ -63,7 +63,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(bad, Error::InvalidSpec(_)), "{bad:?}");
-        let unknown = port_forward(&h.cri, request("dead", &[80]))
+        let unknown = port_forward(&h.cri, request("no-such-container", &[80]))
             .await
             .unwrap_err();
         assert!(unknown.is_not_found(), "{unknown:?}");

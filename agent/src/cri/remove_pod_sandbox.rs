@@ -83,7 +83,7 @@ mod tests {
         assert!(h.runtime().backend_of(&cid).is_none());
         // Idempotent, and fine for unknown ids.
         remove_pod_sandbox(&h.cri, request(&pod)).await.unwrap();
-        remove_pod_sandbox(&h.cri, request("ffff0000"))
+        remove_pod_sandbox(&h.cri, request("no-such-pod"))
             .await
             .unwrap();
     }

@@ -57,7 +57,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
         assert!(err.to_string().contains(&created), "{err}");
-        assert!(reopen_container_log(&h.cri, request("0a0b"))
+        assert!(reopen_container_log(&h.cri, request("no-such-container"))
             .await
             .unwrap_err()
             .is_not_found());

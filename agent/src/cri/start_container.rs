@@ -52,7 +52,7 @@ mod tests {
         let unknown = start_container(
             &h.cri,
             StartContainerRequest {
-                container_id: "0ff".into(),
+                container_id: "no-such-container".into(),
             },
         )
         .await
