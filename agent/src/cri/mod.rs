@@ -36,6 +36,7 @@ mod status;
 mod stop_container;
 mod stop_pod_sandbox;
 mod update_container_resources;
+mod update_runtime_config;
 mod version;
 
 // Not verbs: the tonic service impls that route each verb to its file, and what the
@@ -58,6 +59,7 @@ use crate::store::Store;
 use crate::streaming::StreamingServer;
 
 pub use status::{network_not_wired, NetworkReadiness};
+pub use update_runtime_config::{pod_cidr_unused, PodCidrSink};
 
 /// kubelet's limit for CRI messages (16 MiB); tonic's default of 4 MiB is too small
 /// for large `ListImages`/`ListContainers` answers.
@@ -76,6 +78,8 @@ pub struct Cri {
     handlers: Vec<(String, runtimes::types::Features)>,
     config_json: String,
     network_ready: NetworkReadiness,
+    /// Where `UpdateRuntimeConfig`'s pod CIDR goes.
+    pod_cidr: PodCidrSink,
     cpu: shared::stats::CpuRates,
     /// Where `Exec`, `Attach` and `PortForward` URLs point; without it they answer
     /// `Unimplemented`.
@@ -102,6 +106,7 @@ impl Cri {
             host: HostFacts::detect(),
             config_json: config.redacted_json().to_string(),
             network_ready: network_not_wired(),
+            pod_cidr: pod_cidr_unused(),
             cpu: shared::stats::CpuRates::default(),
             streaming: None,
         }
@@ -127,6 +132,12 @@ impl Cri {
     /// not).
     pub fn with_network_readiness(mut self, check: NetworkReadiness) -> Self {
         self.network_ready = check;
+        self
+    }
+
+    /// Hands the pod CIDR kubelet sends (`UpdateRuntimeConfig`) to `sink`.
+    pub fn with_pod_cidr(mut self, sink: PodCidrSink) -> Self {
+        self.pod_cidr = sink;
         self
     }
 

@@ -61,8 +61,10 @@ pub async fn serve(config: Config) -> Result<()> {
     // detach attached clients); the containers keep running.
     let runtime: Arc<dyn Runtime> = backends.runtime.clone();
     let streaming = Arc::new(StreamingServer::start(&config.streaming, runtime).await?);
+    let cidr_network = network.clone();
     let cri = Cri::new(backends.runtime, store, &config)
         .with_network_readiness(Arc::new(move || network.status()))
+        .with_pod_cidr(Arc::new(move |cidr: &str| cidr_network.set_pod_cidr(cidr)))
         .with_streaming(streaming.clone());
     let listener = socket.bind()?;
     tracing::info!(

@@ -19,6 +19,7 @@ mod many_containers;
 mod many_pods;
 mod missing_command;
 mod non_go_clients;
+mod pod_cidr;
 mod pod_http;
 mod pods;
 mod shared_pid;

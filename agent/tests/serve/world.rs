@@ -44,13 +44,20 @@ impl World {
 
     /// [`World::new`] with `extra` (YAML lines) at the top level of berth's config.
     pub async fn with_config(extra: &str) -> Result<World> {
+        World::with_network_config("", extra).await
+    }
+
+    /// [`World::with_config`] with `network` (YAML lines, two spaces in) added to the
+    /// `network` section.
+    pub async fn with_network_config(network: &str, extra: &str) -> Result<World> {
         require::root("these tests run pods");
         let (registry, image) = busybox_registry().await;
         let tag = format!("{:08x}", host::random());
         let x = host::free_subnet_octet(100..150);
         let bridge = format!("be{tag}");
         let cgroup_parent = format!("/berth-e2e/{tag}");
-        let network = format!("  default_bridge: {bridge}\n  default_subnet: 10.{x}.0.0/16\n");
+        let network =
+            format!("  default_bridge: {bridge}\n  default_subnet: 10.{x}.0.0/16\n{network}");
         let extra = format!(
             "cgroup_parent: {cgroup_parent}\nregistries:\n  insecure: [\"{}\"]\n{extra}",
             registry.addr

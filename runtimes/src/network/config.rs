@@ -30,6 +30,10 @@ pub struct NetworkConfig {
     pub default_subnet: String,
     /// Bridge of the default network. Default `berth0`.
     pub default_bridge: String,
+    /// A CNI network list with `{{.PodCIDR}}` where the node's pod CIDR goes, rendered
+    /// into `conf_dir` when kubelet sends the CIDR (`UpdateRuntimeConfig`). When set,
+    /// berth writes no default network. Default none.
+    pub conf_template: Option<PathBuf>,
 }
 
 impl Default for NetworkConfig {
@@ -39,6 +43,7 @@ impl Default for NetworkConfig {
             plugin_dirs: vec![PathBuf::from("/usr/lib/cni"), PathBuf::from("/opt/cni/bin")],
             default_subnet: "10.85.0.0/16".to_string(),
             default_bridge: "berth0".to_string(),
+            conf_template: None,
         }
     }
 }

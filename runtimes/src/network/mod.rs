@@ -36,6 +36,7 @@ mod locks;
 mod ns;
 mod pod;
 mod stats;
+mod template;
 #[cfg(test)]
 mod tests;
 mod userns;
@@ -48,6 +49,7 @@ pub use config::{NetworkConfig, DEFAULT_CONFLIST_FILE, DEFAULT_NETWORK_NAME};
 pub use error::CniError;
 pub use ns::{in_namespace, NsKind};
 pub use pod::{Attachment, PodNetwork};
+pub use template::{parse_pod_cidrs, RENDERED_CONFLIST_FILE};
 
 use crate::error::{IoContext, Result};
 use crate::types::{IdMapping, NetworkStats};
@@ -56,6 +58,7 @@ use conflist::NetworkList;
 use exec::Plugins;
 use locks::KeyLocks;
 use ns::Pins;
+use template::Template;
 
 /// The interface CNI creates inside every pod (`CNI_IFNAME`).
 pub const POD_INTERFACE: &str = "eth0";
@@ -64,6 +67,11 @@ pub const POD_INTERFACE: &str = "eth0";
 /// tens of milliseconds and DEL a few hundred (iptables); this only bounds a hung plugin.
 pub const PLUGIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The first of comma-separated CIDRs.
+fn first(cidrs: &str) -> &str {
+    cidrs.split(',').next().unwrap_or_default()
+}
+
 /// The node's pod network: namespace pins and CNI attachments under one run dir.
 pub struct Network {
     config: NetworkConfig,
@@ -71,6 +79,10 @@ pub struct Network {
     pins: Pins,
     cache: Cache,
     locks: KeyLocks,
+    /// `config.conf_template`, parsed.
+    template: Option<Template>,
+    /// Where the pod CIDR kubelet sent is recorded.
+    cni_dir: PathBuf,
 }
 
 impl Network {
@@ -88,13 +100,32 @@ impl Network {
         let run_dir = run_dir
             .canonicalize()
             .io_context(|| format!("resolving {}", run_dir.display()))?;
-        let cache = Cache::open(run_dir.join("cni").join("cache"))?;
-        let default = config.default_conflist(&run_dir.join("cni").join("ipam"));
-        if conflist::write_if_none(&config.conf_dir, DEFAULT_CONFLIST_FILE, &default)? {
-            tracing::info!(
-                file = %config.conf_dir.join(DEFAULT_CONFLIST_FILE).display(),
-                "wrote the default CNI network config"
-            );
+        let cni_dir = run_dir.join("cni");
+        let cache = Cache::open(cni_dir.join("cache"))?;
+        let template = config
+            .conf_template
+            .as_deref()
+            .map(Template::read)
+            .transpose()?;
+        match &template {
+            // The network is the one kubelet's pod CIDR makes; until it comes (or from
+            // the last one, after a restart) there is none of berth's.
+            Some(t) => {
+                fs::create_dir_all(&config.conf_dir)
+                    .io_context(|| format!("creating {}", config.conf_dir.display()))?;
+                if let Some(cidr) = template::recorded(&cni_dir) {
+                    t.write(&config.conf_dir, first(&cidr))?;
+                }
+            }
+            None => {
+                let default = config.default_conflist(&cni_dir.join("ipam"));
+                if conflist::write_if_none(&config.conf_dir, DEFAULT_CONFLIST_FILE, &default)? {
+                    tracing::info!(
+                        file = %config.conf_dir.join(DEFAULT_CONFLIST_FILE).display(),
+                        "wrote the default CNI network config"
+                    );
+                }
+            }
         }
         Ok(Network {
             plugins: Plugins::new(config.plugin_dirs.clone(), timeout),
@@ -102,7 +133,42 @@ impl Network {
             cache,
             locks: KeyLocks::default(),
             config,
+            template,
+            cni_dir,
         })
+    }
+
+    /// Takes the node's pod CIDR(s) kubelet sends (`UpdateRuntimeConfig`;
+    /// comma-separated when dual-stack): records them and, with a `conf_template`,
+    /// renders it with the first into `conf_dir`. Pods attached later use the new
+    /// network; running pods keep their addresses. An empty CIDR changes nothing.
+    /// Blocking (small file writes).
+    pub fn set_pod_cidr(&self, pod_cidr: &str) -> Result<()> {
+        let cidrs = template::parse_pod_cidrs(pod_cidr)?;
+        if cidrs.is_empty() {
+            return Ok(());
+        }
+        let joined = cidrs.join(",");
+        if let Some(t) = &self.template {
+            if t.write(&self.config.conf_dir, &cidrs[0])? {
+                tracing::info!(
+                    pod_cidr = joined,
+                    file = %self.config.conf_dir.join(RENDERED_CONFLIST_FILE).display(),
+                    "rendered the CNI config template with the node's pod CIDR"
+                );
+            }
+        } else if template::recorded(&self.cni_dir).as_deref() != Some(joined.as_str()) {
+            tracing::info!(
+                pod_cidr = joined,
+                "the node's pod CIDR is recorded; no network.conf_template uses it"
+            );
+        }
+        template::record(&self.cni_dir, &joined)
+    }
+
+    /// The pod CIDR(s) kubelet last sent, comma-separated, if any.
+    pub fn pod_cidr(&self) -> Option<String> {
+        template::recorded(&self.cni_dir)
     }
 
     /// NetworkReady: `Ok` when `conf_dir` has a valid network config and every plugin it

@@ -443,6 +443,7 @@ fn new_writes_the_default_conflist_and_status_says_what_is_missing() {
         plugin_dirs: vec![dir.path().join("bin")],
         default_bridge: "bt-unit".into(),
         default_subnet: "10.250.0.0/16".into(),
+        conf_template: None,
     };
     let net = Network::new(config.clone(), &dir.path().join("run")).unwrap();
     let written: Value = serde_json::from_slice(
@@ -479,4 +480,51 @@ fn network_is_shareable_and_its_futures_are_send(net: &Network, pod: &PodNetwork
     send_sync(net);
     send(net.attach(KEY, Path::new("/"), pod));
     send(net.detach(KEY, None, pod));
+}
+
+#[test]
+fn a_template_waits_for_the_pod_cidr_and_keeps_it_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("template.conflist");
+    fs::write(
+        &template,
+        r#"{"cniVersion": "1.0.0", "name": "pods", "plugins": [{"type": "bridge",
+            "ipam": {"type": "host-local", "ranges": [[{"subnet": "{{.PodCIDR}}"}]]}}]}"#,
+    )
+    .unwrap();
+    let conf_dir = dir.path().join("net.d");
+    let config = NetworkConfig {
+        conf_dir: conf_dir.clone(),
+        plugin_dirs: vec![dir.path().join("bin")],
+        conf_template: Some(template.clone()),
+        ..Default::default()
+    };
+    let run = dir.path().join("run");
+    let net = Network::new(config.clone(), &run).unwrap();
+    // No default network while kubelet has not sent the CIDR.
+    assert!(net.status().unwrap_err().contains("no CNI network config"));
+    assert_eq!(net.pod_cidr(), None);
+    assert!(net.set_pod_cidr("10.0.0.0/33").is_err());
+    net.set_pod_cidr("").unwrap();
+    assert!(!conf_dir.join(RENDERED_CONFLIST_FILE).exists());
+    net.set_pod_cidr("10.244.3.0/24,fd00:3::/64").unwrap();
+    let subnet = |dir: &Path| {
+        let (list, _) = conflist::load(dir).unwrap();
+        list.plugins[0]["ipam"]["ranges"][0][0]["subnet"].clone()
+    };
+    assert_eq!(subnet(&conf_dir), "10.244.3.0/24");
+    assert_eq!(net.pod_cidr().as_deref(), Some("10.244.3.0/24,fd00:3::/64"));
+    // A restarted berth renders it again, without kubelet sending it.
+    fs::remove_file(conf_dir.join(RENDERED_CONFLIST_FILE)).unwrap();
+    drop(net);
+    let again = Network::new(config.clone(), &run).unwrap();
+    assert_eq!(subnet(&conf_dir), "10.244.3.0/24");
+    assert_eq!(
+        again.pod_cidr().as_deref(),
+        Some("10.244.3.0/24,fd00:3::/64")
+    );
+    // A template berth cannot use stops it at start.
+    fs::write(&template, "{{.Routes}}").unwrap();
+    let err = Network::new(config, &run).err().unwrap().to_string();
+    assert!(err.contains("not supported"), "{err}");
 }

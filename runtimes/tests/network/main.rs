@@ -89,6 +89,7 @@ impl Env {
             plugin_dirs: vec![fake, PathBuf::from(DEBIAN_CNI)],
             default_subnet: format!("10.{x}.0.0/16"),
             default_bridge: bridge.clone(),
+            conf_template: None,
         };
         let net = Network::new(config.clone(), &dir.path().join("run")).unwrap();
         Env {

@@ -138,6 +138,7 @@ impl Env {
             plugin_dirs: vec![PathBuf::from("/usr/lib/cni")],
             default_subnet: format!("{}0.0/16", self.prefix),
             default_bridge: self.bridge(),
+            conf_template: None,
         };
         YoukiConfig {
             state_dir: self.state_dir(),

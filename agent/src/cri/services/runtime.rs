@@ -110,11 +110,9 @@ runtime_service! {
         exec: ExecRequest => ExecResponse;
         attach: AttachRequest => AttachResponse;
         port_forward: PortForwardRequest => PortForwardResponse;
+        update_runtime_config: UpdateRuntimeConfigRequest => UpdateRuntimeConfigResponse;
     }
     unimplemented {
-        // The pod CIDR kubelet sends matters only to CNI configs templated from it.
-        update_runtime_config = "UpdateRuntimeConfig":
-            UpdateRuntimeConfigRequest => UpdateRuntimeConfigResponse, not_in_this_version;
         checkpoint_container = "CheckpointContainer":
             CheckpointContainerRequest => CheckpointContainerResponse, not_in_this_version;
         list_metric_descriptors = "ListMetricDescriptors":
