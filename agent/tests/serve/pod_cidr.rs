@@ -32,6 +32,20 @@ async fn network_ready(client: &mut Client) -> Result<(bool, String)> {
     Ok((network.status, network.message.clone()))
 }
 
+/// Runs the pod `name`, checks its address is in the /24 `cidr`, and removes it.
+async fn a_pod_gets_an_address_in(
+    client: &mut Client,
+    world: &World,
+    name: &str,
+    cidr: &str,
+) -> Result<()> {
+    let pod = run_pod(client, &world.pod(name, &[])).await?;
+    let ip = pod_ip(client, &pod).await?;
+    let net = cidr.trim_end_matches("0/24");
+    anyhow::ensure!(ip.starts_with(net), "{ip} not in {cidr}");
+    stop_and_remove_pod(client, &pod).await
+}
+
 #[tokio::test]
 async fn the_pod_cidr_kubelet_sends_makes_the_network() -> Result<()> {
     let templates = tempfile::tempdir()?;
@@ -68,13 +82,7 @@ async fn the_pod_cidr_kubelet_sends_makes_the_network() -> Result<()> {
     let cidr = format!("{}7.0/24", world.prefix);
     client.update_runtime_config(update(&cidr)).await?;
     assert_eq!(network_ready(&mut client).await?, (true, String::new()));
-    let pod = run_pod(&mut client, &world.pod("cidr", &[])).await?;
-    let ip = pod_ip(&mut client, &pod).await?;
-    assert!(
-        ip.starts_with(&format!("{}7.", world.prefix)),
-        "{ip} not in {cidr}"
-    );
-    stop_and_remove_pod(&mut client, &pod).await?;
+    a_pod_gets_an_address_in(&mut client, &world, "cidr", &cidr).await?;
 
     // A restarted berth has the network without kubelet sending the CIDR again, even
     // when the rendered file is gone.
@@ -83,12 +91,6 @@ async fn the_pod_cidr_kubelet_sends_makes_the_network() -> Result<()> {
     let berth = world.start_as("berth-again").await?;
     let mut client = berth.runtime().await?;
     assert_eq!(network_ready(&mut client).await?, (true, String::new()));
-    let pod = run_pod(&mut client, &world.pod("again", &[])).await?;
-    let ip = pod_ip(&mut client, &pod).await?;
-    assert!(
-        ip.starts_with(&format!("{}7.", world.prefix)),
-        "{ip} not in {cidr}"
-    );
-    stop_and_remove_pod(&mut client, &pod).await?;
+    a_pod_gets_an_address_in(&mut client, &world, "again", &cidr).await?;
     Ok(())
 }
