@@ -79,7 +79,7 @@ pub fn from_runtime(err: Error) -> Status {
 /// The code of a runtime error. Several failures keep the code they all share (a
 /// teardown whose every step found its object gone is `NotFound`); mixed ones are
 /// internal.
-fn code(err: &Error) -> Code {
+pub fn code(err: &Error) -> Code {
     match err {
         Error::RouteToPeer { .. } => Code::FailedPrecondition,
         Error::NotFound { .. } => Code::NotFound,

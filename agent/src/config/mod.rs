@@ -38,6 +38,8 @@ pub struct Config {
     pub node_id: String,
     /// Logging.
     pub log: LogConfig,
+    /// Metrics (and, later, trace export).
+    pub telemetry: TelemetryConfig,
     /// Image registries: mirrors, plain-http hosts, credentials.
     pub registries: RegistryConfig,
     /// Pod networking: where CNI configs and plugins are, and the default network.
@@ -186,6 +188,22 @@ impl Default for ContainerdConfig {
     }
 }
 
+/// The `telemetry` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
+}
+
+/// `telemetry.metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `ip:port` serving `/metrics` over plain HTTP; null (the default): not served.
+    pub address: Option<std::net::SocketAddr>,
+}
+
 /// The `log` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -216,6 +234,7 @@ impl Default for Config {
             cgroup_parent: "/berth".to_string(),
             node_id: hostname(),
             log: LogConfig::default(),
+            telemetry: TelemetryConfig::default(),
             registries: RegistryConfig::default(),
             network: NetworkConfig::default(),
             streaming: StreamingConfig::default(),

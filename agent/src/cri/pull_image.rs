@@ -1,10 +1,13 @@
 //! `PullImage`.
 
+use std::time::Instant;
+
 use k8s_cri::v1::{AuthConfig, PullImageRequest, PullImageResponse};
 use runtimes::types::{PullRequest, RegistryAuth};
 use runtimes::Runtime;
 
 use super::shared::image::requested_image;
+use crate::telemetry::metrics;
 
 /// Pulls the image and answers with its id, as containerd does.
 pub(super) async fn pull_image(
@@ -12,8 +15,15 @@ pub(super) async fn pull_image(
     request: PullImageRequest,
 ) -> runtimes::Result<PullImageResponse> {
     let pull = parse(request)?;
-    let info = runtime.pull_image(&pull).await?;
-    Ok(PullImageResponse { image_ref: info.id })
+    let started = Instant::now();
+    let pulled = runtime.pull_image(&pull).await;
+    metrics().pull_ended(
+        pulled.as_ref().map(|i| i.size).map_err(crate::status::code),
+        started.elapsed(),
+    );
+    Ok(PullImageResponse {
+        image_ref: pulled?.id,
+    })
 }
 
 /// The request as the runtime takes it.

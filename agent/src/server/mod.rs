@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::reconcile::reconcile;
 use crate::store::Store;
 use crate::streaming::StreamingServer;
-use crate::telemetry::CriTraceLayer;
+use crate::telemetry::{count_objects, serve_metrics, CountObjects, CriTraceLayer};
 
 use authority::AuthorityFix;
 
@@ -61,6 +61,15 @@ pub async fn serve(config: Config) -> Result<()> {
     // detach attached clients); the containers keep running.
     let runtime: Arc<dyn Runtime> = backends.runtime.clone();
     let streaming = Arc::new(StreamingServer::start(&config.streaming, runtime).await?);
+    // Held until serving ends: dropping the task's handle does not stop it, aborting does.
+    let metrics = match config.telemetry.metrics.address {
+        Some(address) => {
+            let counted = store.clone();
+            let count: CountObjects = Arc::new(move || count_objects(&counted));
+            Some(serve_metrics(address, count).await?.1)
+        }
+        None => None,
+    };
     let cidr_network = network.clone();
     let cri = Cri::new(backends.runtime, store, &config)
         .with_network_readiness(Arc::new(move || network.status()))
@@ -76,6 +85,9 @@ pub async fn serve(config: Config) -> Result<()> {
     );
     let served = serve_until_signal(listener, cri, signals, SHUTDOWN_GRACE).await;
     socket.remove_socket();
+    if let Some(task) = metrics {
+        task.abort();
+    }
     // The CRI services hold the other reference; they are gone once serving ended.
     match Arc::try_unwrap(streaming) {
         Ok(server) => server.shutdown().await,

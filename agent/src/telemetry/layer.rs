@@ -7,12 +7,15 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use tonic::codegen::http;
 use tonic::{Code, Status};
 use tower::{Layer, Service};
 use tracing::field::Empty;
 use tracing::Instrument;
+
+use super::metrics::metrics;
 
 /// Wraps a gRPC service so each call runs in a `cri` span.
 #[derive(Debug, Clone, Copy, Default)]
@@ -67,13 +70,20 @@ where
             container_id = Empty,
             image = Empty,
         );
+        let method = method.to_string();
+        let in_flight = metrics().call_started(&method);
+        let started = Instant::now();
         let future = span.in_scope(|| self.inner.call(request));
         Box::pin(
             async move {
                 let result = future.await;
-                if let Ok(response) = &result {
-                    report(response.headers());
-                }
+                let code = match &result {
+                    Ok(response) => report(response.headers()),
+                    // The transport failed before an answer: grpc-go's name for it.
+                    Err(_) => Code::Unknown,
+                };
+                metrics().call_answered(&method, code, started.elapsed());
+                drop(in_flight);
                 result
             }
             .instrument(span),
@@ -81,18 +91,19 @@ where
     }
 }
 
-/// Logs a failed call once. A failed unary call is answered "trailers-only", so its
-/// status is in the response headers; a successful one has no status there.
-fn report(headers: &http::HeaderMap) {
+/// Logs a failed call once, and returns the call's code. A failed unary call is
+/// answered "trailers-only", so its status is in the response headers; a successful
+/// one has no status there.
+fn report(headers: &http::HeaderMap) -> Code {
     if !headers.contains_key("grpc-status") {
-        return;
+        return Code::Ok;
     }
     let Some(status) = Status::from_header_map(headers) else {
-        return;
+        return Code::Ok;
     };
     let code = status.code();
     if code == Code::Ok {
-        return;
+        return code;
     }
     let span = tracing::Span::current();
     span.record("rpc.grpc.status_code", i32::from(code));
@@ -109,6 +120,7 @@ fn report(headers: &http::HeaderMap) {
             tracing::info!(grpc.code = ?code, grpc.message = message, "CRI call answered with an error")
         }
     }
+    code
 }
 
 /// How loudly a failed call is logged.

@@ -5,7 +5,10 @@
 //! follow OpenTelemetry's names where one exists (`rpc.method`, `otel.kind`), so an
 //! OpenTelemetry exporter can be added as one more subscriber layer.
 
+mod endpoint;
 mod layer;
+mod metrics;
+mod objects;
 
 use std::io::IsTerminal;
 
@@ -14,7 +17,10 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{LogConfig, LogFormat};
 use crate::error::{Error, Result};
 
+pub use endpoint::{serve as serve_metrics, CountObjects};
 pub use layer::{CriTrace, CriTraceLayer};
+pub use metrics::{metrics, ObjectCounts};
+pub use objects::count as count_objects;
 
 /// An id a CRI call names, recorded on the call's span.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,6 +17,7 @@ mod lifecycle;
 mod logs;
 mod many_containers;
 mod many_pods;
+mod metrics;
 mod missing_command;
 mod non_go_clients;
 mod pod_cidr;

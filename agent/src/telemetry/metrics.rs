@@ -1,0 +1,339 @@
+//! berth's Prometheus metrics: what every CRI call and image pull adds to, and the
+//! text exposition format (0.0.4) a scrape gets.
+//!
+//! The counters are process-wide ([`metrics`]) so the trace layer and the verbs add to
+//! them without threading a handle through; they cost an uncontended lock per call
+//! whether or not `telemetry.metrics.address` serves them. Pods and containers are
+//! counted when scraped, from the caller's [`ObjectCounts`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the CRI latency buckets: kubelet's own
+/// `kubelet_runtime_operations_duration_seconds` spans 5 ms to 50 s.
+const CALL_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0, 60.0,
+];
+
+/// Upper bounds (seconds) of the image pull buckets.
+const PULL_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+
+/// A cumulative histogram.
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    /// Observations at or under each bound (not yet cumulative).
+    buckets: Vec<u64>,
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, bounds: &[f64], seconds: f64) {
+        if self.buckets.is_empty() {
+            self.buckets = vec![0; bounds.len()];
+        }
+        if let Some(i) = bounds.iter().position(|b| seconds <= *b) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+
+    /// `name_bucket`/`_sum`/`_count` lines with `labels` (`k="v",…` or empty).
+    fn write(&self, out: &mut String, name: &str, bounds: &[f64], labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (bound, n) in bounds.iter().zip(&self.buckets) {
+            cumulative += n;
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let braces = |s: &str| {
+            if s.is_empty() {
+                String::new()
+            } else {
+                format!("{{{s}}}")
+            }
+        };
+        let _ = writeln!(out, "{name}_sum{} {}", braces(labels), self.sum);
+        let _ = writeln!(out, "{name}_count{} {}", braces(labels), self.count);
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    /// By (method, gRPC code name).
+    calls: BTreeMap<(String, &'static str), Histogram>,
+    /// By method.
+    in_flight: BTreeMap<String, i64>,
+    /// By result (`ok` or the gRPC code name of the failure).
+    pulls: BTreeMap<&'static str, u64>,
+    pull_seconds: Histogram,
+    pulled_bytes: u64,
+}
+
+/// What berth counts.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    counters: Mutex<Counters>,
+}
+
+/// Pods and containers as a scrape counts them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectCounts {
+    /// By (state, runtime handler).
+    pub pods: BTreeMap<(String, String), u64>,
+    /// By (state, runtime handler of the pod).
+    pub containers: BTreeMap<(String, String), u64>,
+    /// Bytes of the state store's files.
+    pub store_bytes: u64,
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::default)
+}
+
+impl Metrics {
+    fn with<T>(&self, f: impl FnOnce(&mut Counters) -> T) -> T {
+        // A panic while counting must not stop counting.
+        let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut counters)
+    }
+
+    /// A CRI call of `method` began; the guard ends it.
+    pub fn call_started(&'static self, method: &str) -> InFlight {
+        self.with(|c| *c.in_flight.entry(method.to_string()).or_default() += 1);
+        InFlight {
+            metrics: self,
+            method: method.to_string(),
+        }
+    }
+
+    /// A CRI call of `method` was answered with `code` after `took`.
+    pub fn call_answered(&self, method: &str, code: tonic::Code, took: Duration) {
+        self.with(|c| {
+            c.calls
+                .entry((method.to_string(), code_name(code)))
+                .or_default()
+                .observe(&CALL_BUCKETS, took.as_secs_f64())
+        });
+    }
+
+    /// An image pull ended: `Ok(bytes of the image)` or the code it failed with.
+    pub fn pull_ended(&self, result: Result<u64, tonic::Code>, took: Duration) {
+        self.with(|c| {
+            let outcome = match result {
+                Ok(bytes) => {
+                    c.pulled_bytes += bytes;
+                    c.pull_seconds.observe(&PULL_BUCKETS, took.as_secs_f64());
+                    "ok"
+                }
+                Err(code) => code_name(code),
+            };
+            *c.pulls.entry(outcome).or_default() += 1;
+        });
+    }
+
+    /// The exposition text, with `objects` counted now.
+    pub fn render(&self, objects: &ObjectCounts) -> String {
+        let mut out = String::new();
+        self.with(|c| {
+            header(
+                &mut out,
+                "berth_cri_request_duration_seconds",
+                "histogram",
+                "Time to answer a CRI call, by method and gRPC code.",
+            );
+            for ((method, code), h) in &c.calls {
+                let labels = format!("method=\"{method}\",code=\"{code}\"");
+                h.write(
+                    &mut out,
+                    "berth_cri_request_duration_seconds",
+                    &CALL_BUCKETS,
+                    &labels,
+                );
+            }
+            header(
+                &mut out,
+                "berth_cri_requests_in_flight",
+                "gauge",
+                "CRI calls being answered now, by method.",
+            );
+            for (method, n) in &c.in_flight {
+                let _ = writeln!(
+                    out,
+                    "berth_cri_requests_in_flight{{method=\"{method}\"}} {n}"
+                );
+            }
+            header(
+                &mut out,
+                "berth_image_pulls_total",
+                "counter",
+                "Image pulls ended, by result (ok or the gRPC code of the failure).",
+            );
+            for (result, n) in &c.pulls {
+                let _ = writeln!(out, "berth_image_pulls_total{{result=\"{result}\"}} {n}");
+            }
+            header(
+                &mut out,
+                "berth_image_pulled_bytes_total",
+                "counter",
+                "Bytes of the images pulled successfully.",
+            );
+            let _ = writeln!(out, "berth_image_pulled_bytes_total {}", c.pulled_bytes);
+            header(
+                &mut out,
+                "berth_image_pull_duration_seconds",
+                "histogram",
+                "Time a successful image pull took.",
+            );
+            c.pull_seconds.write(
+                &mut out,
+                "berth_image_pull_duration_seconds",
+                &PULL_BUCKETS,
+                "",
+            );
+        });
+        for (name, help, counts) in [
+            (
+                "berth_pod_sandboxes",
+                "Pod sandboxes, by state and runtime handler.",
+                &objects.pods,
+            ),
+            (
+                "berth_containers",
+                "Containers, by state and their pod's runtime handler.",
+                &objects.containers,
+            ),
+        ] {
+            header(&mut out, name, "gauge", help);
+            for ((state, handler), n) in counts {
+                let _ = writeln!(
+                    out,
+                    "{name}{{state=\"{}\",handler=\"{}\"}} {n}",
+                    escape(state),
+                    escape(handler)
+                );
+            }
+        }
+        header(
+            &mut out,
+            "berth_state_store_bytes",
+            "gauge",
+            "Size of the state store's files.",
+        );
+        let _ = writeln!(out, "berth_state_store_bytes {}", objects.store_bytes);
+        out
+    }
+}
+
+/// Counts a call in flight until dropped (answered, failed or cancelled alike).
+pub struct InFlight {
+    metrics: &'static Metrics,
+    method: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.metrics.with(|c| {
+            if let Some(n) = c.in_flight.get_mut(&self.method) {
+                *n -= 1;
+            }
+        });
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A label value as the text format quotes it. Method names and codes are berth's own;
+/// handlers come from the config and kubelet's requests.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// gRPC's name of `code` (`OK`, `NOT_FOUND`, …), as grpc-go's metrics label it.
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_and_calls_leave_flight() {
+        let m: &'static Metrics = Box::leak(Box::default());
+        let guard = m.call_started("Version");
+        assert!(m
+            .render(&ObjectCounts::default())
+            .contains("berth_cri_requests_in_flight{method=\"Version\"} 1"));
+        m.call_answered("Version", tonic::Code::Ok, Duration::from_millis(3));
+        m.call_answered("Version", tonic::Code::Ok, Duration::from_millis(30));
+        drop(guard);
+        let text = m.render(&ObjectCounts::default());
+        for line in [
+            "berth_cri_requests_in_flight{method=\"Version\"} 0",
+            "berth_cri_request_duration_seconds_bucket{method=\"Version\",code=\"OK\",le=\"0.0025\"} 0",
+            "berth_cri_request_duration_seconds_bucket{method=\"Version\",code=\"OK\",le=\"0.005\"} 1",
+            "berth_cri_request_duration_seconds_bucket{method=\"Version\",code=\"OK\",le=\"0.05\"} 2",
+            "berth_cri_request_duration_seconds_bucket{method=\"Version\",code=\"OK\",le=\"+Inf\"} 2",
+            "berth_cri_request_duration_seconds_count{method=\"Version\",code=\"OK\"} 2",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+    }
+
+    #[test]
+    fn pulls_count_bytes_only_when_they_succeed() {
+        let m = Metrics::default();
+        m.pull_ended(Ok(1000), Duration::from_secs(1));
+        m.pull_ended(Err(tonic::Code::NotFound), Duration::from_secs(1));
+        let mut objects = ObjectCounts::default();
+        objects.pods.insert(("ready".into(), "we\"ird".into()), 2);
+        let text = m.render(&objects);
+        for line in [
+            "berth_image_pulls_total{result=\"ok\"} 1",
+            "berth_image_pulls_total{result=\"NOT_FOUND\"} 1",
+            "berth_image_pulled_bytes_total 1000",
+            "berth_image_pull_duration_seconds_count 1",
+            "berth_pod_sandboxes{state=\"ready\",handler=\"we\\\"ird\"} 2",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+    }
+}
