@@ -8,6 +8,7 @@ pub mod backends;
 pub mod config;
 pub mod cri;
 pub mod delegate;
+pub mod doctor;
 pub mod error;
 pub mod identity;
 pub mod reconcile;

@@ -50,6 +50,14 @@ enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 5)]
         timeout: u64,
     },
+    /// Check what berth needs from this host (kernel features, cgroups, CNI, directory
+    /// permissions, mirrors and backends it is configured with), print each as ok or
+    /// missing with the fix; exit 1 when berth cannot serve.
+    Doctor {
+        /// The config to check against; as for `serve`.
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -84,6 +92,25 @@ fn main() -> ExitCode {
         } => match health::run(config.as_deref(), socket, Duration::from_secs(timeout)) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::FAILURE,
+            Err(err) => Err(err),
+        },
+        Command::Doctor { config } => match Config::load(config.as_deref()) {
+            Ok(config) => {
+                let checks = berth::doctor::checks(&config);
+                for check in &checks {
+                    println!("{check}");
+                }
+                let failing = checks.iter().filter(|c| c.fails()).count();
+                if failing == 0 {
+                    println!("berth can serve on this host");
+                    Ok(())
+                } else {
+                    println!(
+                        "berth cannot serve on this host: {failing} required check(s) missing"
+                    );
+                    return ExitCode::FAILURE;
+                }
+            }
             Err(err) => Err(err),
         },
         Command::Config(ConfigCommand::Default) => {

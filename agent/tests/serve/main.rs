@@ -8,6 +8,7 @@ mod container_errors;
 mod containerd;
 mod crash;
 mod delegate;
+mod doctor;
 mod health;
 mod image_crash;
 mod image_errors;

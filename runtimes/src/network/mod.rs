@@ -67,6 +67,63 @@ pub const POD_INTERFACE: &str = "eth0";
 /// tens of milliseconds and DEL a few hundred (iptables); this only bounds a hung plugin.
 pub const PLUGIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What `berth doctor` says of pod networking, without writing anything: the network
+/// config attach would use (or the default berth would write) and its plugins, or
+/// what is missing.
+pub fn check_config(config: &NetworkConfig) -> std::result::Result<String, String> {
+    config.validate().map_err(|e| e.to_string())?;
+    let plugins = Plugins::new(config.plugin_dirs.clone(), PLUGIN_TIMEOUT);
+    let (list, source) = if let Some(path) = &config.conf_template {
+        let template = Template::read(path).map_err(|e| e.to_string())?;
+        let example = template.render_example().map_err(|e| e.to_string())?;
+        (
+            example,
+            format!(
+                "template {} (rendered when kubelet sends the pod CIDR)",
+                path.display()
+            ),
+        )
+    } else {
+        match conflist::load(&config.conf_dir) {
+            Ok((list, file)) => (list, file.display().to_string()),
+            // berth writes its default into an empty (or missing) dir at start.
+            Err(_) if conflist::config_files(&config.conf_dir).map_or(true, |f| f.is_empty()) => {
+                let default = config.default_conflist(Path::new("/"));
+                let list = NetworkList::from_value(&default)?;
+                (
+                    list,
+                    format!(
+                        "berth's default, written into {} at start",
+                        config.conf_dir.display()
+                    ),
+                )
+            }
+            Err(why) => return Err(why),
+        }
+    };
+    let binaries = list.binaries();
+    let missing: Vec<&str> = binaries
+        .iter()
+        .copied()
+        .filter(|ty| plugins.find(ty).is_none())
+        .collect();
+    if missing.is_empty() {
+        Ok(format!(
+            "network {} from {source}; plugins {} found in {}",
+            list.name,
+            binaries.join(", "),
+            plugins.cni_path()
+        ))
+    } else {
+        Err(format!(
+            "CNI plugin(s) {} of network {} ({source}) not found in {}",
+            missing.join(", "),
+            list.name,
+            plugins.cni_path()
+        ))
+    }
+}
+
 /// The first of comma-separated CIDRs.
 fn first(cidrs: &str) -> &str {
     cidrs.split(',').next().unwrap_or_default()

@@ -86,6 +86,13 @@ impl Template {
         Ok(value)
     }
 
+    /// The network list the template makes, with a documentation CIDR (for checks
+    /// before kubelet sent the real one).
+    pub(crate) fn render_example(&self) -> Result<NetworkList> {
+        let value = self.render("192.0.2.0/24")?;
+        NetworkList::from_value(&value).map_err(Error::InvalidSpec)
+    }
+
     /// Renders the template for `cidr` into `conf_dir`, replacing the file only when
     /// its content changes (a reader never sees half a file). Returns whether it wrote.
     pub(crate) fn write(&self, conf_dir: &Path, cidr: &str) -> Result<bool> {
