@@ -205,6 +205,25 @@ impl Metrics {
                 "",
             );
         });
+        let pulls = runtimes::image::pull_totals();
+        header(
+            &mut out,
+            "berth_image_pulls_in_progress",
+            "gauge",
+            "Image pulls running now.",
+        );
+        let _ = writeln!(out, "berth_image_pulls_in_progress {}", pulls.in_progress);
+        header(
+            &mut out,
+            "berth_image_layer_downloaded_bytes_total",
+            "counter",
+            "Layer bytes downloaded, counted as they arrive (a running pull's progress).",
+        );
+        let _ = writeln!(
+            out,
+            "berth_image_layer_downloaded_bytes_total {}",
+            pulls.downloaded_bytes
+        );
         for (name, help, counts) in [
             (
                 "berth_pod_sandboxes",

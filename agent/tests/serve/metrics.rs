@@ -89,6 +89,13 @@ async fn a_scrape_counts_calls_pulls_pods_and_containers() -> Result<()> {
         Some(1.0)
     );
     assert!(sample(&scrape, "berth_image_pulled_bytes_total", &[]).is_some_and(|b| b > 0.0));
+    assert!(
+        sample(&scrape, "berth_image_layer_downloaded_bytes_total", &[]).is_some_and(|b| b > 0.0)
+    );
+    assert_eq!(
+        sample(&scrape, "berth_image_pulls_in_progress", &[]),
+        Some(0.0)
+    );
     let ready = [("state", "ready"), ("handler", "")];
     assert_eq!(
         sample(&scrape, "berth_pod_sandboxes", &ready),

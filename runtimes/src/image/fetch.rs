@@ -14,6 +14,7 @@ use tokio::io::AsyncWriteExt;
 use super::digest::{verify, Hasher};
 use super::layout::Layout;
 use super::manifest::Descriptor;
+use super::progress::Progress;
 use super::registry::{too_long, Source};
 use crate::error::{Error, IoContext, Result};
 
@@ -46,6 +47,7 @@ pub(crate) async fn download(
     layout: Layout,
     source: Arc<Source>,
     desc: Descriptor,
+    progress: Arc<Progress>,
 ) -> Result<Arc<TempPath>> {
     let tmp_dir = layout.tmp();
     let (file, tmp_path) = tempfile::Builder::new()
@@ -64,6 +66,7 @@ pub(crate) async fn download(
             return Err(too_long(&desc.digest, desc.size));
         }
         file.write_all(&chunk).await.io_context(context)?;
+        progress.downloaded(chunk.len() as u64);
     }
     file.flush().await.io_context(context)?;
     if hasher.len() != desc.size {

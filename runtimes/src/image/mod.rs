@@ -41,6 +41,7 @@ mod layer;
 mod layout;
 mod lookup;
 mod manifest;
+mod progress;
 mod pull;
 mod reference;
 mod registry;
@@ -57,6 +58,7 @@ use tempfile::TempPath;
 
 pub use config::RegistryConfig;
 pub(crate) use digest::share_error;
+pub use progress::{totals as pull_totals, PullTotals, PROGRESS_INTERVAL};
 pub use reference::{normalize, Reference};
 
 use crate::error::{Error, Result};

@@ -27,6 +27,7 @@ use super::gc::{blob_key, layer_key, sweep};
 use super::index::{ImageRecord, LayerRecord};
 use super::layer::{unpack_layer, LayerJob};
 use super::manifest::{self, ConfigFile, Descriptor, Document};
+use super::progress::{reporting, Progress};
 use super::reference::{validate_digest, Reference};
 use super::registry::{self, Source};
 use super::unpack_fs::syncfs;
@@ -63,7 +64,18 @@ pub(crate) async fn pull(
     keys.extend(chain.iter().map(|c| layer_key(c)));
     let lease = inner.leases.acquire(keys);
 
-    let outcome = match store(&inner, &image, &resolved, &diff_ids, &chain).await {
+    let progress = Arc::new(Progress::new(
+        resolved.layers.len(),
+        resolved.layers.iter().map(|l| l.size).sum(),
+    ));
+    let name = image.to_string();
+    let stored = reporting(
+        &name,
+        &progress,
+        store(&inner, &image, &resolved, &diff_ids, &chain, &progress),
+    )
+    .await;
+    let outcome = match stored {
         Ok(()) => {
             let inner = inner.clone();
             let image = image.clone();
@@ -261,18 +273,22 @@ async fn store(
     r: &Resolved,
     diff_ids: &[String],
     chain: &[String],
+    progress: &Arc<Progress>,
 ) -> Result<()> {
     let layout = &inner.layout;
     let name = image.to_string();
     let mut downloads: Vec<Option<AbortOnDrop>> = Vec::with_capacity(r.layers.len());
     for (layer, chain_id) in r.layers.iter().zip(chain) {
         if layout.layer(chain_id).exists() {
+            progress.layer_done(layer.size);
             downloads.push(None);
             continue;
         }
         let (layout, source, desc) = (layout.clone(), r.source.clone(), layer.clone());
+        // A download another pull started counts its bytes in that pull's progress.
+        let counted = progress.clone();
         let shared = inner.downloads.run(&layer.digest, false, move || {
-            download(layout, source, desc).boxed()
+            download(layout, source, desc, counted).boxed()
         });
         downloads.push(Some(AbortOnDrop(tokio::spawn(shared))));
     }
@@ -294,6 +310,7 @@ async fn store(
             .unpacks
             .run(&chain[i], false, move || unpack_layer(inner2, job).boxed())
             .await?;
+        progress.layer_done(0);
     }
     Ok(())
 }
