@@ -364,6 +364,7 @@ delegate_stop() {
   fi
   if [ "${handler:-}" = wsl2 ] || [ -d "$dir" ]; then
     if [ -e "/run/netns/$delegate_netns" ]; then
+      log "deleting network namespace $delegate_netns and veth $delegate_veth"
       ip netns delete "$delegate_netns" || log "cannot delete network namespace $delegate_netns"
     fi
     if ip link show "$delegate_veth" >/dev/null 2>&1; then
