@@ -109,12 +109,7 @@ YAML
   if [ "${handler:-}" = wsl2 ]; then
     # A delegate berth of the run's own serves the handler (delegate_start).
     delegate_start "$bin"
-    cat >>"$config" <<YAML
-backends:
-  delegate:
-    handler: wsl2
-    address: unix://$rt_dir/delegate/delegate.sock
-YAML
+    delegate_backend_yaml >>"$config"
   fi
   cp "$config" "$results/berth.yaml"
   log "starting $bin serve --config $config"
@@ -143,18 +138,152 @@ berth_stop() {
 
 # A second berth, `berth delegate`, as a Windows node's berth in its WSL2 VM:
 # the node berth sends the pods of handler wsl2 to it over the delegate
-# protocol on a unix socket. Its own state, run dir, cgroup parent and bridge
-# network (bridge berthwsl0 on 10.84.0.0/16, apart from the node's berth0);
-# it shares the node's file system, so it writes the CRI log files kubelet
-# (critest) reads at their log_path.
+# protocol. Its own state, run dir, cgroup parent and bridge network (bridge
+# berthwsl0 on 10.84.0.0/16, apart from the node's berth0 on 10.85.0.0/16);
+# it shares the node's file system (the same mount namespace, as WSL2 shares
+# the Windows drives), so it writes the CRI log files kubelet (critest) reads
+# at their log_path.
+#
+# BERTH_CRITEST_DELEGATE picks how the node reaches it:
+#   netns (default, CI) in a network namespace of its own, like the VM: a veth
+#         pair (host 10.83.0.1, delegate 10.83.0.2, a /30 apart from the CNI
+#         ranges here and the serve tests' 10.100-149), TCP on 10.83.0.2:7443
+#         with mutual TLS (a CA, server and client certificate made per run).
+#   unix  in the host's network namespace, on a unix socket.
 delegate_dir() { echo "$rt_dir/delegate"; }
 delegate_bridge=berthwsl0
+delegate_mode=${BERTH_CRITEST_DELEGATE:-netns}
+delegate_netns=berth-critest-wsl2
+delegate_veth=bcwsl0h # the host's end; the delegate's is bcwsl0d
+delegate_host_ip=10.83.0.1
+delegate_ip=10.83.0.2
+delegate_port=7443
+delegate_subnet=10.84.0.0/16
+# The ports critest reaches at 127.0.0.1 on the node, served in the delegate's
+# namespace: 12000 (port mapping: a hostPort) and 12003 (portforward in host
+# network: nginx on the delegate's host network). The host forwards them there,
+# as WSL2 forwards the Windows host's localhost ports into the VM.
+delegate_host_ports=(12000 12003)
+
+case "$delegate_mode" in netns | unix) ;; *) die "BERTH_CRITEST_DELEGATE=$delegate_mode: netns or unix" ;; esac
+
+# runtime_apart: the specs of expected-pass.txt that the run's setup rules
+# out, one a line: critest/run leaves them out of the expected list, saying so.
+# With the delegate in a network namespace of its own, a pod's host network is
+# the delegate's, not the node's, as for pods in a WSL2 VM: "HostNetwork is
+# true" looks in the pod for a port critest listens on in the node's.
+runtime_apart() {
+  if [ "${handler:-}" = wsl2 ] && [ "$delegate_mode" = netns ]; then
+    echo '[k8s.io] Security Context NamespaceOption runtime should support HostNetwork is true'
+  fi
+}
+
+# delegate_mirror: the registry as the delegate reaches it. In its namespace
+# 127.0.0.1 is its own, so the host forwards the veth's host address to the
+# loopback registry (delegate_forward): reachable from this machine only.
+delegate_mirror() {
+  if [ "$delegate_mode" = netns ]; then echo "$delegate_host_ip:$registry_port"; else echo "$registry_addr"; fi
+}
+
+# delegate_backend_yaml: the node berth's backends.delegate.
+delegate_backend_yaml() {
+  local pki
+  pki=$(delegate_dir)/pki
+  if [ "$delegate_mode" = netns ]; then
+    cat <<YAML
+backends:
+  delegate:
+    handler: wsl2
+    address: https://$delegate_ip:$delegate_port
+    tls:
+      ca: $pki/ca.crt
+      cert: $pki/node.crt
+      key: $pki/node.key
+YAML
+  else
+    cat <<YAML
+backends:
+  delegate:
+    handler: wsl2
+    address: unix://$(delegate_dir)/delegate.sock
+YAML
+  fi
+}
+
+# delegate_certs DIR: a CA of the run's own, the delegate's server certificate
+# (for its address) and the node's client certificate, keys 0600.
+delegate_certs() {
+  local pki=$1 name ca_key=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  mkdir -p "$pki"
+  chmod 700 "$pki"
+  (
+    cd "$pki"
+    umask 077
+    openssl req -x509 -days 2 -subj /CN=berth-critest-ca "${ca_key[@]}" -keyout ca.key -out ca.crt
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:%s\n' \
+      "$delegate_ip" >delegate.ext
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n' >node.ext
+    for name in delegate node; do
+      openssl req -subj "/CN=$name" "${ca_key[@]}" -keyout "$name.key" -out "$name.csr"
+      openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+        -extfile "$name.ext" -out "$name.crt"
+    done
+  ) >"$pki/openssl.log" 2>&1 || {
+    cat "$pki/openssl.log" >&2
+    die "openssl could not make the delegate's certificates in $pki"
+  }
+}
+
+# delegate_netns_up: the namespace and its veth pair, a route from the host to
+# the delegate's pod subnet (critest reaches pod IPs, as the Windows host
+# reaches the VM's), forwarding on inside.
+delegate_netns_up() {
+  local peer=${delegate_veth%h}d
+  command -v socat >/dev/null || die "socat is not installed (hack/install-deps --test)"
+  ip netns add "$delegate_netns"
+  ip link add "$delegate_veth" type veth peer name "$peer"
+  ip link set "$peer" netns "$delegate_netns"
+  ip addr add "$delegate_host_ip/30" dev "$delegate_veth"
+  ip link set "$delegate_veth" up
+  ip -n "$delegate_netns" addr add "$delegate_ip/30" dev "$peer"
+  ip -n "$delegate_netns" link set "$peer" up
+  ip -n "$delegate_netns" link set lo up
+  ip route add "$delegate_subnet" via "$delegate_ip" dev "$delegate_veth"
+  nsenter --net="/run/netns/$delegate_netns" sysctl -qw net.ipv4.ip_forward=1
+}
+
+# delegate_forward NAME LISTEN TARGET: a socat of the run's own forwarding
+# LISTEN (ip:port) to TARGET (ip:port); its pid in <dir>/forward-NAME.pid.
+delegate_forward() {
+  local dir name=$1 listen=$2 target=$3
+  dir=$(delegate_dir)
+  start_daemon "$dir/forward-$name.pid" "TCP-LISTEN:${listen##*:},bind=${listen%:*}," \
+    "$results/delegate-forward.log" \
+    socat "TCP-LISTEN:${listen##*:},bind=${listen%:*},reuseaddr,fork" "TCP:$target"
+  wait_until 10 tcp_answers "$listen" || die "socat does not listen on $listen (log: $results/delegate-forward.log)"
+}
+
+# tcp_answers IP:PORT: something accepts TCP connections there.
+tcp_answers() { timeout 2 bash -c ": </dev/tcp/${1%:*}/${1##*:}" 2>/dev/null; }
 
 delegate_start() {
-  local bin=$1 dir
+  local bin=$1 dir serve port
   dir=$(delegate_dir)
   mkdir -p "$dir"
-  check_socket_path "$dir/delegate.sock"
+  if [ "$delegate_mode" = netns ]; then
+    delegate_certs "$dir/pki"
+    delegate_netns_up
+    delegate_forward registry "$(delegate_mirror)" "$registry_addr"
+    serve="  socket: null
+  tcp: \"$delegate_ip:$delegate_port\"
+  tls:
+    cert: $dir/pki/delegate.crt
+    key: $dir/pki/delegate.key
+    client_ca: $dir/pki/ca.crt"
+  else
+    check_socket_path "$dir/delegate.sock"
+    serve="  socket: $dir/delegate.sock"
+  fi
   cat >"$dir/berth.yaml" <<YAML
 socket: $dir/berth.sock
 state_dir: $dir/state
@@ -163,48 +292,84 @@ cgroup_parent: /berth-critest-wsl2
 network:
   conf_dir: $dir/cni
   default_bridge: $delegate_bridge
-  default_subnet: 10.84.0.0/16
+  default_subnet: $delegate_subnet
 log:
   level: ${BERTH_LOG_LEVEL:-info}
   format: text
 registries:
   mirrors:
-    registry.k8s.io: ["$(mirror_endpoint)"]
-    gcr.io: ["$(mirror_endpoint)"]
-    docker.io: ["$(mirror_endpoint)"]
-  insecure: ["$registry_addr"]
+    registry.k8s.io: ["http://$(delegate_mirror)"]
+    gcr.io: ["http://$(delegate_mirror)"]
+    docker.io: ["http://$(delegate_mirror)"]
+  insecure: ["$(delegate_mirror)"]
 delegate:
-  socket: $dir/delegate.sock
+$serve
 YAML
   cp "$dir/berth.yaml" "$results/delegate.yaml"
-  log "starting $bin delegate --config $dir/berth.yaml"
-  start_daemon "$dir/berth.pid" "$dir/berth.yaml" "$results/delegate.log" \
-    "$bin" delegate --config "$dir/berth.yaml"
-  if ! wait_until 60 test -S "$dir/delegate.sock"; then
-    tail -n 30 "$results/delegate.log" >&2 || true
-    die "the delegate does not serve on $dir/delegate.sock (log: $results/delegate.log)"
+  if [ "$delegate_mode" = netns ]; then
+    # Only the network namespace (nsenter, not `ip netns exec`, which would
+    # give it a mount namespace of its own): it shares the node's mounts.
+    log "starting $bin delegate --config $dir/berth.yaml in network namespace $delegate_netns"
+    start_daemon "$dir/berth.pid" "$dir/berth.yaml" "$results/delegate.log" \
+      nsenter --net="/run/netns/$delegate_netns" "$bin" delegate --config "$dir/berth.yaml"
+    if ! wait_until 60 tcp_answers "$delegate_ip:$delegate_port"; then
+      tail -n 30 "$results/delegate.log" >&2 || true
+      die "the delegate does not serve on $delegate_ip:$delegate_port (log: $results/delegate.log)"
+    fi
+    for port in "${delegate_host_ports[@]}"; do
+      delegate_forward "host-$port" "127.0.0.1:$port" "$delegate_ip:$port"
+    done
+    log "the delegate serves on $delegate_ip:$delegate_port, TCP + mTLS (pid $(cat "$dir/berth.pid"))"
+  else
+    log "starting $bin delegate --config $dir/berth.yaml"
+    start_daemon "$dir/berth.pid" "$dir/berth.yaml" "$results/delegate.log" \
+      "$bin" delegate --config "$dir/berth.yaml"
+    if ! wait_until 60 test -S "$dir/delegate.sock"; then
+      tail -n 30 "$results/delegate.log" >&2 || true
+      die "the delegate does not serve on $dir/delegate.sock (log: $results/delegate.log)"
+    fi
+    log "the delegate serves on $dir/delegate.sock (pid $(cat "$dir/berth.pid"))"
   fi
-  log "the delegate serves on $dir/delegate.sock (pid $(cat "$dir/berth.pid"))"
 }
 
 # delegate_stop: after the node berth removed every pod (its pods on the
 # delegate too), stops the delegate, ends any supervisor of its pods that is
-# left (they carry its run dir in their command line, so they are ours) and
-# deletes its bridge.
+# left (they carry its run dir in their command line, so they are ours), the
+# forwards, and deletes its bridge, or its namespace and veth pair (with the
+# bridge and route in them) and certificates. Also cleans what a killed run
+# left behind: run before every start.
 delegate_stop() {
-  local dir pid
+  local dir pid pidfile
   dir=$(delegate_dir)
-  [ -d "$dir" ] || return 0
-  if pid_is_ours "$dir/berth.pid" "$dir/berth.yaml"; then
-    log "stopping the delegate pid $(cat "$dir/berth.pid")"
-    stop_pid "$dir/berth.pid" "$dir/berth.yaml" 30
+  if [ -d "$dir" ]; then
+    if pid_is_ours "$dir/berth.pid" "$dir/berth.yaml"; then
+      log "stopping the delegate pid $(cat "$dir/berth.pid")"
+      stop_pid "$dir/berth.pid" "$dir/berth.yaml" 30
+    fi
+    for pid in $(pgrep -f -- "berth shim --pod-dir $dir/run/" || true); do
+      log "ending leftover pod supervisor pid $pid of the delegate"
+      kill -KILL "$pid" 2>/dev/null || true
+    done
+    for pidfile in "$dir"/forward-*.pid; do
+      [ -e "$pidfile" ] || continue
+      pid=$(cat "$pidfile")
+      # A forward's children serve its open connections.
+      if pid_is_ours "$pidfile" "TCP-LISTEN:"; then pkill -KILL -P "$pid" 2>/dev/null || true; fi
+      stop_pid "$pidfile" "TCP-LISTEN:" 5
+    done
+    rm -rf "$dir/pki"
   fi
-  for pid in $(pgrep -f -- "berth shim --pod-dir $dir/run/" || true); do
-    log "ending leftover pod supervisor pid $pid of the delegate"
-    kill -KILL "$pid" 2>/dev/null || true
-  done
   if ip link show "$delegate_bridge" >/dev/null 2>&1; then
     ip link delete "$delegate_bridge" || log "cannot delete bridge $delegate_bridge"
+  fi
+  if [ "${handler:-}" = wsl2 ] || [ -d "$dir" ]; then
+    if [ -e "/run/netns/$delegate_netns" ]; then
+      log "deleting network namespace $delegate_netns and veth $delegate_veth"
+      ip netns delete "$delegate_netns" || log "cannot delete network namespace $delegate_netns"
+    fi
+    if ip link show "$delegate_veth" >/dev/null 2>&1; then
+      ip link delete "$delegate_veth" || log "cannot delete veth $delegate_veth"
+    fi
   fi
 }
 
