@@ -80,6 +80,8 @@ pub struct Cri {
     network_ready: NetworkReadiness,
     /// Where `UpdateRuntimeConfig`'s pod CIDR goes.
     pod_cidr: PodCidrSink,
+    /// `GetContainerEvents`' channel.
+    events: shared::events::Events,
     cpu: shared::stats::CpuRates,
     /// Where `Exec`, `Attach` and `PortForward` URLs point; without it they answer
     /// `Unimplemented`.
@@ -107,6 +109,7 @@ impl Cri {
             config_json: config.redacted_json().to_string(),
             network_ready: network_not_wired(),
             pod_cidr: pod_cidr_unused(),
+            events: Default::default(),
             cpu: shared::stats::CpuRates::default(),
             streaming: None,
         }

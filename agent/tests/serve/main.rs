@@ -9,6 +9,7 @@ mod containerd;
 mod crash;
 mod delegate;
 mod doctor;
+mod events;
 mod health;
 mod image_crash;
 mod image_errors;

@@ -11,7 +11,8 @@ use anyhow::{ensure, Context, Result};
 use k8s_cri::v1::*;
 
 use crate::world::{
-    container_status, create_and_start, list_containers, remove_all_pods, run_pod, World,
+    container_status, create_and_start, list_containers, remove_all_pods, run_pod,
+    stop_and_remove_container, World,
 };
 
 const CONTAINERS: usize = 50;
@@ -108,17 +109,7 @@ async fn fifty_containers_in_one_pod_then_removed_leave_the_host_as_it_was() -> 
     assert_eq!(during.mounts.len(), 4 + CONTAINERS, "{during:?}");
 
     for id in &ids {
-        client
-            .stop_container(StopContainerRequest {
-                container_id: id.clone(),
-                timeout: 0,
-            })
-            .await?;
-        client
-            .remove_container(RemoveContainerRequest {
-                container_id: id.clone(),
-            })
-            .await?;
+        stop_and_remove_container(&mut client, id).await?;
     }
     remove_all_pods(&mut client).await?;
     assert!(list_containers(&mut client).await?.is_empty());

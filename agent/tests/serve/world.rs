@@ -387,6 +387,22 @@ pub async fn remove_all_pods(client: &mut Client) -> Result<()> {
     Ok(())
 }
 
+/// Stops (at once) and removes the container `id`.
+pub async fn stop_and_remove_container(client: &mut Client, id: &str) -> Result<()> {
+    client
+        .stop_container(StopContainerRequest {
+            container_id: id.to_string(),
+            timeout: 0,
+        })
+        .await?;
+    client
+        .remove_container(RemoveContainerRequest {
+            container_id: id.to_string(),
+        })
+        .await?;
+    Ok(())
+}
+
 /// Stops and removes the pod `id` (and so its containers), as kubelet does.
 pub async fn stop_and_remove_pod(client: &mut Client, id: &str) -> Result<()> {
     client

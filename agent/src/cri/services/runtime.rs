@@ -1,11 +1,14 @@
 //! CRI's `RuntimeService`: each verb hands its request to its own file and maps the
-//! answer with [`answer`]; a few verbs answer `Unimplemented`.
+//! answer with [`answer`]; the lifecycle verbs then publish their container events
+//! (`GetContainerEvents`, [`crate::cri::shared::events`]); a few verbs answer
+//! `Unimplemented`.
 
 use k8s_cri::v1::runtime_service_server::RuntimeService;
 use k8s_cri::v1::*;
 use tonic::{Request, Response, Status};
 
 use super::unimplemented::not_in_this_version;
+use crate::cri::shared::events::{container_target, pod_target, EventStream, Target};
 use crate::cri::*;
 use crate::status::answer;
 
@@ -38,8 +41,22 @@ macro_rules! runtime_service {
     };
 }
 
-/// The type of `GetContainerEvents`' stream; the verb is not implemented yet.
-type ContainerEvents = tokio_stream::Empty<Result<ContainerEventResponse, Status>>;
+/// After a successful lifecycle verb, publishes its events about `target` (resolved
+/// before the call, so a removed object is still known), then answers.
+macro_rules! evented {
+    ($cri:expr, $target:expr, $call:expr, [$($kind:ident),+]) => {{
+        let target = if $cri.events.listened() { $target } else { None };
+        let result = $call;
+        if let (Ok(_), Some(t)) = (&result, &target) {
+            $(
+                $cri.events
+                    .publish($cri, ContainerEventType::$kind, &t.container_id, &t.pod_id)
+                    .await;
+            )+
+        }
+        answer(result)
+    }};
+}
 
 runtime_service! {
     answered {
@@ -79,25 +96,96 @@ runtime_service! {
             Ok(Response::new(runtime_config::runtime_config(request.into_inner())))
         }
 
-        type GetContainerEventsStream = ContainerEvents;
+        type GetContainerEventsStream = EventStream;
 
         async fn get_container_events(
             &self,
             _: Request<GetEventsRequest>,
-        ) -> Result<Response<ContainerEvents>, Status> {
-            Err(not_in_this_version("GetContainerEvents"))
+        ) -> Result<Response<EventStream>, Status> {
+            Ok(Response::new(self.events.subscribe()))
+        }
+
+        async fn run_pod_sandbox(
+            &self,
+            request: Request<RunPodSandboxRequest>,
+        ) -> Result<Response<RunPodSandboxResponse>, Status> {
+            let result = run_pod_sandbox::run_pod_sandbox(self, request.into_inner()).await;
+            if let Ok(r) = &result {
+                let id = &r.pod_sandbox_id;
+                for kind in [ContainerEventType::ContainerCreatedEvent, ContainerEventType::ContainerStartedEvent] {
+                    self.events.publish(self, kind, id, id).await;
+                }
+            }
+            answer(result)
+        }
+
+        async fn stop_pod_sandbox(
+            &self,
+            request: Request<StopPodSandboxRequest>,
+        ) -> Result<Response<StopPodSandboxResponse>, Status> {
+            let request = request.into_inner();
+            evented!(self, pod_target(self, &request.pod_sandbox_id),
+                stop_pod_sandbox::stop_pod_sandbox(self, request).await, [ContainerStoppedEvent])
+        }
+
+        async fn remove_pod_sandbox(
+            &self,
+            request: Request<RemovePodSandboxRequest>,
+        ) -> Result<Response<RemovePodSandboxResponse>, Status> {
+            let request = request.into_inner();
+            evented!(self, pod_target(self, &request.pod_sandbox_id),
+                remove_pod_sandbox::remove_pod_sandbox(self, request).await, [ContainerDeletedEvent])
+        }
+
+        async fn create_container(
+            &self,
+            request: Request<CreateContainerRequest>,
+        ) -> Result<Response<CreateContainerResponse>, Status> {
+            let pod_id = request.get_ref().pod_sandbox_id.clone();
+            let result = create_container::create_container(self, request.into_inner()).await;
+            if let (Ok(r), true) = (&result, self.events.listened()) {
+                // The request may name the pod by an id prefix; the record has it whole.
+                let t = container_target(self, &r.container_id).unwrap_or(Target {
+                    container_id: r.container_id.clone(),
+                    pod_id,
+                });
+                self.events
+                    .publish(self, ContainerEventType::ContainerCreatedEvent, &t.container_id, &t.pod_id)
+                    .await;
+            }
+            answer(result)
+        }
+
+        async fn start_container(
+            &self,
+            request: Request<StartContainerRequest>,
+        ) -> Result<Response<StartContainerResponse>, Status> {
+            let request = request.into_inner();
+            evented!(self, container_target(self, &request.container_id),
+                start_container::start_container(self, request).await, [ContainerStartedEvent])
+        }
+
+        async fn stop_container(
+            &self,
+            request: Request<StopContainerRequest>,
+        ) -> Result<Response<StopContainerResponse>, Status> {
+            let request = request.into_inner();
+            evented!(self, container_target(self, &request.container_id),
+                stop_container::stop_container(self, request).await, [ContainerStoppedEvent])
+        }
+
+        async fn remove_container(
+            &self,
+            request: Request<RemoveContainerRequest>,
+        ) -> Result<Response<RemoveContainerResponse>, Status> {
+            let request = request.into_inner();
+            evented!(self, container_target(self, &request.container_id),
+                remove_container::remove_container(self, request).await, [ContainerDeletedEvent])
         }
     }
     delegated {
-        run_pod_sandbox: RunPodSandboxRequest => RunPodSandboxResponse;
-        stop_pod_sandbox: StopPodSandboxRequest => StopPodSandboxResponse;
-        remove_pod_sandbox: RemovePodSandboxRequest => RemovePodSandboxResponse;
         pod_sandbox_status: PodSandboxStatusRequest => PodSandboxStatusResponse;
         list_pod_sandbox: ListPodSandboxRequest => ListPodSandboxResponse;
-        create_container: CreateContainerRequest => CreateContainerResponse;
-        start_container: StartContainerRequest => StartContainerResponse;
-        stop_container: StopContainerRequest => StopContainerResponse;
-        remove_container: RemoveContainerRequest => RemoveContainerResponse;
         list_containers: ListContainersRequest => ListContainersResponse;
         container_status: ContainerStatusRequest => ContainerStatusResponse;
         update_container_resources: UpdateContainerResourcesRequest => UpdateContainerResourcesResponse;

@@ -4,6 +4,7 @@
 //! CRI views of a [`container`], [`sandbox`], [`image`] and their [`stats`].
 
 pub(super) mod container;
+pub(super) mod events;
 pub(super) mod fields;
 pub(super) mod image;
 pub(super) mod objects;
