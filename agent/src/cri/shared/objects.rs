@@ -237,7 +237,8 @@ mod tests {
     async fn an_abandoned_creation_drops_its_record_and_names_every_failure() {
         let h = crate::cri::testing::Harness::new().await;
         let record = h.creating_sandbox("web").await;
-        let vanished = mark::<crate::store::SandboxRecord>(h.store(), "no-such-pod", |_| {}).unwrap_err();
+        let vanished =
+            mark::<crate::store::SandboxRecord>(h.store(), "no-such-pod", |_| {}).unwrap_err();
         assert!(vanished.to_string().contains("vanished"), "{vanished}");
         let err = abandon(
             h.store(),
