@@ -5,14 +5,14 @@
 //! the pod's removal, a create of the same id and berth's next start finish it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
 use super::records::Phase;
 use super::status::TaskState;
+use super::stop::KILL_PATIENCE;
 use super::Containerd;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::ContainerId;
 
 impl Containerd {
@@ -54,13 +54,20 @@ impl Containerd {
     }
 
     /// SIGKILLs the container's processes if its task runs, and waits for its exit.
+    /// A task whose state cannot be read, or that outlives the wait, fails the call:
+    /// a container that may still run is never answered as removed.
     async fn kill_if_running(&self, id: &ContainerId) -> Result<()> {
         let Ok(record) = self.record(id) else {
             return Ok(());
         };
-        if let Ok(TaskState::Running { .. }) = self.task_state(&record).await {
+        if let TaskState::Running { .. } = self.task_state(&record).await? {
             self.kill(id, Signal::SIGKILL as u32).await?;
-            self.wait(id, Duration::from_secs(30)).await?;
+            if !self.wait(id, KILL_PATIENCE).await? {
+                return Err(Error::DeadlineExceeded {
+                    operation: format!("RemoveContainer {id}: its process's exit after SIGKILL"),
+                    after: KILL_PATIENCE,
+                });
+            }
         }
         Ok(())
     }
