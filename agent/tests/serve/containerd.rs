@@ -436,9 +436,21 @@ async fn twenty_containerd_pods_at_once_then_removed_leave_nothing_behind() -> R
         );
     }
 
-    futures::future::try_join_all(made.iter().map(|(pod, _)| {
+    // Every other container is removed first: RemoveContainer answers before its
+    // teardown ends (it goes on in the background), so the pod's removal right
+    // after it must wait for that teardown.
+    futures::future::try_join_all(made.iter().enumerate().map(|(i, (pod, ctr))| {
         let mut client = client.clone();
-        async move { crate::world::stop_and_remove_pod(&mut client, pod).await }
+        async move {
+            if i % 2 == 1 {
+                client
+                    .remove_container(RemoveContainerRequest {
+                        container_id: ctr.clone(),
+                    })
+                    .await?;
+            }
+            crate::world::stop_and_remove_pod(&mut client, pod).await
+        }
     }))
     .await?;
     ensure!(list_containers(&mut client).await?.is_empty());

@@ -60,6 +60,14 @@ impl Containerd {
         let signal = stop_signal(spec.stop_signal.as_deref())
             .map_err(|m| Error::InvalidSpec(format!("CreateContainer {id}: {m}")))?;
         let _guard = self.lock(id).await;
+        if self
+            .index()
+            .get(id)
+            .is_some_and(|r| r.phase == Phase::Removing)
+        {
+            // A removal whose teardown failed: finished first, or its error is this one.
+            self.undo_create(id).await?;
+        }
         if self.index().contains_key(id) {
             return Err(Error::AlreadyExists {
                 kind: "container",

@@ -250,18 +250,19 @@ impl Containerd {
     }
 
     /// Finishes what a crash cut short: a container recorded as being created is
-    /// undone (kubelet retries the create). When containerd cannot be reached now, that
-    /// waits for the container's removal.
+    /// undone (kubelet retries the create), one being removed is removed. When
+    /// containerd cannot be reached now, that waits for the container's (or its
+    /// pod's) removal.
     async fn recover(&self) {
-        let creating: Vec<ContainerId> = self
+        let unfinished: Vec<ContainerId> = self
             .index()
             .values()
-            .filter(|r| r.phase == records::Phase::Creating)
+            .filter(|r| matches!(r.phase, records::Phase::Creating | records::Phase::Removing))
             .map(|r| r.id.clone())
             .collect();
-        for id in creating {
+        for id in unfinished {
             if let Err(e) = self.undo_create(&id).await {
-                tracing::warn!(container = %id, error = %e, "containerd: undoing a cut-short create");
+                tracing::warn!(container = %id, error = %e, "containerd: finishing a cut-short create or remove");
             }
         }
     }
@@ -275,10 +276,11 @@ impl Containerd {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The record of `id`, or `NotFound`.
+    /// The record of `id`, or `NotFound` (also while a removal finishes).
     fn record(&self, id: &ContainerId) -> Result<Record> {
         self.index()
             .get(id)
+            .filter(|r| r.phase != records::Phase::Removing)
             .cloned()
             .ok_or_else(|| Error::not_found("container", id))
     }
@@ -290,7 +292,7 @@ impl Containerd {
         Ok(())
     }
 
-    /// The containers of the pod `pod`.
+    /// The containers of the pod `pod`, those still being removed among them.
     fn containers_of(&self, pod: &ContainerId) -> Vec<Record> {
         self.index()
             .values()
@@ -407,7 +409,7 @@ impl Runtime for ContainerdRuntime {
     }
 
     async fn remove_container(&self, id: &ContainerId) -> Result<()> {
-        self.inner.remove_container(id).await
+        Containerd::remove_container(&self.inner, id).await
     }
 
     async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus> {

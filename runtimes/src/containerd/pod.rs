@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
+use super::records::Phase;
 use super::Containerd;
 use crate::error::{Error, Result};
 use crate::id::ContainerId;
@@ -26,6 +27,7 @@ impl Containerd {
         let stopped = join_all(
             containers
                 .iter()
+                .filter(|c| c.phase != Phase::Removing)
                 .map(|c| self.stop_container(&c.id, Duration::ZERO)),
         )
         .await;
@@ -36,11 +38,12 @@ impl Containerd {
         Error::combine(format!("StopPodSandbox {id}"), errors)
     }
 
-    /// RemovePodSandbox: every container removed, then the pod. A failure keeps the
-    /// pod, so kubelet's retry finishes it.
+    /// RemovePodSandbox: every container removed (those whose removal goes on in
+    /// the background awaited, a failed one retried), then the pod. A failure keeps
+    /// the pod, so kubelet's retry finishes it.
     pub async fn remove_pod(&self, id: &ContainerId) -> Result<()> {
         let containers = self.containers_of(id);
-        let removed = join_all(containers.iter().map(|c| self.remove_container(&c.id))).await;
+        let removed = join_all(containers.iter().map(|c| self.remove_now(&c.id))).await;
         let errors: Vec<Error> = removed.into_iter().filter_map(Result::err).collect();
         if !errors.is_empty() {
             return Error::combine(format!("RemovePodSandbox {id}"), errors);

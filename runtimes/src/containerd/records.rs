@@ -22,6 +22,10 @@ pub enum Phase {
     Creating,
     /// Its task exists (created or running or exited).
     Created,
+    /// Removed as far as CRI can tell (RemoveContainer answered); what is left in
+    /// containerd and on the host is being taken down, and is retried by the pod's
+    /// removal, a create of the same id and berth's next start until it is gone.
+    Removing,
 }
 
 /// An exit containerd told berth of, kept after the task is gone.

@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::id::ContainerId;
 
 /// How long a SIGKILLed container may take to be reaped.
-const KILL_PATIENCE: Duration = Duration::from_secs(30);
+pub(super) const KILL_PATIENCE: Duration = Duration::from_secs(30);
 
 impl Containerd {
     /// StopContainer.
