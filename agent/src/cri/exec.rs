@@ -65,7 +65,9 @@ mod tests {
     async fn bad_requests_are_refused_in_kubelets_order() {
         let h = Harness::with_streaming().await;
         let (pod, id) = h.running_app().await;
-        let unknown = exec(&h.cri, request("no-such-container", true)).await.unwrap_err();
+        let unknown = exec(&h.cri, request("no-such-container", true))
+            .await
+            .unwrap_err();
         assert!(unknown.is_not_found(), "{unknown:?}");
         let created = h.create(&pod, "idle").await;
         let not_running = exec(&h.cri, request(&created, true)).await.unwrap_err();

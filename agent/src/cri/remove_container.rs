@@ -101,7 +101,9 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_container_is_removed_fine() {
         let h = Harness::new().await;
-        remove_container(&h.cri, request("no-such-container")).await.unwrap();
+        remove_container(&h.cri, request("no-such-container"))
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

@@ -101,9 +101,10 @@ mod tests {
         assert!(matches!(err, Error::InvalidSpec(_)), "{err:?}");
         assert!(err.to_string().contains("memory_limit_in_bytes"), "{err}");
         assert!(!h.called("update_container_resources"));
-        let unknown = update_container_resources(&h.cri, request("no-such-container", Default::default()))
-            .await
-            .unwrap_err();
+        let unknown =
+            update_container_resources(&h.cri, request("no-such-container", Default::default()))
+                .await
+                .unwrap_err();
         assert!(unknown.is_not_found());
     }
 }

@@ -26,6 +26,51 @@ impl Backend {
         blocking(move || me.status_blocking(&record)).await
     }
 
+    /// The state of each of `ids`, without asking their supervisors: a container has
+    /// exited once its exit record exists (its supervisor writes it before anyone can
+    /// hear of the exit) or once its pod's supervisor is gone (its pidfd says so), and
+    /// runs once started otherwise. One stat per container on one blocking task, where
+    /// [`Backend::container_status`] is a socket round trip each; listings ask this on
+    /// every request. A pod whose supervisor is not watched is asked as
+    /// `container_status` would.
+    pub async fn container_states(
+        self: &Arc<Self>,
+        ids: &[ContainerId],
+    ) -> Vec<Result<ContainerState>> {
+        let me = self.clone();
+        let ids = ids.to_vec();
+        let n = ids.len();
+        let states = blocking(move || {
+            Ok(ids
+                .iter()
+                .map(|id| {
+                    let record = me.container(id)?;
+                    if record.phase == ContainerPhase::Creating {
+                        return Ok(ContainerState::Created);
+                    }
+                    if me.layout.exit_record(&key(id)).exists() {
+                        return Ok(ContainerState::Exited);
+                    }
+                    match me.supervisors.running(&record.pod) {
+                        Some(true) if record.started_at.is_some() => Ok(ContainerState::Running),
+                        Some(true) => Ok(ContainerState::Created),
+                        _ => me.status_blocking(&record).map(|s| s.state),
+                    }
+                })
+                .collect::<Vec<_>>())
+        })
+        .await;
+        match states {
+            Ok(states) => states,
+            Err(e) => {
+                let message = e.to_string();
+                (0..n)
+                    .map(|_| Err(crate::error::Error::backend("youki", message.clone())))
+                    .collect()
+            }
+        }
+    }
+
     fn status_blocking(&self, record: &ContainerRecord) -> Result<ContainerStatus> {
         let k = key(&record.id);
         let name = record.id.to_string();
