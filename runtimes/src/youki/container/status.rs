@@ -1,5 +1,6 @@
 //! ContainerStatus and ContainerStats.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -41,20 +42,39 @@ impl Backend {
         let ids = ids.to_vec();
         let n = ids.len();
         let states = blocking(move || {
+            // What the pass needs of each record, under one lock of the index.
+            let known: Vec<_> = {
+                let index = me.index();
+                ids.iter()
+                    .map(|id| {
+                        index
+                            .containers
+                            .get(id)
+                            .map(|r| (r.pod.clone(), r.phase, r.started_at.is_some()))
+                    })
+                    .collect()
+            };
+            let mut supervisors: HashMap<ContainerId, Option<bool>> = HashMap::new();
             Ok(ids
                 .iter()
-                .map(|id| {
-                    let record = me.container(id)?;
-                    if record.phase == ContainerPhase::Creating {
+                .zip(known)
+                .map(|(id, known)| {
+                    let Some((pod, phase, started)) = known else {
+                        return Err(crate::error::Error::not_found("container", id));
+                    };
+                    if phase == ContainerPhase::Creating {
                         return Ok(ContainerState::Created);
                     }
                     if me.layout.exit_record(&key(id)).exists() {
                         return Ok(ContainerState::Exited);
                     }
-                    match me.supervisors.running(&record.pod) {
-                        Some(true) if record.started_at.is_some() => Ok(ContainerState::Running),
+                    let runs = *supervisors
+                        .entry(pod)
+                        .or_insert_with_key(|pod| me.supervisors.running(pod));
+                    match runs {
+                        Some(true) if started => Ok(ContainerState::Running),
                         Some(true) => Ok(ContainerState::Created),
-                        _ => me.status_blocking(&record).map(|s| s.state),
+                        _ => me.status_blocking(&me.container(id)?).map(|s| s.state),
                     }
                 })
                 .collect::<Vec<_>>())
@@ -159,5 +179,32 @@ fn exited(status: &mut ContainerStatus, exit: &ExitRecord) {
     if exit.lost {
         status.message =
             "the pod's supervisor ended before the container, which berth then killed; its exit status is unknown".into();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::fake::Fixture;
+    use super::*;
+
+    #[tokio::test]
+    async fn states_come_from_exit_records_and_ask_only_unwatched_supervisors() {
+        let f = Fixture::new();
+        let pod = f.live_pod("web");
+        let app = f.container(&pod, "app");
+        let done = f.container(&pod, "done");
+        let exit = ExitRecord::lost(None);
+        records::save(&f.backend.layout.exit_record(&key(&done)), &exit).unwrap();
+        let unknown = pod.with_role("nope").unwrap();
+        let states = f
+            .backend
+            .container_states(&[app.clone(), done.clone(), unknown])
+            .await;
+        // The fixture's supervisors have no pidfd: `app`'s is asked, as ContainerStatus.
+        assert_eq!(*states[0].as_ref().unwrap(), ContainerState::Created);
+        assert_eq!(*states[1].as_ref().unwrap(), ContainerState::Exited);
+        assert!(states[2].as_ref().unwrap_err().is_not_found());
+        let asked = f.supervisors.calls_to(&key(&pod));
+        assert_eq!(asked, ["State"], "only about `app`");
     }
 }
