@@ -12,8 +12,8 @@ use crate::error::{Error, Result};
 use crate::id::ContainerId;
 use crate::types::{AttachRequest, ExecStreamRequest, PortStream, StreamSession};
 use crate::types::{
-    ContainerSpec, ContainerStats, ContainerStatus, ExecOutput, ExecRequest, Features, FsUsage,
-    ImageInfo, PullRequest, SandboxSpec, SandboxStats, SandboxStatus,
+    ContainerSpec, ContainerState, ContainerStats, ContainerStatus, ExecOutput, ExecRequest,
+    Features, FsUsage, ImageInfo, PullRequest, SandboxSpec, SandboxStats, SandboxStatus,
 };
 
 /// A container runtime backend.
@@ -115,6 +115,19 @@ pub trait Runtime: Send + Sync {
     async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus> {
         let _ = id;
         Err(self.unsupported("ContainerStatus"))
+    }
+
+    /// The state of each of `ids`, in order, in one pass meant to be cheap: listings
+    /// call it on every request (kubelet's PLEG lists every second) for the containers
+    /// that may have changed on their own. The default asks [`Runtime::container_status`]
+    /// of each; a backend that can tell without a call per container overrides it.
+    async fn container_states(&self, ids: &[ContainerId]) -> Vec<Result<ContainerState>> {
+        let asked = ids.iter().map(|id| self.container_status(id));
+        futures::future::join_all(asked)
+            .await
+            .into_iter()
+            .map(|status| status.map(|s| s.state))
+            .collect()
     }
 
     /// Applies new resource limits to the running or created container `id`.

@@ -1,38 +1,37 @@
 //! `ListContainers`.
 
-use futures::future::join_all;
 use k8s_cri::v1::{ListContainersRequest, ListContainersResponse};
 
-use super::shared::container::{cri_state, observe, to_cri_container};
-use super::shared::objects::{id_matches, labels_match, visible};
+use super::shared::container::{cri_state, listed_states, to_cri_container};
 use super::Cri;
-use crate::store::ContainerRecord;
+use crate::store::{ContainerRecord, Query};
 
-/// The recorded containers with their backend state, filtered by id and pod id
-/// (prefixes, as containerd), state and labels. The state filter needs the backends,
-/// so it is applied last, to what the other filters kept.
+/// The recorded containers in their backends' states, filtered by id and pod id
+/// (prefixes, as containerd), state and labels. The records come from the store's
+/// index (a filter looks up what it names, it does not go through every pod) and
+/// their states from [`listed_states`]; the state filter needs the states, so it is
+/// applied last, to what the other filters kept.
 pub(super) async fn list_containers(
     cri: &Cri,
     request: ListContainersRequest,
 ) -> runtimes::Result<ListContainersResponse> {
     let filter = request.filter.unwrap_or_default();
-    let records: Vec<ContainerRecord> = visible::<ContainerRecord>(&cri.store)?
-        .into_iter()
-        .filter(|r| id_matches(&filter.id, &r.id))
-        .filter(|r| id_matches(&filter.pod_sandbox_id, &r.sandbox_id))
-        .filter(|r| labels_match(&filter.label_selector, &r.config.labels, &r.container_id))
-        .collect();
-    let observed = join_all(records.iter().map(|r| observe(cri, r))).await;
+    let records = cri.store.query::<ContainerRecord>(&Query {
+        id: &filter.id,
+        sandbox: &filter.pod_sandbox_id,
+        labels: Some(&filter.label_selector),
+    })?;
+    let states = listed_states(cri, &records).await;
     let containers = records
         .iter()
-        .zip(observed)
-        .filter(|(_, status)| {
+        .zip(states)
+        .filter(|(_, state)| {
             filter
                 .state
                 .as_ref()
-                .is_none_or(|s| s.state == cri_state(status.state) as i32)
+                .is_none_or(|s| s.state == cri_state(*state) as i32)
         })
-        .map(|(record, status)| to_cri_container(record, status.state))
+        .map(|(record, state)| to_cri_container(record, state))
         .collect();
     Ok(ListContainersResponse { containers })
 }
@@ -44,7 +43,15 @@ mod tests {
     use k8s_cri::v1 as cri;
 
     use super::*;
-    use crate::cri::testing::{sorted, Harness};
+    use crate::cri::create_container::create_container;
+    use crate::cri::list_pod_sandbox::list_pod_sandbox;
+    use crate::cri::remove_container::remove_container;
+    use crate::cri::remove_pod_sandbox::remove_pod_sandbox;
+    use crate::cri::start_container::start_container;
+    use crate::cri::stop_container::stop_container;
+    use crate::cri::stop_pod_sandbox::stop_pod_sandbox;
+    use crate::cri::testing::{container_request, sorted, Harness};
+    use crate::store::{Record, SandboxRecord};
 
     async fn list(h: &Harness, filter: cri::ContainerFilter) -> Vec<String> {
         let request = ListContainersRequest {
@@ -111,6 +118,250 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(list(&h, labels).await, ["side"]);
+    }
+
+    /// The index holds exactly what the store holds, and the listings show its
+    /// records whose creation finished.
+    async fn assert_consistent(h: &Harness) {
+        let store = h.store();
+        assert_eq!(
+            store.indexed_records::<ContainerRecord>(),
+            store.list::<ContainerRecord>().unwrap()
+        );
+        assert_eq!(
+            store.indexed_records::<SandboxRecord>(),
+            store.list::<SandboxRecord>().unwrap()
+        );
+        let listed = list_containers(&h.cri, ListContainersRequest::default())
+            .await
+            .unwrap()
+            .containers
+            .into_iter()
+            .map(|c| c.id);
+        let recorded = store
+            .list::<ContainerRecord>()
+            .unwrap()
+            .into_iter()
+            .filter(|r| !r.is_creating())
+            .map(|r| r.id);
+        assert_eq!(sorted(listed), sorted(recorded));
+        let pods = list_pod_sandbox(&h.cri, cri::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|p| p.id);
+        let recorded = store
+            .list::<SandboxRecord>()
+            .unwrap()
+            .into_iter()
+            .filter(|r| !r.is_creating())
+            .map(|r| r.id);
+        assert_eq!(sorted(pods), sorted(recorded));
+    }
+
+    async fn state_of(h: &Harness, id: &str) -> Option<cri::ContainerState> {
+        list_containers(&h.cri, ListContainersRequest::default())
+            .await
+            .unwrap()
+            .containers
+            .into_iter()
+            .find(|c| c.id == id)
+            .map(|c| c.state())
+    }
+
+    #[tokio::test]
+    async fn the_index_follows_the_store_through_creates_starts_stops_and_removals() {
+        let h = Harness::new().await;
+        let web = h.run_pod("web").await;
+        let db = h.run_pod("db").await;
+        assert_consistent(&h).await;
+        let front = h.create(&web, "front").await;
+        assert_eq!(
+            state_of(&h, &front).await,
+            Some(cri::ContainerState::ContainerCreated)
+        );
+        assert_consistent(&h).await;
+        start_container(
+            &h.cri,
+            cri::StartContainerRequest {
+                container_id: front.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            state_of(&h, &front).await,
+            Some(cri::ContainerState::ContainerRunning)
+        );
+        let pg = h.start(&db, "pg").await;
+        assert_consistent(&h).await;
+        stop_container(
+            &h.cri,
+            cri::StopContainerRequest {
+                container_id: front.clone(),
+                timeout: 0,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            state_of(&h, &front).await,
+            Some(cri::ContainerState::ContainerExited)
+        );
+        remove_container(
+            &h.cri,
+            cri::RemoveContainerRequest {
+                container_id: front.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(state_of(&h, &front).await, None);
+        assert_consistent(&h).await;
+        stop_pod_sandbox(
+            &h.cri,
+            cri::StopPodSandboxRequest {
+                pod_sandbox_id: db.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        remove_pod_sandbox(
+            &h.cri,
+            cri::RemovePodSandboxRequest {
+                pod_sandbox_id: db.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(state_of(&h, &pg).await, None);
+        assert_consistent(&h).await;
+        assert_eq!(list(&h, cri::ContainerFilter::default()).await.len(), 0);
+    }
+
+    /// Every container and pod listed, in id order.
+    async fn everything(h: &Harness) -> (Vec<cri::Container>, Vec<cri::PodSandbox>) {
+        let mut containers = list_containers(&h.cri, ListContainersRequest::default())
+            .await
+            .unwrap()
+            .containers;
+        containers.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut pods = list_pod_sandbox(&h.cri, cri::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .items;
+        pods.sort_by(|a, b| a.id.cmp(&b.id));
+        (containers, pods)
+    }
+
+    #[tokio::test]
+    async fn a_restarted_agent_lists_what_it_listed_before() {
+        let h = Harness::new().await;
+        let web = h.run_pod("web").await;
+        let db = h.run_pod("db").await;
+        h.start(&web, "front").await;
+        h.create(&web, "side").await;
+        let pg = h.start(&db, "pg").await;
+        h.mock.exit_container(&h.container_id_of(&pg), 3);
+        let _ = h.creating_sandbox("half").await;
+        let before = everything(&h).await;
+        assert_eq!(before.0.len(), 3);
+        assert_eq!(before.1.len(), 2, "the pod being created is not listed");
+        let h = h.restart();
+        assert_consistent(&h).await;
+        assert_eq!(everything(&h).await, before);
+    }
+
+    #[tokio::test]
+    async fn records_a_crash_left_creating_are_not_listed() {
+        let h = Harness::new().await;
+        let web = h.run_pod("web").await;
+        let app = h.start(&web, "app").await;
+        let mut crashed = h.store().get::<ContainerRecord>(&app).unwrap().unwrap();
+        crashed.id = "c".repeat(64);
+        crashed.container_id =
+            runtimes::ContainerId::new("web.default", "crashed", 0, "node-a").unwrap();
+        crashed.phase = crate::store::ContainerPhase::Creating;
+        h.store()
+            .insert::<_, runtimes::Error>(|_| Ok(crashed.clone()))
+            .unwrap();
+        let by_id = cri::ContainerFilter {
+            id: crashed.id.clone(),
+            ..Default::default()
+        };
+        assert!(list(&h, by_id.clone()).await.is_empty());
+        assert_eq!(list(&h, Default::default()).await, ["app"]);
+        assert_consistent(&h).await;
+        let h = h.restart();
+        assert!(list(&h, by_id).await.is_empty());
+        assert_consistent(&h).await;
+        // A creation that fails drops its record from the index too.
+        h.mock.fail("create_container", || {
+            runtimes::Error::backend("mock", "boom")
+        });
+        create_container(&h.cri, container_request(&web, "broken", 0))
+            .await
+            .unwrap_err();
+        assert_consistent(&h).await;
+    }
+
+    #[tokio::test]
+    async fn a_container_that_exits_by_itself_is_listed_exited_and_stays_so() {
+        let h = Harness::new().await;
+        let web = h.run_pod("web").await;
+        let app = h.start(&web, "app").await;
+        assert_eq!(
+            state_of(&h, &app).await,
+            Some(cri::ContainerState::ContainerRunning)
+        );
+        h.mock.exit_container(&h.container_id_of(&app), 1);
+        assert_eq!(
+            state_of(&h, &app).await,
+            Some(cri::ContainerState::ContainerExited)
+        );
+        // An exit is for good: the backend is not asked about it again.
+        h.mock.fail("container_status", || {
+            runtimes::Error::backend("mock", "busy")
+        });
+        assert_eq!(
+            state_of(&h, &app).await,
+            Some(cri::ContainerState::ContainerExited)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_filter_asks_only_about_what_it_matches() {
+        let h = Harness::new().await;
+        let web = h.run_pod("web").await;
+        let db = h.run_pod("db").await;
+        let front = h.start(&web, "front").await;
+        h.start(&db, "pg").await;
+        h.start(&db, "replica").await;
+        let asked = |h: &Harness| {
+            h.mock
+                .calls()
+                .into_iter()
+                .filter(|c| c.operation == "container_status")
+                .count()
+        };
+        let before = asked(&h);
+        let by_pod = cri::ContainerFilter {
+            pod_sandbox_id: web.clone(),
+            ..Default::default()
+        };
+        assert_eq!(list(&h, by_pod).await, ["front"]);
+        assert_eq!(asked(&h) - before, 1);
+        let before = asked(&h);
+        let by_label = cri::ContainerFilter {
+            label_selector: HashMap::from([(
+                crate::identity::CONTAINER_ID_LABEL.to_string(),
+                h.container_id_of(&front).to_string(),
+            )]),
+            ..Default::default()
+        };
+        assert_eq!(list(&h, by_label).await, ["front"]);
+        assert_eq!(asked(&h) - before, 1);
     }
 
     #[tokio::test]

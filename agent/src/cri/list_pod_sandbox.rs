@@ -4,12 +4,12 @@ use futures::future::join_all;
 use k8s_cri::v1::{ListPodSandboxRequest, ListPodSandboxResponse};
 use runtimes::Runtime;
 
-use super::shared::objects::{id_matches, labels_match, visible};
 use super::shared::sandbox::{cri_state, settle, to_cri_sandbox};
 use super::Cri;
-use crate::store::{SandboxPhase, SandboxRecord};
+use crate::store::{Query, SandboxPhase, SandboxRecord};
 
-/// The recorded pods, filtered by id (a prefix, as containerd), labels and state. A
+/// The recorded pods (from the store's index), filtered by id (a prefix, as
+/// containerd), labels and state. A
 /// pod recorded ready is shown ready only while its backend says so (its supervisor
 /// may have died): the backends answer that from memory (the youki backend polls a
 /// pidfd), so kubelet's listing every second asks no supervisor. The state filter
@@ -19,11 +19,11 @@ pub(super) async fn list_pod_sandbox(
     request: ListPodSandboxRequest,
 ) -> runtimes::Result<ListPodSandboxResponse> {
     let filter = request.filter.unwrap_or_default();
-    let records: Vec<SandboxRecord> = visible::<SandboxRecord>(&cri.store)?
-        .into_iter()
-        .filter(|r| id_matches(&filter.id, &r.id))
-        .filter(|r| labels_match(&filter.label_selector, &r.config.labels, &r.container_id))
-        .collect();
+    let records = cri.store.query::<SandboxRecord>(&Query {
+        id: &filter.id,
+        labels: Some(&filter.label_selector),
+        ..Query::default()
+    })?;
     let phases = join_all(records.iter().map(|r| phase(cri, r))).await;
     let items = records
         .iter()

@@ -7,17 +7,20 @@
 //! span a backend call: record the intent, commit, call the backend, then record the
 //! outcome. Every commit is durable before it returns.
 
+mod index;
 mod objects;
 mod records;
 mod routes;
 mod tables;
 
+pub use index::{Index, Indexed, Query};
 pub use objects::{Record, Snapshot, Table};
 pub use records::{ContainerPhase, ContainerRecord, SandboxPhase, SandboxRecord};
 
 use std::fs::DirBuilder;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use redb::{
     Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction,
@@ -32,6 +35,11 @@ pub const STORE_FILE: &str = "state.redb";
 pub struct Store {
     db: Database,
     path: PathBuf,
+    /// The records in memory, for listings (see [`index`]).
+    index: RwLock<Index>,
+    /// Held by each write of records from before its transaction to after the index
+    /// took its outcome, so the index applies commits in their order.
+    writer: Mutex<()>,
 }
 
 impl std::fmt::Debug for Store {
@@ -70,8 +78,14 @@ impl Store {
                 source: e.into(),
             },
         })?;
-        let store = Store { db, path };
+        let store = Store {
+            db,
+            path,
+            index: RwLock::default(),
+            writer: Mutex::default(),
+        };
         store.prepare()?;
+        store.build_index();
         Ok(store)
     }
 
@@ -106,6 +120,22 @@ impl Store {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// The writer lock (its field says why).
+    fn writer(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies `f` to the index: records only after their commit, under the writer
+    /// lock.
+    fn indexed(&self, f: impl FnOnce(&mut Index)) {
+        f(&mut self.index.write().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// The index, to read.
+    fn index(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `f` in a read transaction (a consistent snapshot).

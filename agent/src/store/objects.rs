@@ -5,13 +5,14 @@
 //! caller's check (unique names, the id choice) inside the transaction, on a
 //! [`Snapshot`] of what is recorded, so two concurrent creations cannot both pass it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use runtimes::ContainerId;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::index::{Index, Indexed};
 use super::records::{ContainerPhase, ContainerRecord, SandboxPhase, SandboxRecord};
 use super::tables::{CONTAINERS, CONTAINER_IDS, SANDBOXES};
 use super::{into_runtime, Store};
@@ -54,6 +55,14 @@ pub trait Record: Serialize + DeserializeOwned + Clone {
     fn container_id(&self) -> &ContainerId;
     /// True while its creation is in flight (or was cut short by a crash).
     fn is_creating(&self) -> bool;
+    /// kubelet's labels.
+    fn labels(&self) -> &HashMap<String, String>;
+    /// Its sandbox's CRI id (containers only).
+    fn sandbox(&self) -> Option<&str>;
+    /// Its part of the listing index.
+    fn part(index: &Index) -> &Indexed<Self>;
+    /// Its part of the listing index, to change.
+    fn part_mut(index: &mut Index) -> &mut Indexed<Self>;
 }
 
 impl Record for SandboxRecord {
@@ -71,6 +80,22 @@ impl Record for SandboxRecord {
     fn is_creating(&self) -> bool {
         self.phase == SandboxPhase::Creating
     }
+
+    fn labels(&self) -> &HashMap<String, String> {
+        &self.config.labels
+    }
+
+    fn sandbox(&self) -> Option<&str> {
+        None
+    }
+
+    fn part(index: &Index) -> &Indexed<Self> {
+        &index.sandboxes
+    }
+
+    fn part_mut(index: &mut Index) -> &mut Indexed<Self> {
+        &mut index.sandboxes
+    }
 }
 
 impl Record for ContainerRecord {
@@ -87,6 +112,22 @@ impl Record for ContainerRecord {
 
     fn is_creating(&self) -> bool {
         self.phase == ContainerPhase::Creating
+    }
+
+    fn labels(&self) -> &HashMap<String, String> {
+        &self.config.labels
+    }
+
+    fn sandbox(&self) -> Option<&str> {
+        Some(&self.sandbox_id)
+    }
+
+    fn part(index: &Index) -> &Indexed<Self> {
+        &index.containers
+    }
+
+    fn part_mut(index: &mut Index) -> &mut Indexed<Self> {
+        &mut index.containers
     }
 }
 
@@ -136,41 +177,47 @@ impl Store {
         &self,
         build: impl FnOnce(&Snapshot) -> Result<R, E>,
     ) -> Result<R, E> {
-        self.write_checked(|txn| {
-            let snapshot = self.snapshot(txn)?;
-            let record = match build(&snapshot) {
-                Ok(record) => record,
-                Err(refused) => return Ok(Err(refused)),
-            };
-            let key = record.container_id().to_string();
-            if snapshot.allocated.contains(record.container_id()) {
-                return Ok(Err(runtimes::Error::backend(
-                    "state store",
-                    format!("ContainerId {key} is already allocated"),
-                )
-                .into()));
-            }
-            let mut table = txn
-                .open_table(R::TABLE.definition())
-                .map_err(|e| self.error(e))?;
-            let exists = table.get(record.id()).map_err(|e| self.error(e))?.is_some();
-            if exists {
-                return Ok(Err(runtimes::Error::AlreadyExists {
-                    kind: R::KIND,
-                    id: record.id().to_string(),
+        let _writer = self.writer();
+        let inserted = self
+            .write_checked(|txn| {
+                let snapshot = self.snapshot(txn)?;
+                let record = match build(&snapshot) {
+                    Ok(record) => record,
+                    Err(refused) => return Ok(Err(refused)),
+                };
+                let key = record.container_id().to_string();
+                if snapshot.allocated.contains(record.container_id()) {
+                    return Ok(Err(runtimes::Error::backend(
+                        "state store",
+                        format!("ContainerId {key} is already allocated"),
+                    )
+                    .into()));
                 }
-                .into()));
-            }
-            let bytes = self.encode(R::TABLE, record.id(), &record)?;
-            table
-                .insert(record.id(), bytes.as_slice())
-                .map_err(|e| self.error(e))?;
-            let mut ids = txn.open_table(CONTAINER_IDS).map_err(|e| self.error(e))?;
-            ids.insert(key.as_str(), record.id())
-                .map_err(|e| self.error(e))?;
-            Ok(Ok(record))
-        })
-        .map_err(|e| E::from(into_runtime(e)))?
+                let mut table = txn
+                    .open_table(R::TABLE.definition())
+                    .map_err(|e| self.error(e))?;
+                let exists = table.get(record.id()).map_err(|e| self.error(e))?.is_some();
+                if exists {
+                    return Ok(Err(runtimes::Error::AlreadyExists {
+                        kind: R::KIND,
+                        id: record.id().to_string(),
+                    }
+                    .into()));
+                }
+                let bytes = self.encode(R::TABLE, record.id(), &record)?;
+                table
+                    .insert(record.id(), bytes.as_slice())
+                    .map_err(|e| self.error(e))?;
+                let mut ids = txn.open_table(CONTAINER_IDS).map_err(|e| self.error(e))?;
+                ids.insert(key.as_str(), record.id())
+                    .map_err(|e| self.error(e))?;
+                Ok(Ok(record))
+            })
+            .map_err(|e| E::from(into_runtime(e)))?;
+        if let Ok(record) = &inserted {
+            self.indexed(|index| index.put(record.clone()));
+        }
+        inserted
     }
 
     /// Applies `change` to the record `id` and stores it; `None` when there is no such
@@ -180,49 +227,59 @@ impl Store {
         id: &str,
         change: impl FnOnce(&mut R),
     ) -> runtimes::Result<Option<R>> {
-        self.write_checked(|txn| {
-            let mut table = txn
-                .open_table(R::TABLE.definition())
-                .map_err(|e| self.error(e))?;
-            let bytes = table
-                .get(id)
-                .map_err(|e| self.error(e))?
-                .map(|v| v.value().to_vec());
-            let Some(bytes) = bytes else {
-                return Ok(Ok(None));
-            };
-            let mut record: R = self.decode(R::TABLE, id, &bytes)?;
-            let before = record.container_id().clone();
-            change(&mut record);
-            if record.id() != id || *record.container_id() != before {
-                return Ok(Err(runtimes::Error::backend(
-                    "state store",
-                    format!("an update of {} {id} changed its identity", R::KIND),
-                )));
-            }
-            let bytes = self.encode(R::TABLE, id, &record)?;
-            table
-                .insert(id, bytes.as_slice())
-                .map_err(|e| self.error(e))?;
-            Ok(Ok(Some(record)))
-        })
-        .map_err(into_runtime)?
+        let _writer = self.writer();
+        let updated = self
+            .write_checked(|txn| {
+                let mut table = txn
+                    .open_table(R::TABLE.definition())
+                    .map_err(|e| self.error(e))?;
+                let bytes = table
+                    .get(id)
+                    .map_err(|e| self.error(e))?
+                    .map(|v| v.value().to_vec());
+                let Some(bytes) = bytes else {
+                    return Ok(Ok(None));
+                };
+                let mut record: R = self.decode(R::TABLE, id, &bytes)?;
+                let before = record.container_id().clone();
+                change(&mut record);
+                if record.id() != id || *record.container_id() != before {
+                    return Ok(Err(runtimes::Error::backend(
+                        "state store",
+                        format!("an update of {} {id} changed its identity", R::KIND),
+                    )));
+                }
+                let bytes = self.encode(R::TABLE, id, &record)?;
+                table
+                    .insert(id, bytes.as_slice())
+                    .map_err(|e| self.error(e))?;
+                Ok(Ok(Some(record)))
+            })
+            .map_err(into_runtime)??;
+        if let Some(record) = &updated {
+            self.indexed(|index| index.put(record.clone()));
+        }
+        Ok(updated)
     }
 
     /// Deletes the record `id` and releases its ContainerId; deleting an absent record
     /// succeeds.
     pub fn remove<R: Record>(&self, id: &str) -> runtimes::Result<()> {
+        let _writer = self.writer();
         self.write_checked(|txn| {
             self.remove_in::<R>(txn, id)?;
-            Ok(Ok(()))
+            Ok(Ok::<(), runtimes::Error>(()))
         })
-        .map_err(into_runtime)?
+        .map_err(into_runtime)??;
+        self.indexed(|index| index.drop_record::<R>(id));
+        Ok(())
     }
 
     /// Deletes the pod sandbox `sandbox` and the containers `containers` with their
     /// ContainerIds, in one transaction (RemovePodSandbox: one commit, one fsync, and
     /// never a pod left with half its containers).
     pub fn remove_pod(&self, sandbox: &str, containers: &[String]) -> runtimes::Result<()> {
+        let _writer = self.writer();
         self.write_checked(|txn| {
             for id in containers {
                 self.remove_in::<ContainerRecord>(txn, id)?;
@@ -230,7 +287,14 @@ impl Store {
             self.remove_in::<SandboxRecord>(txn, sandbox)?;
             Ok(Ok::<(), runtimes::Error>(()))
         })
-        .map_err(into_runtime)?
+        .map_err(into_runtime)??;
+        self.indexed(|index| {
+            for id in containers {
+                index.drop_record::<ContainerRecord>(id);
+            }
+            index.drop_record::<SandboxRecord>(sandbox);
+        });
+        Ok(())
     }
 
     /// [`Store::remove`] inside `txn`.

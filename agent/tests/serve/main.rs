@@ -16,6 +16,7 @@ mod image_errors;
 mod image_pull;
 mod image_verbs;
 mod lifecycle;
+mod listing;
 mod logs;
 mod many_containers;
 mod many_pods;

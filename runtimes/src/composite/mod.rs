@@ -37,8 +37,8 @@ use crate::id::ContainerId;
 use crate::runtime::Runtime;
 use crate::types::{AttachRequest, ExecStreamRequest, PortStream, StreamSession};
 use crate::types::{
-    ContainerSpec, ContainerStats, ContainerStatus, ExecOutput, ExecRequest, Features, FsUsage,
-    ImageInfo, PullRequest, SandboxSpec, SandboxStats, SandboxStatus,
+    ContainerSpec, ContainerState, ContainerStats, ContainerStatus, ExecOutput, ExecRequest,
+    Features, FsUsage, ImageInfo, PullRequest, SandboxSpec, SandboxStats, SandboxStatus,
 };
 
 pub use dispatch::ISOLATION_ANNOTATION;
@@ -333,6 +333,35 @@ impl Runtime for CompositeRuntime {
 
     async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus> {
         self.owner(id)?.container_status(id).await
+    }
+
+    /// Each backend is asked once, for its own containers.
+    async fn container_states(&self, ids: &[ContainerId]) -> Vec<Result<ContainerState>> {
+        let mut states: Vec<Option<Result<ContainerState>>> = ids.iter().map(|_| None).collect();
+        let mut groups: Vec<(Arc<dyn Runtime>, Vec<usize>)> = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            match self.owner(id) {
+                Ok(backend) => match groups.iter_mut().find(|(b, _)| Arc::ptr_eq(b, &backend)) {
+                    Some((_, members)) => members.push(i),
+                    None => groups.push((backend, vec![i])),
+                },
+                Err(e) => states[i] = Some(Err(e)),
+            }
+        }
+        let asked = groups.iter().map(|(backend, members)| {
+            let mine: Vec<ContainerId> = members.iter().map(|&i| ids[i].clone()).collect();
+            async move { backend.container_states(&mine).await }
+        });
+        for ((_, members), answers) in groups.iter().zip(futures::future::join_all(asked).await) {
+            for (&i, answer) in members.iter().zip(answers) {
+                states[i] = Some(answer);
+            }
+        }
+        states
+            .into_iter()
+            .zip(ids)
+            .map(|(s, id)| s.unwrap_or_else(|| Err(Error::not_found("container", id))))
+            .collect()
     }
 
     async fn update_container_resources(

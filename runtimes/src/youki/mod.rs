@@ -45,9 +45,9 @@ use crate::image::ImageStore;
 use crate::network::Network;
 use crate::runtime::Runtime;
 use crate::types::{
-    AttachRequest, ContainerSpec, ContainerStats, ContainerStatus, ExecOutput, ExecRequest,
-    ExecStreamRequest, Features, FsUsage, ImageInfo, PortStream, PullRequest, SandboxSpec,
-    SandboxStats, SandboxStatus, StreamSession,
+    AttachRequest, ContainerSpec, ContainerState, ContainerStats, ContainerStatus, ExecOutput,
+    ExecRequest, ExecStreamRequest, Features, FsUsage, ImageInfo, PortStream, PullRequest,
+    SandboxSpec, SandboxStats, SandboxStatus, StreamSession,
 };
 use backend::Backend;
 use cgroups::Hierarchy;
@@ -248,6 +248,10 @@ impl Runtime for YoukiRuntime {
 
     async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus> {
         self.backend.container_status(id).await
+    }
+
+    async fn container_states(&self, ids: &[ContainerId]) -> Vec<Result<ContainerState>> {
+        self.backend.container_states(ids).await
     }
 
     async fn update_container_resources(

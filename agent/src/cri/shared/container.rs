@@ -15,6 +15,13 @@ const UNKNOWN_EXIT_CODE: i32 = 255;
 /// in a reboot, say) has exited for an unknown reason, so kubelet replaces it; any
 /// other failure to ask makes its state unknown, with the failure as message.
 pub(in crate::cri) async fn observe(cri: &Cri, record: &ContainerRecord) -> ContainerStatus {
+    let status = observe_backend(cri, record).await;
+    // Listings show what was seen last (unknown is asked again there anyway).
+    cri.store.set_container_state(&record.id, status.state);
+    status
+}
+
+async fn observe_backend(cri: &Cri, record: &ContainerRecord) -> ContainerStatus {
     match cri.runtime.container_status(&record.container_id).await {
         Ok(status) => status,
         Err(err) if err.is_not_found() => ContainerStatus {
@@ -33,6 +40,50 @@ pub(in crate::cri) async fn observe(cri: &Cri, record: &ContainerRecord) -> Cont
             ..ContainerStatus::default()
         },
     }
+}
+
+/// The state of each of `records` as a listing shows it, without asking each
+/// container's backend for its status: the index keeps the state last seen, an exit
+/// is for good, and every other state is checked again in one batched call
+/// ([`runtimes::Runtime::container_states`]: for youki a stat of each exit record and
+/// a poll of the pod supervisors' pidfds, no socket round trip). The youki supervisors
+/// send no exit notices the agent could wait on without a connection per container,
+/// and this check costs less than a listing's answer, so doing it on each listing keeps
+/// a container that ended by itself listed exited as soon as its exit is recorded,
+/// with no task to run or stop. As [`observe`], a container its backend lost has
+/// exited and one it cannot be asked about is unknown (asked again next time).
+pub(in crate::cri) async fn listed_states(
+    cri: &Cri,
+    records: &[impl std::ops::Deref<Target = ContainerRecord>],
+) -> Vec<ContainerState> {
+    let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    let mut states = cri.store.container_states(&ids);
+    let stale: Vec<usize> = (0..records.len())
+        .filter(|&i| states[i] != Some(ContainerState::Exited))
+        .collect();
+    if !stale.is_empty() {
+        let asked: Vec<runtimes::ContainerId> = stale
+            .iter()
+            .map(|&i| records[i].container_id.clone())
+            .collect();
+        let answers = cri.runtime.container_states(&asked).await;
+        for (&i, answer) in stale.iter().zip(answers) {
+            let state = match answer {
+                Ok(state) => state,
+                Err(err) if err.is_not_found() => ContainerState::Exited,
+                Err(err) => {
+                    tracing::debug!(container = %records[i].id, error = %err, "no state for the listing");
+                    ContainerState::Unknown
+                }
+            };
+            cri.store.set_container_state(&records[i].id, state);
+            states[i] = Some(state);
+        }
+    }
+    states
+        .into_iter()
+        .map(|s| s.unwrap_or(ContainerState::Unknown))
+        .collect()
 }
 
 /// `FailedPrecondition` unless the backend sees the container running (what `Exec`

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use runtimes::{ContainerId, Error};
 
 use crate::identity::CONTAINER_ID_LABEL;
-use crate::store::{Record, Store, Table};
+use crate::store::{Query, Record, Store, Table};
 use crate::telemetry::{self, CallField};
 
 /// The record `id` names: its CRI id, or a prefix of exactly one. Records whose creation
@@ -65,9 +65,9 @@ pub(in crate::cri) fn find<R: Record>(
 /// Every record of kind `R` whose creation finished.
 pub(in crate::cri) fn visible<R: Record>(store: &Store) -> runtimes::Result<Vec<R>> {
     Ok(store
-        .list::<R>()?
+        .query::<R>(&Query::default())?
         .into_iter()
-        .filter(|r| !r.is_creating())
+        .map(|r| R::clone(&r))
         .collect())
 }
 
