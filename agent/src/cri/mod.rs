@@ -153,6 +153,7 @@ impl Cri {
     /// The tonic services to add to a server.
     pub fn into_services(self) -> (RuntimeServiceServer<Cri>, ImageServiceServer<Cri>) {
         let cri = Arc::new(self);
+        tokio::spawn(shared::events::watch_exits(Arc::downgrade(&cri)));
         (
             RuntimeServiceServer::from_arc(cri.clone())
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)

@@ -1,5 +1,5 @@
 //! `GetContainerEvents` on real pods: a gRPC subscriber and `crictl events` both see
-//! each lifecycle step, in order, with the pod's status.
+//! each lifecycle step, in order, with the pod's status, and a container's own exit.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -110,5 +110,26 @@ async fn a_grpc_subscriber_and_crictl_events_see_each_step() -> Result<()> {
         "{text}"
     );
     watcher.kill().await?;
+
+    // A container that exits by itself is a stop event, nobody asking about it.
+    let pod = run_pod(&mut client, &pod_config).await?;
+    let quitter = world.container("quitter", &["sh", "-c", "sleep 1; exit 3"]);
+    let id = create_and_start(&mut client, &pod, &pod_config, &quitter).await?;
+    let stopped = loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .context("no stop event within 10 s of the exit")?
+            .context("the stream ended")??;
+        if event.container_event_type() == ContainerStoppedEvent && event.container_id == id {
+            break event;
+        }
+    };
+    let status = stopped
+        .containers_statuses
+        .iter()
+        .find(|c| c.id == id)
+        .context("no status of the container")?;
+    assert_eq!(status.exit_code, 3, "{status:?}");
+    stop_and_remove_pod(&mut client, &pod).await?;
     Ok(())
 }

@@ -7,7 +7,10 @@
 //! (ended with `ABORTED`, and a log line), which kubelet answers by relisting. No
 //! status is built while nobody subscribes.
 
+use std::collections::HashSet;
 use std::pin::Pin;
+use std::sync::{Mutex, Weak};
+use std::time::Duration;
 
 use futures::Stream;
 use k8s_cri::v1::{
@@ -17,11 +20,13 @@ use k8s_cri::v1::{
 use tokio::sync::broadcast::{self, error::RecvError};
 use tonic::Status;
 
+use super::container::listed_states;
 use super::objects::{find, now_nanos, visible};
 use crate::cri::container_status::container_status;
 use crate::cri::pod_sandbox_status::pod_sandbox_status;
 use crate::cri::Cri;
-use crate::store::{ContainerRecord, SandboxRecord};
+use crate::store::{ContainerRecord, Query, SandboxRecord};
+use runtimes::types::ContainerState;
 
 /// Events a subscriber may fall behind before its stream is ended.
 pub(in crate::cri) const CAPACITY: usize = 1024;
@@ -29,17 +34,80 @@ pub(in crate::cri) const CAPACITY: usize = 1024;
 /// The stream `GetContainerEvents` answers.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<ContainerEventResponse, Status>> + Send>>;
 
+/// How often containers are checked for exits of their own while someone subscribes
+/// (kubelet's generic PLEG relists as often).
+pub(in crate::cri) const EXIT_CHECK: Duration = Duration::from_secs(1);
+
 /// The node's event channel.
 pub(in crate::cri) struct Events {
     tx: broadcast::Sender<ContainerEventResponse>,
+    /// Containers whose stop was published (by StopContainer or by [`watch_exits`]),
+    /// so an exit is published once.
+    stopped: Mutex<HashSet<String>>,
 }
 
 impl Default for Events {
     fn default() -> Self {
         Events {
             tx: broadcast::channel(CAPACITY).0,
+            stopped: Mutex::default(),
         }
     }
+}
+
+/// Publishes a stop event for each container that exited on its own (its process
+/// ended, or was OOM-killed), checked every [`EXIT_CHECK`] while someone subscribes,
+/// with the batched state check the listings use (no call per container). Ends when
+/// the services are gone.
+pub(in crate::cri) async fn watch_exits(cri: Weak<Cri>) {
+    let mut ticks = tokio::time::interval(EXIT_CHECK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut primed = false;
+    loop {
+        ticks.tick().await;
+        let Some(cri) = cri.upgrade() else { return };
+        if !cri.events.listened() {
+            // Exits while nobody listened are not news to a later subscriber.
+            primed = false;
+            continue;
+        }
+        cri.events.publish_exits(&cri, primed).await;
+        primed = true;
+    }
+}
+
+impl Events {
+    /// One exit check: publishes a stop for each exited container not yet published
+    /// (only notes them when `!publish`, the first check after nobody listened).
+    pub(in crate::cri) async fn publish_exits(&self, cri: &Cri, publish: bool) {
+        let Ok(records) = cri.store.query::<ContainerRecord>(&Query::default()) else {
+            return;
+        };
+        let states = listed_states(cri, &records).await;
+        let exited: Vec<(&str, &str)> = {
+            let mut stopped = lock(&self.stopped);
+            // Forget containers removed with their pods (no delete event of their own).
+            stopped.retain(|id| records.iter().any(|r| &r.id == id));
+            records
+                .iter()
+                .zip(states)
+                .filter(|(r, s)| *s == ContainerState::Exited && !stopped.contains(&r.id))
+                .map(|(r, _)| (r.id.as_str(), r.sandbox_id.as_str()))
+                .collect()
+        };
+        for (id, pod) in exited {
+            if publish {
+                self.publish(cri, ContainerEventType::ContainerStoppedEvent, id, pod)
+                    .await;
+            } else {
+                lock(&self.stopped).insert(id.to_string());
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Events {
@@ -76,6 +144,19 @@ impl Events {
         container_id: &str,
         pod_id: &str,
     ) {
+        match kind {
+            // A stop is news once: StopContainer of a container that exited by itself
+            // (or a second stop) publishes nothing.
+            ContainerEventType::ContainerStoppedEvent
+                if !lock(&self.stopped).insert(container_id.to_string()) =>
+            {
+                return;
+            }
+            ContainerEventType::ContainerDeletedEvent => {
+                lock(&self.stopped).remove(container_id);
+            }
+            _ => {}
+        }
         if self.tx.receiver_count() == 0 {
             return;
         }
@@ -246,11 +327,53 @@ mod tests {
         assert_eq!(started.containers_statuses[0].id, id);
         assert_eq!(
             started.containers_statuses[0].state(),
-            ContainerState::ContainerRunning
+            k8s_cri::v1::ContainerState::ContainerRunning
         );
         assert!(got[5].containers_statuses.is_empty(), "{:?}", got[5]);
         assert!(got[7].pod_sandbox_status.is_none(), "{:?}", got[7]);
         assert!(got.windows(2).all(|w| w[0].created_at <= w[1].created_at));
+    }
+
+    #[tokio::test]
+    async fn a_container_that_exits_by_itself_is_stopped_once() {
+        let h = Harness::new().await;
+        let pod = h.run_pod("web").await;
+        let before = h.start(&pod, "before").await;
+        let app = h.start(&pod, "app").await;
+        h.mock.exit_container(&h.container_id_of(&before), 0);
+        let mut events = h.cri.events.subscribe();
+        // The first check after a subscriber came only notes what exited before.
+        h.cri.events.publish_exits(&h.cri, false).await;
+        h.mock.exit_container(&h.container_id_of(&app), 3);
+        h.cri.events.publish_exits(&h.cri, true).await;
+        h.cri.events.publish_exits(&h.cri, true).await;
+        // kubelet then stops it: no second stop event.
+        h.cri
+            .stop_container(Request::new(StopContainerRequest {
+                container_id: app.clone(),
+                timeout: 0,
+            }))
+            .await
+            .unwrap();
+        h.cri
+            .remove_container(Request::new(RemoveContainerRequest {
+                container_id: app.clone(),
+            }))
+            .await
+            .unwrap();
+        let stopped = events.next().await.unwrap().unwrap();
+        assert_eq!(
+            (kind(&stopped), stopped.container_id.as_str()),
+            (ContainerEventType::ContainerStoppedEvent, app.as_str())
+        );
+        let exited = stopped
+            .containers_statuses
+            .iter()
+            .find(|c| c.id == app)
+            .unwrap();
+        assert_eq!(exited.exit_code, 3);
+        let deleted = events.next().await.unwrap().unwrap();
+        assert_eq!(kind(&deleted), ContainerEventType::ContainerDeletedEvent);
     }
 
     #[tokio::test]
