@@ -7,6 +7,7 @@ mod campaign;
 mod container_errors;
 mod containerd;
 mod crash;
+mod cri_metrics;
 mod delegate;
 mod doctor;
 mod events;

@@ -199,13 +199,11 @@ runtime_service! {
         attach: AttachRequest => AttachResponse;
         port_forward: PortForwardRequest => PortForwardResponse;
         update_runtime_config: UpdateRuntimeConfigRequest => UpdateRuntimeConfigResponse;
+        list_metric_descriptors: ListMetricDescriptorsRequest => ListMetricDescriptorsResponse;
+        list_pod_sandbox_metrics: ListPodSandboxMetricsRequest => ListPodSandboxMetricsResponse;
     }
     unimplemented {
         checkpoint_container = "CheckpointContainer":
             CheckpointContainerRequest => CheckpointContainerResponse, not_in_this_version;
-        list_metric_descriptors = "ListMetricDescriptors":
-            ListMetricDescriptorsRequest => ListMetricDescriptorsResponse, not_in_this_version;
-        list_pod_sandbox_metrics = "ListPodSandboxMetrics":
-            ListPodSandboxMetricsRequest => ListPodSandboxMetricsResponse, not_in_this_version;
     }
 }
