@@ -25,12 +25,24 @@ pub struct Index {
     pub pods: BTreeMap<ContainerId, PodRecord>,
     /// Containers by id.
     pub containers: BTreeMap<ContainerId, ContainerRecord>,
+    /// Removed containers whose teardown runs or failed (phase `Removing`): kept apart
+    /// so that no verb sees them.
+    pub removing: BTreeMap<ContainerId, ContainerRecord>,
 }
 
 impl Index {
     /// The containers of `pod`.
     pub fn containers_of(&self, pod: &ContainerId) -> Vec<ContainerRecord> {
         self.containers
+            .values()
+            .filter(|c| &c.pod == pod)
+            .cloned()
+            .collect()
+    }
+
+    /// The removed containers of `pod` whose teardown is not done.
+    pub fn removing_of(&self, pod: &ContainerId) -> Vec<ContainerRecord> {
+        self.removing
             .values()
             .filter(|c| &c.pod == pod)
             .cloned()

@@ -71,6 +71,10 @@ pub enum ContainerPhase {
     Creating,
     /// Created in its supervisor.
     Created,
+    /// RemoveContainer answered: it is dead and deleted in its supervisor; its rootfs,
+    /// cgroup and files go in the background (or at the next start). NotFound to every
+    /// verb.
+    Removing,
 }
 
 /// What the backend knows about a container.

@@ -45,6 +45,9 @@ pub fn load_index(layout: &Layout) -> Result<Index> {
     }
     for k in entries(&layout.containers())? {
         match records::load::<ContainerRecord>(&layout.container_record(&k))? {
+            Some(r) if r.phase == ContainerPhase::Removing => {
+                index.removing.insert(r.id.clone(), r);
+            }
             Some(r) => {
                 index.containers.insert(r.id.clone(), r);
             }
@@ -82,13 +85,21 @@ fn remove_dir(dir: &Path) -> Result<()> {
 /// Reconciles the loaded records with what runs; returns what could not be done now.
 pub async fn reconcile(backend: &Arc<Backend>) -> Vec<Error> {
     let mut errors = Vec::new();
-    let (pods, containers): (Vec<PodRecord>, Vec<ContainerRecord>) = {
+    let (pods, containers, removing): (Vec<PodRecord>, Vec<ContainerRecord>, Vec<_>) = {
         let index = backend.index();
         (
             index.pods.values().cloned().collect(),
             index.containers.values().cloned().collect(),
+            index.removing.values().cloned().collect(),
         )
     };
+    // Removed containers whose teardown a crash (or a failure) cut short.
+    for c in removing {
+        let me = backend.clone();
+        if let Err(e) = blocking(move || me.discard_container(&c)).await {
+            errors.push(e);
+        }
+    }
     // Containers first: an orphan, or one whose creation was cut short, goes.
     for c in containers {
         let orphan = !pods.iter().any(|p| p.id == c.pod);

@@ -57,6 +57,8 @@ impl Backend {
                 "CreateContainer {id}: pod sandbox {sandbox} is not ready"
             )));
         }
+        // A removed container of that id whose teardown failed is finished first.
+        self.finish_removal(id)?;
         if self.index().containers.contains_key(id) {
             return Err(Error::AlreadyExists {
                 kind: "container",

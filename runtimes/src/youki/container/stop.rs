@@ -153,6 +153,7 @@ mod tests {
             .unwrap();
         f.backend.remove_container(&app).await.unwrap();
         assert!(f.backend.container(&app).is_err());
+        drop(f.backend.lock(&key(&app)).await); // the background teardown's end
         assert!(f.files().iter().all(|p| !p.contains(&key(&app))));
     }
 }

@@ -104,6 +104,16 @@ pub async fn teardown(backend: &Arc<Backend>, record: &PodRecord) -> Vec<Error> 
             errors.push(e);
         }
     }
+    // Removed containers (those too whose removal ran meanwhile): their background
+    // teardown is awaited (through their lock), a failed one retried.
+    let removing = backend.index().removing_of(&record.id);
+    for c in removing {
+        let _ctr = backend.lock(&key(&c.id)).await;
+        let me = backend.clone();
+        if let Err(e) = blocking(move || me.finish_removal(&c.id)).await {
+            errors.push(e);
+        }
+    }
     if record.netns.is_some() {
         if let Err(e) = backend
             .host
