@@ -5,9 +5,9 @@ use k8s_cri::v1 as cri;
 use runtimes::Runtime;
 
 use super::shared::metrics::{container_metrics, sandbox_metrics};
-use super::shared::objects::{successes, visible};
+use super::shared::objects::{containers_of, successes, visible};
 use super::Cri;
-use crate::store::{ContainerRecord, SandboxRecord};
+use crate::store::SandboxRecord;
 
 /// The metrics of every pod with stats, and of its containers with stats. A pod or
 /// container without (stopped, gone meanwhile, or its backend failed) is left out
@@ -17,25 +17,16 @@ pub(super) async fn list_pod_sandbox_metrics(
     _: cri::ListPodSandboxMetricsRequest,
 ) -> runtimes::Result<cri::ListPodSandboxMetricsResponse> {
     let sandboxes = visible::<SandboxRecord>(&cri.store)?;
-    let containers = visible::<ContainerRecord>(&cri.store)?;
-    let read = join_all(sandboxes.iter().map(|s| {
-        let theirs: Vec<&ContainerRecord> =
-            containers.iter().filter(|c| c.sandbox_id == s.id).collect();
-        read(cri, s, theirs)
-    }))
-    .await;
+    let read = join_all(sandboxes.iter().map(|s| read(cri, s))).await;
     Ok(cri::ListPodSandboxMetricsResponse {
         pod_metrics: successes("metrics", &sandboxes, read),
     })
 }
 
-/// The metrics of the pod `sandbox` and of those of `containers` that have stats.
-async fn read(
-    cri: &Cri,
-    sandbox: &SandboxRecord,
-    containers: Vec<&ContainerRecord>,
-) -> runtimes::Result<cri::PodSandboxMetrics> {
+/// The metrics of the pod `sandbox` and of those of its containers that have stats.
+async fn read(cri: &Cri, sandbox: &SandboxRecord) -> runtimes::Result<cri::PodSandboxMetrics> {
     let usage = cri.runtime.pod_sandbox_stats(&sandbox.container_id).await?;
+    let containers = containers_of(&cri.store, &sandbox.id)?;
     let read = join_all(
         containers
             .iter()

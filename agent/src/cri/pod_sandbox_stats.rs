@@ -4,10 +4,10 @@ use k8s_cri::v1 as cri;
 use runtimes::Runtime;
 
 use super::list_container_stats::container_stats_of;
-use super::shared::objects::{resolve, visible};
+use super::shared::objects::{containers_of, resolve};
 use super::shared::stats;
 use super::Cri;
-use crate::store::{ContainerRecord, SandboxRecord};
+use crate::store::SandboxRecord;
 
 const METHOD: &str = "PodSandboxStats";
 
@@ -28,11 +28,7 @@ pub(super) async fn read(
     record: &SandboxRecord,
 ) -> runtimes::Result<cri::PodSandboxStats> {
     let usage = cri.runtime.pod_sandbox_stats(&record.container_id).await?;
-    let containers: Vec<ContainerRecord> = visible::<ContainerRecord>(&cri.store)?
-        .into_iter()
-        .filter(|c| c.sandbox_id == record.id)
-        .collect();
-    let containers = container_stats_of(cri, &containers).await;
+    let containers = container_stats_of(cri, &containers_of(&cri.store, &record.id)?).await;
     Ok(stats::sandbox_stats(&cri.cpu, record, &usage, containers))
 }
 

@@ -6,23 +6,15 @@ use super::metrics::ObjectCounts;
 use crate::store::{ContainerPhase, ContainerRecord, SandboxPhase, SandboxRecord, Store};
 
 /// Pods by phase and runtime handler, containers by phase and their pod's handler,
-/// and the store file's size. A store that cannot be read counts nothing (the scrape
-/// still answers; the failure is logged).
+/// and the store file's size; from the store's in-memory index, so a scrape reads no
+/// table.
 pub fn count(store: &Store) -> ObjectCounts {
     let mut counts = ObjectCounts {
         store_bytes: std::fs::metadata(store.path()).map_or(0, |m| m.len()),
         ..Default::default()
     };
-    let (pods, containers) = match (
-        store.list::<SandboxRecord>(),
-        store.list::<ContainerRecord>(),
-    ) {
-        (Ok(p), Ok(c)) => (p, c),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::warn!(error = %e, "metrics: cannot count pods and containers");
-            return counts;
-        }
-    };
+    let pods = store.indexed_records::<SandboxRecord>();
+    let containers = store.indexed_records::<ContainerRecord>();
     let mut handler_of = HashMap::new();
     for pod in &pods {
         let state = match pod.phase {

@@ -186,26 +186,28 @@ pub(crate) fn write_if_none(dir: &Path, file: &str, conflist: &Value) -> Result<
     {
         return Ok(false);
     }
-    let target = dir.join(file);
-    // Written aside and renamed so a reader never sees half a file; the temporary name's
-    // extension is not one the loader picks up.
+    let mut text = serde_json::to_vec_pretty(conflist).unwrap_or_default();
+    text.push(b'\n');
+    write_atomically(dir, file, &text)?;
+    Ok(true)
+}
+
+/// Writes `text` as `dir/file` aside and renames it, so a reader never sees half a
+/// file; the temporary name's extension is not one the loader picks up.
+pub(crate) fn write_atomically(dir: &Path, file: &str, text: &[u8]) -> Result<()> {
+    fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
     let tmp = dir.join(format!(".{file}.{}.tmp", std::process::id()));
-    let text = serde_json::to_vec_pretty(conflist).unwrap_or_default();
-    let write = || -> io::Result<()> {
+    let target = dir.join(file);
+    let write = || -> std::io::Result<()> {
         let mut f = fs::File::create(&tmp)?;
-        f.write_all(&text)?;
-        f.write_all(b"\n")?;
+        f.write_all(text)?;
         f.sync_all()?;
         fs::rename(&tmp, &target)
     };
-    write().map_err(|e| {
+    write().io_context(|| {
         let _ = fs::remove_file(&tmp);
-        crate::error::Error::io(
-            format!("writing the default CNI config {}", target.display()),
-            e,
-        )
-    })?;
-    Ok(true)
+        format!("writing {}", target.display())
+    })
 }
 
 #[cfg(test)]

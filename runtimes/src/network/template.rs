@@ -5,13 +5,12 @@
 //! learns at start-up, not when a pod's ADD fails.
 
 use std::fs;
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::conflist::NetworkList;
+use super::conflist::{write_atomically, NetworkList};
 use crate::error::{Error, IoContext, Result};
 
 /// The file the rendered template becomes inside `conf_dir`: sorted before berth's
@@ -145,23 +144,6 @@ pub(crate) fn recorded(run_dir: &Path) -> Option<String> {
 /// Records `pod_cidr` under `run_dir`.
 pub(crate) fn record(run_dir: &Path, pod_cidr: &str) -> Result<()> {
     write_atomically(run_dir, POD_CIDR_FILE, format!("{pod_cidr}\n").as_bytes())
-}
-
-fn write_atomically(dir: &Path, file: &str, text: &[u8]) -> Result<()> {
-    fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
-    // The temporary name's extension is not one the CNI loader picks up.
-    let tmp = dir.join(format!(".{file}.{}.tmp", std::process::id()));
-    let target = dir.join(file);
-    let write = || -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(text)?;
-        f.sync_all()?;
-        fs::rename(&tmp, &target)
-    };
-    write().io_context(|| {
-        let _ = fs::remove_file(&tmp);
-        format!("writing {}", target.display())
-    })
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tonic::Status;
 
 use super::container::listed_states;
-use super::objects::{find, now_nanos, visible};
+use super::objects::{containers_of, find, now_nanos};
 use crate::cri::container_status::container_status;
 use crate::cri::pod_sandbox_status::pod_sandbox_status;
 use crate::cri::Cri;
@@ -217,11 +217,11 @@ pub(in crate::cri) fn pod_target(cri: &Cri, id: &str) -> Option<Target> {
 
 /// The statuses of the pod's containers now (one that vanishes meanwhile is left out).
 async fn statuses_of(cri: &Cri, pod_id: &str) -> Vec<ContainerStatus> {
-    let Ok(records) = visible::<ContainerRecord>(&cri.store) else {
+    let Ok(records) = containers_of(&cri.store, pod_id) else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for record in records.into_iter().filter(|c| c.sandbox_id == pod_id) {
+    for record in records {
         let request = ContainerStatusRequest {
             container_id: record.id,
             verbose: false,

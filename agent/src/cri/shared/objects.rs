@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use runtimes::{ContainerId, Error};
 
 use crate::identity::CONTAINER_ID_LABEL;
-use crate::store::{Query, Record, Store, Table};
+use crate::store::{ContainerRecord, Query, Record, Store, Table};
 use crate::telemetry::{self, CallField};
 
 /// The record `id` names: its CRI id, or a prefix of exactly one. Records whose creation
@@ -68,6 +68,24 @@ pub(in crate::cri) fn visible<R: Record>(store: &Store) -> runtimes::Result<Vec<
         .query::<R>(&Query::default())?
         .into_iter()
         .map(|r| R::clone(&r))
+        .collect())
+}
+
+/// The containers of the pod `pod_id` whose creation finished, from the index's
+/// lookup by sandbox (not a pass over every container).
+pub(in crate::cri) fn containers_of(
+    store: &Store,
+    pod_id: &str,
+) -> runtimes::Result<Vec<ContainerRecord>> {
+    Ok(store
+        .query::<ContainerRecord>(&Query {
+            sandbox: pod_id,
+            ..Query::default()
+        })?
+        .into_iter()
+        // A whole id is a prefix of itself only: the query matches prefixes.
+        .filter(|c| c.sandbox_id == pod_id)
+        .map(|c| ContainerRecord::clone(&c))
         .collect())
 }
 
