@@ -131,6 +131,25 @@ pub fn from_status(service: String, status: tonic::Status) -> Error {
 
 /// True when tonic made the status itself because the connection failed (its source
 /// is a transport error), not the delegate.
+/// Whether `status` is a dial that timed out (the connect timeout, which bounds the
+/// TLS handshake too, expired): the peer took no connection or never answered one.
+/// A call that merely waited for another call's dial on the shared channel fails with
+/// this error however briefly it waited itself, so the kind, not the time, tells a
+/// silent peer.
+pub fn timed_out(status: &tonic::Status) -> bool {
+    use std::error::Error as _;
+    let mut source = status.source();
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        source = e.source();
+    }
+    false
+}
+
 fn is_transport(status: &tonic::Status) -> bool {
     use std::error::Error as _;
     status.source().is_some() || status.message().contains("transport error")

@@ -153,16 +153,19 @@ async fn handshake(
             service: service.clone(),
             message: format!("{NO_HANDSHAKE} {timeout:?}"),
         })?
-        .map_err(|s| match connect::from_status(service.clone(), s) {
-            // Slow to fail (the connect timed out, its TLS handshake unanswered): the
-            // peer is silent, as when no handshake came at all.
-            Error::Unavailable { service, message } if started.elapsed() >= timeout / 2 => {
-                Error::Unavailable {
+        .map_err(|s| {
+            // The dial timed out (its TLS handshake unanswered), or the call was slow
+            // to fail: the peer is silent, as when no handshake came at all. Both
+            // tests count: the probe may have joined a dial another call began, and
+            // then fails soon after it started.
+            let silent = connect::timed_out(&s) || started.elapsed() >= timeout / 2;
+            match connect::from_status(service.clone(), s) {
+                Error::Unavailable { service, message } if silent => Error::Unavailable {
                     service,
                     message: format!("{NO_HANDSHAKE} {timeout:?}: {message}"),
-                }
+                },
+                e => e,
             }
-            e => e,
         })?
         .into_inner();
     if let Some(f) = answer.features {
