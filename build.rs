@@ -1,12 +1,25 @@
 //! Compiles `proto/*.proto` into Rust (prost). The supervisor protocol is messages
 //! only (plain length-prefixed frames over a unix socket); the delegate protocol is a
-//! gRPC service, so tonic generates its client and server too. The CRI services
-//! berth serves come from `k8s-cri`.
+//! gRPC service, so tonic generates its client and server too, as for the CRI
+//! services berth serves (`proto/cri.proto`). CRI messages also derive serde: the
+//! state store keeps pod and container configs as JSON.
 
 use std::io;
 
 fn main() -> io::Result<()> {
     println!("cargo:rerun-if-changed=proto");
     prost_build::compile_protos(&["proto/supervisor.proto"], &["proto"])?;
+    tonic_prost_build::configure()
+        .type_attribute(
+            ".runtime.v1",
+            "#[derive(serde::Serialize, serde::Deserialize)]",
+        )
+        // Kubernetes 1.37 made an env value bytes; records stored before keep it as
+        // a JSON string, which must still load.
+        .field_attribute(
+            ".runtime.v1.KeyValue.value",
+            "#[serde(with = \"crate::text_or_bytes\")]",
+        )
+        .compile_protos(&["proto/cri.proto"], &["proto"])?;
     tonic_prost_build::configure().compile_protos(&["proto/delegate.proto"], &["proto"])
 }

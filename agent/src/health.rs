@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use berth::config::Config;
 use berth::Error;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use k8s_cri::v1::StatusRequest;
+use berth_proto::cri::v1::runtime_service_client::RuntimeServiceClient;
+use berth_proto::cri::v1::StatusRequest;
 use tonic::transport::Endpoint;
 
 /// The conditions a node needs before kubelet runs pods on it.

@@ -1,6 +1,6 @@
 //! `Attach`: checks the request and answers the streaming server's URL for it.
 
-use k8s_cri::v1::{AttachRequest, AttachResponse};
+use berth_proto::cri::v1::{AttachRequest, AttachResponse};
 use runtimes::types::{AttachRequest as Attach, StdioRequest};
 
 use super::shared::container::require_running;

@@ -1,6 +1,6 @@
 //! `ContainerStats`.
 
-use k8s_cri::v1 as cri;
+use berth_proto::cri::v1 as cri;
 use runtimes::Runtime;
 
 use super::shared::objects::resolve;

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use k8s_cri::v1 as cri;
+use berth_proto::cri::v1 as cri;
 use runtimes::types::{ContainerState, ContainerStatus};
 use serde_json::json;
 
@@ -61,6 +61,8 @@ fn to_cri_status(record: &ContainerRecord, observed: ContainerStatus) -> cri::Co
             0
         },
         exit_code: observed.exit_code,
+        // The pod's own stop signal; the image's or SIGTERM show as the default.
+        stop_signal: record.config.stop_signal,
         image: Some(image_spec(record)),
         image_ref: image_ref(record),
         reason: reason.to_string(),

@@ -1,6 +1,6 @@
 //! `CreateContainer`.
 
-use k8s_cri::v1::{
+use berth_proto::cri::v1::{
     ContainerConfig, CreateContainerRequest, CreateContainerResponse, PodSandboxConfig,
 };
 use runtimes::types::{ContainerSpec, ImageInfo};
@@ -187,7 +187,7 @@ fn request_fields(
 
 #[cfg(test)]
 mod tests {
-    use k8s_cri::v1 as cri;
+    use berth_proto::cri::v1 as cri;
 
     use super::*;
     use crate::cri::stop_pod_sandbox::stop_pod_sandbox;

@@ -1,7 +1,7 @@
 //! `Exec`: checks the request and answers the streaming server's URL for it; the
 //! command starts when the client connects there.
 
-use k8s_cri::v1::{ExecRequest, ExecResponse};
+use berth_proto::cri::v1::{ExecRequest, ExecResponse};
 use runtimes::types::{ExecStreamRequest, StdioRequest};
 
 use super::shared::container::require_running;

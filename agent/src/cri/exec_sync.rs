@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use k8s_cri::v1::{ExecSyncRequest, ExecSyncResponse};
+use berth_proto::cri::v1::{ExecSyncRequest, ExecSyncResponse};
 use runtimes::types::ExecRequest;
 use runtimes::{Error, Runtime};
 

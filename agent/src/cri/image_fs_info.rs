@@ -2,7 +2,7 @@
 
 use std::time::UNIX_EPOCH;
 
-use k8s_cri::v1::{
+use berth_proto::cri::v1::{
     FilesystemIdentifier, FilesystemUsage, ImageFsInfoRequest, ImageFsInfoResponse, UInt64Value,
 };
 use runtimes::types::FsUsage;

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use k8s_cri::v1::{ImageStatusRequest, ImageStatusResponse};
+use berth_proto::cri::v1::{ImageStatusRequest, ImageStatusResponse};
 use runtimes::Runtime;
 
 use super::shared::image::{requested_image, to_cri_image, verbose_info};
@@ -30,7 +30,7 @@ pub(super) async fn image_status(
 
 #[cfg(test)]
 mod tests {
-    use k8s_cri::v1::ImageSpec;
+    use berth_proto::cri::v1::ImageSpec;
     use runtimes::mock::MockRuntime;
 
     use super::*;

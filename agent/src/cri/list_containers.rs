@@ -1,6 +1,6 @@
 //! `ListContainers`.
 
-use k8s_cri::v1::{ListContainersRequest, ListContainersResponse};
+use berth_proto::cri::v1::{ListContainersRequest, ListContainersResponse};
 
 use super::shared::container::{cri_state, listed_states, to_cri_container};
 use super::Cri;
@@ -40,7 +40,7 @@ pub(super) async fn list_containers(
 mod tests {
     use std::collections::HashMap;
 
-    use k8s_cri::v1 as cri;
+    use berth_proto::cri::v1 as cri;
 
     use super::*;
     use crate::cri::create_container::create_container;

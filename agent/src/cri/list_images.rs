@@ -1,6 +1,6 @@
 //! `ListImages`.
 
-use k8s_cri::v1::{ListImagesRequest, ListImagesResponse};
+use berth_proto::cri::v1::{ListImagesRequest, ListImagesResponse};
 use runtimes::Runtime;
 
 use super::shared::image::{requested_image, to_cri_image};
@@ -31,7 +31,7 @@ pub(super) async fn list_images(
 
 #[cfg(test)]
 mod tests {
-    use k8s_cri::v1::{ImageFilter, ImageSpec};
+    use berth_proto::cri::v1::{ImageFilter, ImageSpec};
     use runtimes::mock::MockRuntime;
     use runtimes::types::{ImageConfig, ImageInfo};
 

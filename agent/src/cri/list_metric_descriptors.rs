@@ -1,6 +1,6 @@
 //! `ListMetricDescriptors`.
 
-use k8s_cri::v1 as cri;
+use berth_proto::cri::v1 as cri;
 
 use super::shared::metrics::descriptors;
 use super::Cri;

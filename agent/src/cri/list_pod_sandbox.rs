@@ -1,7 +1,7 @@
 //! `ListPodSandbox`.
 
+use berth_proto::cri::v1::{ListPodSandboxRequest, ListPodSandboxResponse};
 use futures::future::join_all;
-use k8s_cri::v1::{ListPodSandboxRequest, ListPodSandboxResponse};
 use runtimes::Runtime;
 
 use super::shared::sandbox::{cri_state, settle, to_cri_sandbox};
@@ -53,7 +53,7 @@ async fn phase(cri: &Cri, record: &SandboxRecord) -> SandboxPhase {
 mod tests {
     use std::collections::HashMap;
 
-    use k8s_cri::v1 as cri;
+    use berth_proto::cri::v1 as cri;
 
     use super::*;
     use crate::cri::stop_pod_sandbox::stop_pod_sandbox;

@@ -1,7 +1,7 @@
 //! `ListPodSandboxMetrics`.
 
+use berth_proto::cri::v1 as cri;
 use futures::future::join_all;
-use k8s_cri::v1 as cri;
 use runtimes::Runtime;
 
 use super::shared::metrics::{container_metrics, sandbox_metrics};

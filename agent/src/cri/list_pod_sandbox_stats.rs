@@ -1,7 +1,7 @@
 //! `ListPodSandboxStats`.
 
+use berth_proto::cri::v1 as cri;
 use futures::future::join_all;
-use k8s_cri::v1 as cri;
 
 use super::pod_sandbox_stats::read;
 use super::shared::objects::{id_matches, labels_match, successes, visible};

@@ -51,8 +51,8 @@ pub(crate) use shared::testing;
 
 use std::sync::Arc;
 
-use k8s_cri::v1::image_service_server::ImageServiceServer;
-use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
+use berth_proto::cri::v1::image_service_server::ImageServiceServer;
+use berth_proto::cri::v1::runtime_service_server::RuntimeServiceServer;
 use runtimes::CompositeRuntime;
 
 use crate::config::Config;

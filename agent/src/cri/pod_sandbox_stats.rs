@@ -1,6 +1,6 @@
 //! `PodSandboxStats`.
 
-use k8s_cri::v1 as cri;
+use berth_proto::cri::v1 as cri;
 use runtimes::Runtime;
 
 use super::list_container_stats::container_stats_of;

@@ -1,6 +1,6 @@
 //! `PortForward`: checks the request and answers the streaming server's URL for it.
 
-use k8s_cri::v1::{PortForwardRequest, PortForwardResponse};
+use berth_proto::cri::v1::{PortForwardRequest, PortForwardResponse};
 
 use super::shared::objects::{in_method, resolve};
 use super::Cri;
@@ -32,7 +32,7 @@ pub(super) async fn port_forward(
 
 #[cfg(test)]
 mod tests {
-    use k8s_cri::v1::StopPodSandboxRequest;
+    use berth_proto::cri::v1::StopPodSandboxRequest;
     use runtimes::Error;
 
     use super::*;

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use k8s_cri::v1::{AuthConfig, PullImageRequest, PullImageResponse};
+use berth_proto::cri::v1::{AuthConfig, PullImageRequest, PullImageResponse};
 use runtimes::types::{PullRequest, RegistryAuth};
 use runtimes::Runtime;
 
@@ -51,7 +51,7 @@ fn registry_auth(auth: AuthConfig) -> Option<RegistryAuth> {
 
 #[cfg(test)]
 mod tests {
-    use k8s_cri::v1::ImageSpec;
+    use berth_proto::cri::v1::ImageSpec;
     use runtimes::mock::MockRuntime;
 
     use super::*;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use k8s_cri::v1::{RemoveContainerRequest, RemoveContainerResponse};
+use berth_proto::cri::v1::{RemoveContainerRequest, RemoveContainerResponse};
 use runtimes::types::ContainerState;
 use runtimes::Runtime;
 

@@ -1,6 +1,6 @@
 //! `RemoveImage`.
 
-use k8s_cri::v1::{RemoveImageRequest, RemoveImageResponse};
+use berth_proto::cri::v1::{RemoveImageRequest, RemoveImageResponse};
 use runtimes::Runtime;
 
 use super::shared::image::requested_image;
@@ -17,7 +17,7 @@ pub(super) async fn remove_image(
 
 #[cfg(test)]
 mod tests {
-    use k8s_cri::v1::ImageSpec;
+    use berth_proto::cri::v1::ImageSpec;
     use runtimes::mock::MockRuntime;
 
     use super::*;

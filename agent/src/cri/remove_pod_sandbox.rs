@@ -1,6 +1,6 @@
 //! `RemovePodSandbox`.
 
-use k8s_cri::v1::{RemovePodSandboxRequest, RemovePodSandboxResponse};
+use berth_proto::cri::v1::{RemovePodSandboxRequest, RemovePodSandboxResponse};
 use runtimes::Runtime;
 
 use super::shared::objects::{find, visible};

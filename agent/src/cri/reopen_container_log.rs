@@ -1,6 +1,6 @@
 //! `ReopenContainerLog`.
 
-use k8s_cri::v1::{ReopenContainerLogRequest, ReopenContainerLogResponse};
+use berth_proto::cri::v1::{ReopenContainerLogRequest, ReopenContainerLogResponse};
 use runtimes::types::ContainerState;
 use runtimes::{Error, Runtime};
 

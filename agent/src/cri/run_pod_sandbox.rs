@@ -1,6 +1,6 @@
 //! `RunPodSandbox`.
 
-use k8s_cri::v1::{RunPodSandboxRequest, RunPodSandboxResponse};
+use berth_proto::cri::v1::{RunPodSandboxRequest, RunPodSandboxResponse};
 use runtimes::types::SandboxState;
 use runtimes::{Error, Runtime};
 

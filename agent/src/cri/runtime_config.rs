@@ -1,6 +1,6 @@
 //! `RuntimeConfig`: the cgroup driver kubelet must match.
 
-use k8s_cri::v1::{
+use berth_proto::cri::v1::{
     CgroupDriver, LinuxRuntimeConfiguration, RuntimeConfigRequest, RuntimeConfigResponse,
 };
 

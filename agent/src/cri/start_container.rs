@@ -1,6 +1,6 @@
 //! `StartContainer`.
 
-use k8s_cri::v1::{StartContainerRequest, StartContainerResponse};
+use berth_proto::cri::v1::{StartContainerRequest, StartContainerResponse};
 use runtimes::Runtime;
 
 use super::shared::objects::resolve;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use k8s_cri::v1::{
+use berth_proto::cri::v1::{
     RuntimeCondition, RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus,
     StatusRequest, StatusResponse,
 };
@@ -72,6 +72,10 @@ pub(super) async fn status(
             .collect(),
         features: Some(RuntimeFeatures {
             supplemental_groups_policy: runtime.features().supplemental_groups_policy,
+            // Neither a user namespace with the host's network nor CRI mount
+            // options are honoured yet: kubelet keeps such pods off this node.
+            user_namespaces_host_network: false,
+            mount_options: false,
         }),
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use k8s_cri::v1::{StopContainerRequest, StopContainerResponse};
+use berth_proto::cri::v1::{StopContainerRequest, StopContainerResponse};
 use runtimes::{ContainerId, Runtime};
 
 use super::shared::objects::find;

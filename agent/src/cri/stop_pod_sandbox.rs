@@ -1,6 +1,6 @@
 //! `StopPodSandbox`.
 
-use k8s_cri::v1::{StopPodSandboxRequest, StopPodSandboxResponse};
+use berth_proto::cri::v1::{StopPodSandboxRequest, StopPodSandboxResponse};
 use runtimes::Runtime;
 
 use super::shared::objects::find;

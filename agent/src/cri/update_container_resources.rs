@@ -1,6 +1,6 @@
 //! `UpdateContainerResources`.
 
-use k8s_cri::v1::{UpdateContainerResourcesRequest, UpdateContainerResourcesResponse};
+use berth_proto::cri::v1::{UpdateContainerResourcesRequest, UpdateContainerResourcesResponse};
 use runtimes::{Error, Runtime};
 
 use super::shared::objects::resolve;
@@ -37,7 +37,7 @@ pub(super) async fn update_container_resources(
 
 #[cfg(test)]
 mod tests {
-    use k8s_cri::v1::{ContainerStatusRequest, LinuxContainerResources};
+    use berth_proto::cri::v1::{ContainerStatusRequest, LinuxContainerResources};
 
     use super::*;
     use crate::cri::container_status::container_status;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use k8s_cri::v1::{UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse};
+use berth_proto::cri::v1::{UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse};
 
 use super::Cri;
 
@@ -39,7 +39,7 @@ pub(super) async fn update_runtime_config(
 mod tests {
     use std::sync::Mutex;
 
-    use k8s_cri::v1::{NetworkConfig, RuntimeConfig};
+    use berth_proto::cri::v1::{NetworkConfig, RuntimeConfig};
 
     use super::*;
     use crate::cri::testing::Harness;

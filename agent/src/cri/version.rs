@@ -1,6 +1,6 @@
 //! `Version`: who answers the CRI.
 
-use k8s_cri::v1::{VersionRequest, VersionResponse};
+use berth_proto::cri::v1::{VersionRequest, VersionResponse};
 
 /// The kubelet runtime API version this server speaks (containerd answers the same).
 const KUBELET_API_VERSION: &str = "0.1.0";

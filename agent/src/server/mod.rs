@@ -9,8 +9,8 @@ use std::future::pending;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_cri::v1::image_service_server::ImageServiceServer;
-use k8s_cri::v1::runtime_service_server::RuntimeServiceServer;
+use berth_proto::cri::v1::image_service_server::ImageServiceServer;
+use berth_proto::cri::v1::runtime_service_server::RuntimeServiceServer;
 use runtimes::Runtime;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::oneshot;

@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use k8s_cri::v1::LinuxContainerSecurityContext;
+use berth_proto::cri::v1::LinuxContainerSecurityContext;
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities};
 
 use super::invalid;

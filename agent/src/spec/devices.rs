@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use k8s_cri::v1::ContainerConfig;
+use berth_proto::cri::v1::ContainerConfig;
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType};
 
 use super::host::{DeviceKind, HostDevice, HostLookup};

@@ -47,7 +47,7 @@ use std::collections::HashMap;
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
-use k8s_cri::v1::{ContainerConfig, PodSandboxConfig};
+use berth_proto::cri::v1::{ContainerConfig, PodSandboxConfig, Signal};
 use oci_spec::runtime::{Capabilities, Linux, LinuxCapabilities, Process, Root, Spec, User};
 use runtimes::types::{ContainerSpec, ImageInfo, NamespaceMode, NamespaceOptions};
 
@@ -155,7 +155,8 @@ pub fn build(input: &SpecInput<'_>) -> runtimes::Result<ContainerSpec> {
         stdin: c.stdin,
         stdin_once: c.stdin_once,
         tty: c.tty,
-        stop_signal: (!image.stop_signal.is_empty()).then(|| image.stop_signal.clone()),
+        stop_signal: stop_signal(c)
+            .or_else(|| (!image.stop_signal.is_empty()).then(|| image.stop_signal.clone())),
         namespaces,
     })
 }
@@ -275,4 +276,12 @@ fn log_path(directory: &str, relative: &str) -> Option<PathBuf> {
 /// The `InvalidSpec` error for `field`.
 fn invalid(field: &str, why: impl Display) -> runtimes::Error {
     runtimes::Error::InvalidSpec(format!("{field}: {why}"))
+}
+
+/// The pod spec's own stop signal (`lifecycle.stopSignal`, CRI's
+/// `ContainerConfig.stop_signal`) by name, e.g. `SIGQUIT`; `None` leaves the image's.
+fn stop_signal(c: &ContainerConfig) -> Option<String> {
+    let signal = Signal::try_from(c.stop_signal).ok()?;
+    let name = signal.as_str_name().strip_prefix("SIGNAL_")?;
+    (signal != Signal::RuntimeDefault).then(|| name.to_string())
 }

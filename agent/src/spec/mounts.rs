@@ -8,7 +8,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use k8s_cri::v1::{ContainerConfig, Mount as CriMount, MountPropagation};
+use berth_proto::cri::v1::{ContainerConfig, Mount as CriMount, MountPropagation};
 use oci_spec::runtime::Mount;
 
 use super::invalid;

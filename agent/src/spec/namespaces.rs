@@ -4,7 +4,7 @@
 //! A namespace the container shares with its pod is an OCI entry without a `path`: the
 //! backend knows where the pod's pinned namespaces live and fills the path in.
 
-use k8s_cri::v1::{IdMapping as CriIdMapping, NamespaceMode as CriMode, NamespaceOption};
+use berth_proto::cri::v1::{IdMapping as CriIdMapping, NamespaceMode as CriMode, NamespaceOption};
 use oci_spec::runtime::{
     LinuxIdMapping, LinuxIdMappingBuilder, LinuxNamespace, LinuxNamespaceType,
 };

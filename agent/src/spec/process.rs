@@ -1,7 +1,7 @@
 //! The container's process: arguments, environment, working directory, who it runs as
 //! (as a request the backend resolves) and its `oom_score_adj`.
 
-use k8s_cri::v1::{
+use berth_proto::cri::v1::{
     ContainerConfig, LinuxContainerResources, LinuxContainerSecurityContext,
     SupplementalGroupsPolicy as CriPolicy,
 };
@@ -70,13 +70,20 @@ pub(super) fn env(
         if kv.key.is_empty() {
             return Err(invalid(&field, "the variable name is empty"));
         }
-        if kv.key.contains('=') || kv.key.contains('\0') || kv.value.contains('\0') {
+        if kv.key.contains('=') || kv.key.contains('\0') || kv.value.contains(&0) {
             return Err(invalid(
                 &field,
                 format!("{:?} must not hold '=' in its name nor NUL bytes", kv.key),
             ));
         }
-        set(&mut env, format!("{}={}", kv.key, kv.value));
+        // CRI sends the value as bytes; an OCI spec's environment is strings.
+        let Ok(value) = std::str::from_utf8(&kv.value) else {
+            return Err(invalid(
+                &field,
+                format!("the value of {:?} is not UTF-8", kv.key),
+            ));
+        };
+        set(&mut env, format!("{}={value}", kv.key));
     }
     Ok(env)
 }

@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use k8s_cri::v1::{security_profile::ProfileType, LinuxContainerSecurityContext, SecurityProfile};
+use berth_proto::cri::v1::{
+    security_profile::ProfileType, LinuxContainerSecurityContext, SecurityProfile,
+};
 use oci_spec::runtime::{Capabilities, LinuxSeccomp};
 
 use super::host::{HostFacts, HostLookup};

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_cri::v1::PodSandboxConfig;
+use berth_proto::cri::v1::PodSandboxConfig;
 use runtimes::types::{NamespaceMode, NamespaceOptions};
 
 use super::invalid;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use k8s_cri::v1::{ContainerConfig, LinuxContainerResources, PodSandboxConfig};
+use berth_proto::cri::v1::{ContainerConfig, LinuxContainerResources, PodSandboxConfig};
 use runtimes::ContainerId;
 use serde::{Deserialize, Serialize};
 

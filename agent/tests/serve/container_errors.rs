@@ -3,7 +3,7 @@
 //! holds what it held before.
 
 use anyhow::Result;
-use k8s_cri::v1::*;
+use berth_proto::cri::v1::*;
 use tonic::Code;
 
 use crate::world::{create, list_containers, list_pods, run_pod, Client, World};

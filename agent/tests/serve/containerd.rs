@@ -8,9 +8,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use berth_proto::cri::v1::*;
 use berth_testkit::containerd::Containerd;
 use berth_testkit::host::processes_mentioning;
-use k8s_cri::v1::*;
 
 use crate::world::{
     container_status, create_and_start, exec, list_containers, pod_ip, remove_all_pods, run_on,

@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+use berth_proto::cri::v1::*;
 use berth_testkit::servers::free_port;
-use k8s_cri::v1::*;
 
 use crate::world::{
     container_status, create, create_and_start, list_containers, list_pods, pod_ip,

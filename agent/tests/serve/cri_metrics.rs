@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, Result};
-use k8s_cri::v1::*;
+use berth_proto::cri::v1::*;
 
 use crate::world::{create_and_start, exec, run_pod, stop_and_remove_pod, World};
 

@@ -12,10 +12,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use berth_proto::cri::v1::*;
 use berth_proto::delegate::delegate_client::DelegateClient;
 use berth_proto::delegate::HandshakeRequest;
 use berth_testkit::host;
-use k8s_cri::v1::*;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::Code;
 use tonic_types::StatusExt;

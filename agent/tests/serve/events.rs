@@ -5,8 +5,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use berth_proto::cri::v1::*;
 use futures::StreamExt;
-use k8s_cri::v1::*;
 use tokio::io::AsyncReadExt;
 
 use crate::world::{

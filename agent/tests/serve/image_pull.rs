@@ -5,10 +5,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use berth_proto::cri::v1::PullImageRequest;
 use berth_testkit::images::{image, layer, noise, Image, OCI_MANIFEST};
 use berth_testkit::servers::{Proxied, Proxy};
 use berth_testkit::{host_arch, names};
-use k8s_cri::v1::PullImageRequest;
 use tonic::Code;
 
 use crate::{list, pull, spec, status, Home};
@@ -131,7 +131,7 @@ async fn a_pull_past_its_deadline_is_deadline_exceeded_and_a_retry_succeeds() ->
         .count();
     assert_eq!(logged, 1, "{log}");
     // berth serves on, on that connection and on others.
-    bare.image_fs_info(k8s_cri::v1::ImageFsInfoRequest {})
+    bare.image_fs_info(berth_proto::cri::v1::ImageFsInfoRequest {})
         .await?;
     let mut images = berth.images().await?;
     let id = pull(&mut images, reference).await?;

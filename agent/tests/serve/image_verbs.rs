@@ -3,13 +3,15 @@
 //! and ImageFsInfo following what is stored.
 
 use anyhow::{Context, Result};
+use berth_proto::cri::v1::image_service_client::ImageServiceClient;
+use berth_proto::cri::v1::{
+    FilesystemUsage, ImageFsInfoRequest, ImageStatusRequest, RemoveImageRequest,
+};
 use berth_testkit::images::{
     image, layer, noise, one_file_image, push, Image, DOCKER_MANIFEST, OCI_MANIFEST,
 };
 use berth_testkit::servers::Registry;
 use berth_testkit::{assert_empty, host_arch};
-use k8s_cri::v1::image_service_client::ImageServiceClient;
-use k8s_cri::v1::{FilesystemUsage, ImageFsInfoRequest, ImageStatusRequest, RemoveImageRequest};
 use tonic::transport::Channel;
 
 use crate::{list, pull, spec, status, Home};

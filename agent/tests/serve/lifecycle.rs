@@ -6,7 +6,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use k8s_cri::v1::*;
+use berth_proto::cri::v1::*;
 use nix::sys::signal::Signal;
 use tonic::Code;
 

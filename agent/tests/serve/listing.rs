@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use k8s_cri::v1::*;
+use berth_proto::cri::v1::*;
 
 use crate::world::{create_and_start, list_containers, remove_all_pods, run_pod, World};
 

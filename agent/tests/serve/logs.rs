@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use k8s_cri::v1::*;
+use berth_proto::cri::v1::*;
 
 use crate::world::{create_and_start, remove_all_pods, run_pod, wait_exited, World};
 

@@ -1,5 +1,5 @@
 //! Black-box tests: start the real `berth` binary on a temporary socket and state dir
-//! and talk CRI to it over the unix socket with the k8s-cri client. The image tests
+//! and talk CRI to it over the unix socket with the CRI client berth-proto generates. The image tests
 //! pull from Debian's real `docker-registry` (through `berth-testkit`'s proxies) and
 //! run as root, as CI does.
 
@@ -42,10 +42,10 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use berth_proto::cri::v1::image_service_client::ImageServiceClient;
+use berth_proto::cri::v1::runtime_service_client::RuntimeServiceClient;
+use berth_proto::cri::v1::*;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use k8s_cri::v1::image_service_client::ImageServiceClient;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use k8s_cri::v1::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;

@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
-use k8s_cri::v1::*;
+use berth_proto::cri::v1::*;
 
 use crate::world::{
     container_status, create_and_start, list_containers, remove_all_pods, run_pod,
@@ -62,7 +62,7 @@ async fn fifty_containers_in_one_pod_then_removed_leave_the_host_as_it_was() -> 
         let mut config = world.container(&name, &["sleep", "3600"]);
         config.envs.push(KeyValue {
             key: "NAME".into(),
-            value: name.clone(),
+            value: name.clone().into_bytes(),
         });
         let id = create_and_start(&mut client, &pod, &pod_config, &config)
             .await

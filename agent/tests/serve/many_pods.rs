@@ -6,9 +6,9 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Context, Result};
+use berth_proto::cri::v1::*;
 use berth_testkit::servers::free_port;
 use futures::future::try_join_all;
-use k8s_cri::v1::*;
 
 use crate::world::{
     container_status, create_and_start, list_containers, list_pods, pod_ip, run_pod,

@@ -2,8 +2,8 @@
 //! exposition-format parser, counts the calls, pulls, pods and containers made.
 
 use anyhow::{Context, Result};
+use berth_proto::cri::v1::*;
 use berth_testkit::servers::free_port;
-use k8s_cri::v1::*;
 use prometheus_parse::{Scrape, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

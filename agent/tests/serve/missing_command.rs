@@ -3,7 +3,7 @@
 //! create leaves nothing behind.
 
 use anyhow::Result;
-use k8s_cri::v1::*;
+use berth_proto::cri::v1::*;
 use tonic::Code;
 
 use crate::world::{create, create_and_start, list_containers, run_pod, World};

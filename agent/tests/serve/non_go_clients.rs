@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use k8s_cri::v1::VersionResponse;
+use berth_proto::cri::v1::VersionResponse;
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -45,28 +45,9 @@ fn python() -> Result<PathBuf> {
     Ok(python)
 }
 
-/// The CRI proto the k8s-cri crate compiles berth's services from, where cargo keeps
-/// that crate's source.
+/// The CRI proto berth's services are compiled from.
 fn cri_proto() -> Result<PathBuf> {
-    // Only this platform's packages: the others' sources may not have been downloaded.
-    let platform = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
-    let output = std::process::Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--offline"])
-        .args(["--filter-platform", &platform, "--manifest-path"])
-        .arg(repo().join("Cargo.toml"))
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running cargo metadata")?;
-    ensure!(output.status.success(), "cargo metadata failed");
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    let manifest = metadata["packages"]
-        .as_array()
-        .context("no packages in cargo metadata")?
-        .iter()
-        .find(|p| p["name"] == "k8s-cri")
-        .and_then(|p| p["manifest_path"].as_str())
-        .context("no k8s-cri package")?;
-    let proto = Path::new(manifest).with_file_name("proto/v1.proto");
+    let proto = repo().join("proto/cri.proto");
     ensure!(proto.is_file(), "{} is missing", proto.display());
     Ok(proto)
 }

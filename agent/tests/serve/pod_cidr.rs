@@ -2,7 +2,7 @@
 //! pods get addresses from it, and a restarted berth keeps it.
 
 use anyhow::{Context, Result};
-use k8s_cri::v1::*;
+use berth_proto::cri::v1::*;
 use tonic::Code;
 
 use crate::world::{pod_ip, run_pod, stop_and_remove_pod, Client, World};

@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use berth_proto::cri::v1::*;
 use berth_testkit::servers::free_port;
-use k8s_cri::v1::*;
 
 use crate::world::{create_and_start, http_get, pod_ip, run_pod, World};
 

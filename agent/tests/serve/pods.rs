@@ -3,7 +3,7 @@
 //! exist.
 
 use anyhow::{Context, Result};
-use k8s_cri::v1::*;
+use berth_proto::cri::v1::*;
 use tonic::Code;
 
 use crate::world::{stop_and_remove_container, stop_and_remove_pod};

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use k8s_cri::v1::*;
+use berth_proto::cri::v1::*;
 
 use crate::world::{create_and_start, remove_all_pods, run_pod, Client, World};
 

@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use k8s_cri::v1::*;
+use berth_proto::cri::v1::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tonic::Code;

@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use berth_proto::cri::v1::runtime_service_client::RuntimeServiceClient;
+use berth_proto::cri::v1::*;
 use berth_testkit::host::{self, Leftovers};
 use berth_testkit::images::busybox_registry;
 use berth_testkit::require;
 use berth_testkit::servers::Registry;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use k8s_cri::v1::*;
 use tonic::transport::Channel;
 
 use crate::{pull, Berth, Home};

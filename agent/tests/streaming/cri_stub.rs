@@ -8,8 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use berth_proto::cri::v1::*;
 use futures::future::BoxFuture;
-use k8s_cri::v1::*;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::body::Body;

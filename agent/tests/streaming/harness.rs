@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use berth::streaming::{StreamingConfig, StreamingServer};
+use berth_proto::cri::v1::{AttachRequest, ExecRequest, PortForwardRequest};
 use berth_testkit::crictl::Crictl;
-use k8s_cri::v1::{AttachRequest, ExecRequest, PortForwardRequest};
 use runtimes::types::{self, ExecStreamRequest, StdioRequest};
 use runtimes::ContainerId;
 use tempfile::TempDir;

@@ -11,9 +11,9 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use berth_proto::cri::v1::runtime_service_client::RuntimeServiceClient;
 use berth_testkit::crictl::Crictl;
 use berth_testkit::pty::PtyClient;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tonic::transport::{Channel, Endpoint};

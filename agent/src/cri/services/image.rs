@@ -1,13 +1,14 @@
 //! CRI's `ImageService`, answered entirely by the runtime.
 
-use k8s_cri::v1::image_service_server::ImageService;
-use k8s_cri::v1::{
+use berth_proto::cri::v1::image_service_server::ImageService;
+use berth_proto::cri::v1::{
     ImageFsInfoRequest, ImageFsInfoResponse, ImageStatusRequest, ImageStatusResponse,
     ListImagesRequest, ListImagesResponse, PullImageRequest, PullImageResponse, RemoveImageRequest,
-    RemoveImageResponse,
+    RemoveImageResponse, StreamImagesRequest, StreamImagesResponse,
 };
 use tonic::{Request, Response, Status};
 
+use crate::cri::shared::batches::{batches, BatchStream};
 use crate::cri::{image_fs_info, image_status, list_images, pull_image, remove_image, Cri};
 use crate::status::answer;
 
@@ -18,6 +19,21 @@ impl ImageService for Cri {
         request: Request<ListImagesRequest>,
     ) -> Result<Response<ListImagesResponse>, Status> {
         answer(list_images::list_images(self.runtime.as_ref(), request.into_inner()).await)
+    }
+
+    type StreamImagesStream = BatchStream<StreamImagesResponse>;
+
+    async fn stream_images(
+        &self,
+        request: Request<StreamImagesRequest>,
+    ) -> Result<Response<Self::StreamImagesStream>, Status> {
+        let filter = request.into_inner().filter;
+        let all = answer(
+            list_images::list_images(self.runtime.as_ref(), ListImagesRequest { filter }).await,
+        )?;
+        Ok(Response::new(batches(all.into_inner().images, |images| {
+            StreamImagesResponse { images }
+        })))
     }
 
     async fn image_status(

@@ -3,11 +3,12 @@
 //! (`GetContainerEvents`, [`crate::cri::shared::events`]); a few verbs answer
 //! `Unimplemented`.
 
-use k8s_cri::v1::runtime_service_server::RuntimeService;
-use k8s_cri::v1::*;
+use berth_proto::cri::v1::runtime_service_server::RuntimeService;
+use berth_proto::cri::v1::*;
 use tonic::{Request, Response, Status};
 
 use super::unimplemented::not_in_this_version;
+use crate::cri::shared::batches::{batches, BatchStream};
 use crate::cri::shared::events::{container_target, pod_target, EventStream, Target};
 use crate::cri::*;
 use crate::status::answer;
@@ -182,6 +183,70 @@ runtime_service! {
             evented!(self, container_target(self, &request.container_id),
                 remove_container::remove_container(self, request).await, [ContainerDeletedEvent])
         }
+
+        type StreamPodSandboxesStream = BatchStream<StreamPodSandboxesResponse>;
+
+        async fn stream_pod_sandboxes(
+            &self,
+            request: Request<StreamPodSandboxesRequest>,
+        ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
+            let filter = request.into_inner().filter;
+            let all = answer(list_pod_sandbox::list_pod_sandbox(self, ListPodSandboxRequest { filter }).await)?;
+            Ok(Response::new(batches(all.into_inner().items, |pod_sandboxes| {
+                StreamPodSandboxesResponse { pod_sandboxes }
+            })))
+        }
+
+        type StreamContainersStream = BatchStream<StreamContainersResponse>;
+
+        async fn stream_containers(
+            &self,
+            request: Request<StreamContainersRequest>,
+        ) -> Result<Response<Self::StreamContainersStream>, Status> {
+            let filter = request.into_inner().filter;
+            let all = answer(list_containers::list_containers(self, ListContainersRequest { filter }).await)?;
+            Ok(Response::new(batches(all.into_inner().containers, |containers| {
+                StreamContainersResponse { containers }
+            })))
+        }
+
+        type StreamContainerStatsStream = BatchStream<StreamContainerStatsResponse>;
+
+        async fn stream_container_stats(
+            &self,
+            request: Request<StreamContainerStatsRequest>,
+        ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
+            let filter = request.into_inner().filter;
+            let all = answer(list_container_stats::list_container_stats(self, ListContainerStatsRequest { filter }).await)?;
+            Ok(Response::new(batches(all.into_inner().stats, |container_stats| {
+                StreamContainerStatsResponse { container_stats }
+            })))
+        }
+
+        type StreamPodSandboxStatsStream = BatchStream<StreamPodSandboxStatsResponse>;
+
+        async fn stream_pod_sandbox_stats(
+            &self,
+            request: Request<StreamPodSandboxStatsRequest>,
+        ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
+            let filter = request.into_inner().filter;
+            let all = answer(list_pod_sandbox_stats::list_pod_sandbox_stats(self, ListPodSandboxStatsRequest { filter }).await)?;
+            Ok(Response::new(batches(all.into_inner().stats, |pod_sandbox_stats| {
+                StreamPodSandboxStatsResponse { pod_sandbox_stats }
+            })))
+        }
+
+        type StreamPodSandboxMetricsStream = BatchStream<StreamPodSandboxMetricsResponse>;
+
+        async fn stream_pod_sandbox_metrics(
+            &self,
+            _: Request<StreamPodSandboxMetricsRequest>,
+        ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
+            let all = answer(list_pod_sandbox_metrics::list_pod_sandbox_metrics(self, ListPodSandboxMetricsRequest {}).await)?;
+            Ok(Response::new(batches(all.into_inner().pod_metrics, |pod_sandbox_metrics| {
+                StreamPodSandboxMetricsResponse { pod_sandbox_metrics }
+            })))
+        }
     }
     delegated {
         pod_sandbox_status: PodSandboxStatusRequest => PodSandboxStatusResponse;
@@ -205,5 +270,13 @@ runtime_service! {
     unimplemented {
         checkpoint_container = "CheckpointContainer":
             CheckpointContainerRequest => CheckpointContainerResponse, not_in_this_version;
+        checkpoint_pod = "CheckpointPod":
+            CheckpointPodRequest => CheckpointPodResponse, not_in_this_version;
+        restore_pod = "RestorePod":
+            RestorePodRequest => RestorePodResponse, not_in_this_version;
+        // In-place resize of the pod's own cgroup; kubelet resizes the containers
+        // with UpdateContainerResources either way and tolerates this refusal.
+        update_pod_sandbox_resources = "UpdatePodSandboxResources":
+            UpdatePodSandboxResourcesRequest => UpdatePodSandboxResourcesResponse, not_in_this_version;
     }
 }

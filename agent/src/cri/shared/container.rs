@@ -1,6 +1,6 @@
 //! A container record, with its backend's view of it, as CRI shows it.
 
-use k8s_cri::v1 as cri;
+use berth_proto::cri::v1 as cri;
 use runtimes::types::{ContainerState, ContainerStatus};
 use runtimes::{Error, Runtime};
 

@@ -12,11 +12,11 @@ use std::pin::Pin;
 use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
-use futures::Stream;
-use k8s_cri::v1::{
+use berth_proto::cri::v1::{
     ContainerEventResponse, ContainerEventType, ContainerStatus, ContainerStatusRequest,
     PodSandboxStatusRequest,
 };
+use futures::Stream;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tonic::Status;
 
@@ -235,9 +235,9 @@ async fn statuses_of(cri: &Cri, pod_id: &str) -> Vec<ContainerStatus> {
 
 #[cfg(test)]
 mod tests {
+    use berth_proto::cri::v1::runtime_service_server::RuntimeService;
+    use berth_proto::cri::v1::*;
     use futures::StreamExt;
-    use k8s_cri::v1::runtime_service_server::RuntimeService;
-    use k8s_cri::v1::*;
     use tonic::Request;
 
     use super::*;
@@ -327,7 +327,7 @@ mod tests {
         assert_eq!(started.containers_statuses[0].id, id);
         assert_eq!(
             started.containers_statuses[0].state(),
-            k8s_cri::v1::ContainerState::ContainerRunning
+            berth_proto::cri::v1::ContainerState::ContainerRunning
         );
         assert!(got[5].containers_statuses.is_empty(), "{:?}", got[5]);
         assert!(got[7].pod_sandbox_status.is_none(), "{:?}", got[7]);

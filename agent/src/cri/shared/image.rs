@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_cri::v1::{Image, ImageSpec, Int64Value};
+use berth_proto::cri::v1::{Image, ImageSpec, Int64Value};
 use runtimes::types::ImageInfo;
 use serde_json::json;
 

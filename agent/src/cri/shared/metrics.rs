@@ -10,7 +10,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use k8s_cri::v1 as cri;
+use berth_proto::cri::v1 as cri;
 use runtimes::types::{ContainerStats, MemoryStats, SandboxStats};
 
 use super::objects::unix_nanos;

@@ -1,8 +1,10 @@
 //! What the verbs share; nothing here is a verb. Requests in: [`fields`] (the edge's
 //! rules for names and paths) and [`sandbox_spec`]. Records and answers out:
 //! [`objects`] (finding records, filters, ids, timestamps) and the
-//! CRI views of a [`container`], [`sandbox`], [`image`] and their [`stats`] and [`metrics`].
+//! CRI views of a [`container`], [`sandbox`], [`image`] and their [`stats`] and [`metrics`];
+//! [`batches`] for the `Stream*` listings.
 
+pub(super) mod batches;
 pub(super) mod container;
 pub(super) mod events;
 pub(super) mod fields;

@@ -1,6 +1,6 @@
 //! A sandbox record as CRI shows it.
 
-use k8s_cri::v1 as cri;
+use berth_proto::cri::v1 as cri;
 use runtimes::types::{SandboxState, SandboxStatus};
 
 use super::objects::shown_labels;

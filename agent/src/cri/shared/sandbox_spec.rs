@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use k8s_cri::v1 as cri;
+use berth_proto::cri::v1 as cri;
 use runtimes::types::{DnsConfig, PortMapping, Protocol, SandboxSpec};
 use runtimes::Error;
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use k8s_cri::v1 as cri;
+use berth_proto::cri::v1 as cri;
 use runtimes::types::{ContainerStats, MemoryStats, SandboxStats};
 
 use super::container::attributes;
@@ -59,6 +59,7 @@ fn memory(m: &MemoryStats, timestamp: i64) -> cri::MemoryUsage {
         rss_bytes: value(m.rss),
         page_faults: value(m.page_faults),
         major_page_faults: value(m.major_page_faults),
+        psi: None,
     }
 }
 
@@ -68,6 +69,7 @@ fn cpu(rates: &CpuRates, id: &str, at: SystemTime, usage_ns: u64) -> cri::CpuUsa
         timestamp: unix_nanos(at),
         usage_core_nano_seconds: value(usage_ns),
         usage_nano_cores: rates.nano_cores(id, at, usage_ns).and_then(value),
+        psi: None,
     }
 }
 
@@ -91,6 +93,7 @@ pub(in crate::cri) fn container_stats(
             inodes_used: value(s.writable_layer_inodes),
         }),
         swap: None,
+        io: None,
     }
 }
 
@@ -132,6 +135,7 @@ pub(in crate::cri) fn sandbox_stats(
                 process_count: value(s.processes),
             }),
             containers,
+            io: None,
         }),
         windows: None,
     }

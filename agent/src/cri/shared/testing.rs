@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use k8s_cri::v1 as cri;
+use berth_proto::cri::v1 as cri;
 use runtimes::mock::MockRuntime;
 use runtimes::{CompositeRuntime, ContainerId, Runtime};
 use tempfile::TempDir;

@@ -68,10 +68,10 @@ fn stdin_flags_are_passed_on() {
 fn a_host_network_privileged_pod_spec_as_critest_mount_propagation_sends() {
     let c = {
         let mut c = ctr_with(|sc| sc.privileged = true);
-        c.mounts = vec![k8s_cri::v1::Mount {
+        c.mounts = vec![berth_proto::cri::v1::Mount {
             container_path: "/tmp/test/mnt".into(),
             host_path: "/tmp/test/mnt".into(),
-            propagation: k8s_cri::v1::MountPropagation::PropagationBidirectional as i32,
+            propagation: berth_proto::cri::v1::MountPropagation::PropagationBidirectional as i32,
             ..Default::default()
         }];
         c

@@ -1,6 +1,6 @@
 //! Capabilities: defaults, add/drop with ALL, ambient, privileged.
 
-use k8s_cri::v1::Capability as CriCaps;
+use berth_proto::cri::v1::Capability as CriCaps;
 use oci_spec::runtime::LinuxCapabilities;
 
 use super::*;

@@ -1,6 +1,6 @@
 //! Device nodes and the device cgroup.
 
-use k8s_cri::v1::Device;
+use berth_proto::cri::v1::Device;
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType};
 
 use super::*;

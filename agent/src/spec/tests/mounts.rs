@@ -1,6 +1,6 @@
 //! Default mounts, request bind mounts, propagation, read-only and recursive read-only.
 
-use k8s_cri::v1::{Mount as CriMount, MountPropagation as Prop};
+use berth_proto::cri::v1::{Mount as CriMount, MountPropagation as Prop};
 
 use super::*;
 
@@ -187,7 +187,7 @@ fn a_request_mount_replaces_the_default_at_its_path() {
 #[test]
 fn paths_are_cleaned_and_image_volumes_skipped() {
     let mut image_volume = bind("/data", "");
-    image_volume.image = Some(k8s_cri::v1::ImageSpec {
+    image_volume.image = Some(berth_proto::cri::v1::ImageSpec {
         image: "sha256:abc".into(),
         ..Default::default()
     });
@@ -205,7 +205,7 @@ fn paths_are_cleaned_and_image_volumes_skipped() {
 #[test]
 fn bad_mounts_are_invalid_and_named() {
     let mut idmapped = bind("/m", "/h");
-    idmapped.uid_mappings = vec![k8s_cri::v1::IdMapping {
+    idmapped.uid_mappings = vec![berth_proto::cri::v1::IdMapping {
         host_id: 1,
         container_id: 0,
         length: 1,

@@ -1,6 +1,6 @@
 //! Namespace options of pods and containers, user namespaces, the OCI namespace list.
 
-use k8s_cri::v1::{
+use berth_proto::cri::v1::{
     IdMapping as CriIdMapping, NamespaceMode as Cri, NamespaceOption, UserNamespace as CriUserns,
 };
 use runtimes::types::{IdMapping, NamespaceMode, NamespaceOptions, UserNamespace};

@@ -1,6 +1,6 @@
 //! Arguments, environment, working directory, user request, oom_score_adj.
 
-use k8s_cri::v1::{
+use berth_proto::cri::v1::{
     Int64Value, KeyValue, LinuxContainerConfig, LinuxContainerResources,
     SupplementalGroupsPolicy as CriPolicy,
 };
@@ -119,7 +119,7 @@ fn env_starts_from_path_and_hostname_then_image_then_request() {
         },
         KeyValue {
             key: "EMPTY".into(),
-            value: String::new(),
+            value: Vec::new(),
         },
     ];
     let s = with_image(&c, |i| {
@@ -176,8 +176,8 @@ fn hostname_env_follows_the_pod() {
     assert!(env_of(&spec(&c, &p)).contains(&"HOSTNAME=pod".to_string()));
     // A host-network one sees the node's.
     let mut host_net = pod_with(|sc| {
-        sc.namespace_options = Some(k8s_cri::v1::NamespaceOption {
-            network: k8s_cri::v1::NamespaceMode::Node as i32,
+        sc.namespace_options = Some(berth_proto::cri::v1::NamespaceOption {
+            network: berth_proto::cri::v1::NamespaceMode::Node as i32,
             ..Default::default()
         })
     });
@@ -378,4 +378,32 @@ fn log_path_joins_the_pod_directory_and_stop_signal_comes_from_the_image() {
     let s = spec(&ctr(), &p);
     assert_eq!(s.log_path, None);
     assert_eq!(s.stop_signal, None);
+}
+
+/// Kubernetes 1.37's `ContainerConfig.stop_signal` (the pod's `lifecycle.stopSignal`)
+/// wins over the image's; the runtime default leaves the image's.
+#[test]
+fn the_pod_stop_signal_overrides_the_image() {
+    let mut c = ctr();
+    c.stop_signal = berth_proto::cri::v1::Signal::Sigusr1 as i32;
+    let s = with_image(&c, |i| i.config.stop_signal = "SIGQUIT".into()).unwrap();
+    assert_eq!(s.stop_signal.as_deref(), Some("SIGUSR1"));
+    c.stop_signal = berth_proto::cri::v1::Signal::RuntimeDefault as i32;
+    let s = with_image(&c, |i| i.config.stop_signal = "SIGQUIT".into()).unwrap();
+    assert_eq!(s.stop_signal.as_deref(), Some("SIGQUIT"));
+}
+
+/// CRI sends env values as bytes; an OCI environment holds strings.
+#[test]
+fn an_env_value_that_is_not_utf8_is_refused() {
+    let mut c = ctr();
+    c.envs = vec![KeyValue {
+        key: "RAW".into(),
+        value: vec![0xff, 0xfe],
+    }];
+    let err = with_image(&c, |_| {}).unwrap_err().to_string();
+    assert!(
+        err.contains("config.envs[0]") && err.contains("UTF-8"),
+        "{err}"
+    );
 }

@@ -1,6 +1,6 @@
 //! CRI resources → OCI resources (CreateContainer and UpdateContainerResources).
 
-use k8s_cri::v1::{HugepageLimit, LinuxContainerConfig, LinuxContainerResources};
+use berth_proto::cri::v1::{HugepageLimit, LinuxContainerConfig, LinuxContainerResources};
 use oci_spec::runtime::LinuxResources;
 
 use super::*;

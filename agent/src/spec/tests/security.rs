@@ -1,6 +1,6 @@
 //! Seccomp, AppArmor, masked and read-only paths, no_new_privs, read-only rootfs.
 
-use k8s_cri::v1::{security_profile::ProfileType, Capability as CriCaps, SecurityProfile};
+use berth_proto::cri::v1::{security_profile::ProfileType, Capability as CriCaps, SecurityProfile};
 use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator};
 
 use super::*;

@@ -1,6 +1,6 @@
 //! Pod sysctls.
 
-use k8s_cri::v1::{NamespaceMode as Cri, NamespaceOption};
+use berth_proto::cri::v1::{NamespaceMode as Cri, NamespaceOption};
 use runtimes::types::{NamespaceMode, NamespaceOptions};
 
 use super::*;

@@ -16,9 +16,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use k8s_cri::v1::image_service_client::ImageServiceClient;
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use k8s_cri::v1::*;
+use berth_proto::cri::v1::image_service_client::ImageServiceClient;
+use berth_proto::cri::v1::runtime_service_client::RuntimeServiceClient;
+use berth_proto::cri::v1::*;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 

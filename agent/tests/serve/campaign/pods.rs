@@ -4,7 +4,7 @@
 //! junk or under the test's directory, cgroup parents are empty or climb (and must be
 //! refused), sysctls that would escape `/proc/sys` aim at a harmless file.
 
-use k8s_cri::v1::*;
+use berth_proto::cri::v1::*;
 
 use super::values::Rng;
 use crate::world::World;
@@ -119,7 +119,7 @@ fn mutate_container(rng: &mut Rng, world: &World, c: &mut ContainerConfig, ids: 
         5 => c.working_dir = rng.text(ids),
         6 => c.envs.push(KeyValue {
             key: rng.text(ids),
-            value: rng.text(ids),
+            value: rng.text(ids).into_bytes(),
         }),
         7 => {
             let host_path = match rng.below(3) {

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use k8s_cri::v1::*;
+use berth_proto::cri::v1::*;
 
 use super::values::Rng;
 use super::{pods, req, Target};
@@ -46,6 +46,7 @@ fn image_spec(rng: &mut Rng, t: &Target<'_>, ids: &[String]) -> Option<ImageSpec
         annotations: filter_map(rng, ids),
         user_specified_image: rng.text(ids),
         runtime_handler: rng.text(ids),
+        image_ref: rng.text(ids),
     })
 }
 

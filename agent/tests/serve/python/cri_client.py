@@ -6,7 +6,7 @@ unix sockets, the percent-encoded socket path), and runs one pod through every v
 kubelet needs. Prints one `ok <Verb>` line per call; on the first failure prints
 `FAILED <Verb>: <code>: <details>`, tears down what it made, and exits 1.
 
-usage: cri_client.py --proto v1.proto --target unix:///run/berth.sock --image IMAGE
+usage: cri_client.py --proto cri.proto --target unix:///run/berth.sock --image IMAGE
                      --name NAME --log-dir DIR
 """
 

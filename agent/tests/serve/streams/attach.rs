@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use k8s_cri::v1::ContainerState;
+use berth_proto::cri::v1::ContainerState;
 
 use super::{Ctr, Node, PtyClient, TRANSPORTS, WAIT};
 

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-use k8s_cri::v1::*;
+use berth_proto::cri::v1::runtime_service_client::RuntimeServiceClient;
+use berth_proto::cri::v1::*;
 use tonic::transport::Channel;
 
 use crate::world::{self, World};

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use k8s_cri::v1::ContainerState;
+use berth_proto::cri::v1::ContainerState;
 
 use super::{
     children, eventually, fds_and_threads, processes, Ctr, Node, PtyClient, SLEEPER, WAIT,

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use k8s_cri::v1::*;
+use berth_proto::cri::v1::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
