@@ -93,6 +93,7 @@ registries:
   mirrors:
     registry.k8s.io: ["$(mirror_endpoint)"]
     gcr.io: ["$(mirror_endpoint)"]
+    k8s.gcr.io: ["$(mirror_endpoint)"]
     docker.io: ["$(mirror_endpoint)"]
   insecure: ["$registry_addr"]
 YAML
@@ -300,6 +301,7 @@ registries:
   mirrors:
     registry.k8s.io: ["http://$(delegate_mirror)"]
     gcr.io: ["http://$(delegate_mirror)"]
+    k8s.gcr.io: ["http://$(delegate_mirror)"]
     docker.io: ["http://$(delegate_mirror)"]
   insecure: ["$(delegate_mirror)"]
 delegate:
@@ -391,7 +393,7 @@ containerd_common() {
   # (the fallback after the mirrors) is the mirror too, so a missing fixture
   # fails instead of going online. containerd 1.6 rejects a hosts.toml
   # without a host table.
-  for host in registry.k8s.io gcr.io docker.io; do
+  for host in registry.k8s.io gcr.io k8s.gcr.io docker.io; do
     mkdir -p "$rt_dir/certs.d/$host"
     cat >"$rt_dir/certs.d/$host/hosts.toml" <<TOML
 server = "$(mirror_endpoint)"

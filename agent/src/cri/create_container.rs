@@ -1,9 +1,11 @@
 //! `CreateContainer`.
 
+use std::path::{Component, Path};
+
 use berth_proto::cri::v1::{
     ContainerConfig, CreateContainerRequest, CreateContainerResponse, PodSandboxConfig,
 };
-use runtimes::types::{ContainerSpec, ImageInfo};
+use runtimes::types::{ContainerSpec, ImageInfo, ImageVolume};
 use runtimes::{Error, Runtime};
 
 use super::shared::fields;
@@ -149,13 +151,15 @@ async fn prepare(cri: &Cri, request: CreateContainerRequest) -> CallResult<Prepa
             .into());
     };
     let sandbox_config = request.sandbox_config.as_ref().unwrap_or(&sandbox.config);
-    let spec = spec::build(&SpecInput {
+    let mut spec = spec::build(&SpecInput {
         container: &config,
         sandbox: sandbox_config,
         image: &image,
         host: &cri.host,
         lookup: &spec::SystemLookup,
     })?;
+    let mut config = config;
+    image_volumes(cri.runtime.as_ref(), &mut config, &mut spec).await?;
     Ok(Prepared {
         sandbox,
         config,
@@ -163,6 +167,64 @@ async fn prepare(cri: &Cri, request: CreateContainerRequest) -> CallResult<Prepa
         image,
         spec,
     })
+}
+
+/// The request's image volumes (mounts naming an image, KEP-4639) into `spec`, each
+/// image resolved to its id, which the stored config keeps as the mount's
+/// `image.image_ref` (ContainerStatus reports it). An image volume is read-only,
+/// names no host path, and its `image_sub_path` stays inside the image; its image
+/// must have been pulled (kubelet pulls it as it pulls the container's).
+async fn image_volumes(
+    runtime: &dyn Runtime,
+    config: &mut ContainerConfig,
+    spec: &mut ContainerSpec,
+) -> runtimes::Result<()> {
+    for (i, mount) in config.mounts.iter_mut().enumerate() {
+        let Some(image) = mount.image.as_mut().filter(|i| !i.image.is_empty()) else {
+            continue;
+        };
+        let field = format!("{METHOD}: config.mounts[{i}]");
+        let invalid = |why: &str| Error::InvalidSpec(format!("{field}: {why}"));
+        if !mount.host_path.is_empty() {
+            return Err(invalid("an image volume names no host_path"));
+        }
+        if !mount.readonly {
+            return Err(invalid("an image volume is read-only (readonly: true)"));
+        }
+        let destination = Path::new(&mount.container_path);
+        if !destination.is_absolute() || !plain(destination) || destination == Path::new("/") {
+            return Err(invalid(
+                "container_path must be an absolute path without `..`, not /",
+            ));
+        }
+        let sub_path = Path::new(&mount.image_sub_path);
+        if sub_path.is_absolute() || !plain(sub_path) {
+            return Err(invalid(
+                "image_sub_path must be a relative path without `..`",
+            ));
+        }
+        let Some(found) = runtime.image_status(&image.image).await? else {
+            return Err(Error::not_found(
+                "image",
+                &format!(
+                    "{} (the image volume at {})",
+                    image.image, mount.container_path
+                ),
+            ));
+        };
+        image.image_ref = found.id.clone();
+        spec.image_volumes.push(ImageVolume {
+            destination: destination.to_path_buf(),
+            image_id: found.id,
+            sub_path: sub_path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// No `..` in `path`.
+fn plain(path: &Path) -> bool {
+    !path.components().any(|c| matches!(c, Component::ParentDir))
 }
 
 /// The fields Kubernetes validates (see [`fields`]): the container's name, log path,

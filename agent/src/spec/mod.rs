@@ -157,6 +157,8 @@ pub fn build(input: &SpecInput<'_>) -> runtimes::Result<ContainerSpec> {
         tty: c.tty,
         stop_signal: stop_signal(c)
             .or_else(|| (!image.stop_signal.is_empty()).then(|| image.stop_signal.clone())),
+        // Filled by CreateContainer, which resolves each image.
+        image_volumes: Vec::new(),
         namespaces,
     })
 }

@@ -126,8 +126,8 @@ pub(super) fn mounts(
 }
 
 /// One request mount as an OCI bind mount, its clean destination and the root
-/// propagation it needs; `None` for an image volume, which berth does not mount yet
-/// (containerd's default too).
+/// propagation it needs; `None` for an image volume, which the backend mounts
+/// (`ContainerSpec::image_volumes`, filled by CreateContainer).
 fn bind_mount(
     field: &str,
     m: &CriMount,

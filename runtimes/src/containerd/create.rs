@@ -57,6 +57,13 @@ impl Containerd {
         id: &ContainerId,
         spec: &ContainerSpec,
     ) -> Result<()> {
+        if !spec.image_volumes.is_empty() {
+            // containerd mounts image volumes through its own CRI plugin only.
+            return Err(Error::Unsupported {
+                backend: super::NAME.to_string(),
+                operation: "CreateContainer with an image volume",
+            });
+        }
         let signal = stop_signal(spec.stop_signal.as_deref())
             .map_err(|m| Error::InvalidSpec(format!("CreateContainer {id}: {m}")))?;
         let _guard = self.lock(id).await;

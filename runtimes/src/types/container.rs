@@ -72,10 +72,25 @@ pub struct ContainerSpec {
     pub tty: bool,
     /// The signal `StopContainer` sends first (the image's `StopSignal`), e.g. `SIGQUIT`.
     pub stop_signal: Option<String>,
+    /// Image volumes (KEP-4639): images mounted read-only into the container.
+    #[serde(default)]
+    pub image_volumes: Vec<ImageVolume>,
     /// The container's namespaces: network, IPC and user are its pod's; `pid` says
     /// whether the spec's PID namespace entry is the pod's (`Pod`), another container's
     /// (`Target`, `target_id`), or a new one (`Container`).
     pub namespaces: NamespaceOptions,
+}
+
+/// An image mounted read-only into a container: its files (or the directory
+/// `sub_path` of them) at `destination`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageVolume {
+    /// Where in the container (absolute, clean).
+    pub destination: PathBuf,
+    /// The image's id (`sha256:…`), resolved by the agent: the image is present.
+    pub image_id: String,
+    /// A path inside the image (relative, clean; empty for the whole image).
+    pub sub_path: PathBuf,
 }
 
 /// The lifecycle state of a container.

@@ -47,6 +47,16 @@ pub trait Host: Send + Sync {
     /// Mounts the overlay of `layers` (topmost first) at `<dir>/merged`; returns the
     /// mount point. Blocking.
     fn mount_rootfs(&self, layers: &[PathBuf], dir: &Path) -> Result<PathBuf>;
+    /// Mounts the image of `layers` read-only as the `n`th image volume of the rootfs
+    /// at `dir`; returns the host path to bind (see [`rootfs::mount_image_volume`]).
+    /// [`Host::remove_rootfs`] unmounts it. Blocking.
+    fn mount_image_volume(
+        &self,
+        layers: &[PathBuf],
+        dir: &Path,
+        n: usize,
+        sub_path: &Path,
+    ) -> Result<PathBuf>;
     /// Shifts the owners of the files under `rootfs` into the pod's user namespace.
     /// Blocking.
     fn remap_owners(&self, rootfs: &Path, uids: &[IdMapping], gids: &[IdMapping]) -> Result<()>;
@@ -115,6 +125,16 @@ impl Host for Machine {
 
     fn mount_rootfs(&self, layers: &[PathBuf], dir: &Path) -> Result<PathBuf> {
         rootfs::mount_overlay(layers, dir)
+    }
+
+    fn mount_image_volume(
+        &self,
+        layers: &[PathBuf],
+        dir: &Path,
+        n: usize,
+        sub_path: &Path,
+    ) -> Result<PathBuf> {
+        rootfs::mount_image_volume(layers, dir, n, sub_path)
     }
 
     fn remap_owners(&self, rootfs: &Path, uids: &[IdMapping], gids: &[IdMapping]) -> Result<()> {

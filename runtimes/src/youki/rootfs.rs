@@ -137,6 +137,7 @@ pub fn make_dir_in_root(root: &Path, path: &Path) -> Result<()> {
 /// Unmounts the rootfs at `dir` (if mounted) and removes its directories, the writable
 /// layer with them. Idempotent.
 pub fn remove(dir: &Path) -> Result<()> {
+    unmount_volumes(dir)?;
     let target = merged(dir);
     // Detached: a process still holding a file open must not make removal fail.
     match umount2(&target, MntFlags::MNT_DETACH) {
@@ -154,6 +155,100 @@ pub fn remove(dir: &Path) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// Where the image volumes of the rootfs at `dir` are mounted: `volumes/<n>`.
+fn volumes(dir: &Path) -> PathBuf {
+    dir.join("volumes")
+}
+
+/// Mounts the image whose unpacked `layers` (topmost first) make it as the `n`th
+/// image volume of the rootfs at `dir`: a read-only overlay with no upper layer
+/// (nothing the container does reaches the shared layers), under `volumes/<n>`.
+/// Returns the host path to bind into the container: the mount, or its directory
+/// `sub_path` (resolved inside the image: a link in it cannot lead to the host; it
+/// must exist and be a directory).
+pub fn mount_image_volume(
+    layers: &[PathBuf],
+    dir: &Path,
+    n: usize,
+    sub_path: &Path,
+) -> Result<PathBuf> {
+    let base = volumes(dir);
+    let target = base.join(n.to_string());
+    // An empty bottom layer: overlay wants two lower directories when it has no upper.
+    let empty = base.join("empty");
+    for d in [&target, &empty] {
+        fs::create_dir_all(d).io_context(|| format!("creating {}", d.display()))?;
+    }
+    let lower: Vec<String> = layers
+        .iter()
+        .chain([&empty])
+        .map(|l| l.display().to_string())
+        .collect();
+    let data = format!("lowerdir={}", lower.join(":"));
+    if data.len() > MAX_MOUNT_DATA {
+        return Err(Error::InvalidSpec(format!(
+            "the image volume's image has too many layers ({}) for one overlay mount",
+            layers.len()
+        )));
+    }
+    mount(
+        Some("overlay"),
+        &target,
+        Some("overlay"),
+        MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID,
+        Some(data.as_str()),
+    )
+    .map_err(|e| {
+        Error::io(
+            format!("mounting the image volume at {}", target.display()),
+            e.into(),
+        )
+    })?;
+    if sub_path.as_os_str().is_empty() {
+        return Ok(target);
+    }
+    let root = File::open(&target).io_context(|| format!("opening {}", target.display()))?;
+    let found = open_dir_in_root(&root, sub_path).map_err(|e| {
+        Error::InvalidSpec(format!(
+            "the image volume's subPath {} is not a directory of the image: {e}",
+            sub_path.display()
+        ))
+    })?;
+    // The path the kernel resolved it to: the mount is read-only, so it stays put.
+    let real = fs::read_link(format!("/proc/self/fd/{}", found.as_raw_fd()))
+        .io_context(|| format!("resolving {}", sub_path.display()))?;
+    if !real.starts_with(&target) {
+        return Err(Error::InvalidSpec(format!(
+            "the image volume's subPath {} leads out of the image",
+            sub_path.display()
+        )));
+    }
+    Ok(real)
+}
+
+/// Unmounts the image volumes of the rootfs at `dir` (detached, as the rootfs).
+fn unmount_volumes(dir: &Path) -> Result<()> {
+    let entries = match fs::read_dir(volumes(dir)) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        other => other.io_context(|| format!("listing {}", volumes(dir).display()))?,
+    };
+    for entry in entries {
+        let path = entry
+            .io_context(|| format!("listing {}", volumes(dir).display()))?
+            .path();
+        match umount2(&path, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+            Err(e) => {
+                return Err(Error::io(
+                    format!("unmounting {}", path.display()),
+                    e.into(),
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -223,6 +223,7 @@ impl Backend {
         if let Some(mounts) = oci.mounts_mut() {
             binds::resolve(mounts)?;
         }
+        self.mount_image_volumes(k, spec, &mut oci)?;
         let parts = pod::parts(&self.layout, pod_record, pid_namespace);
         let finished = finish(&mut oci, k, &rootfs, &resolved, min_oom, &parts)?;
         if !finished.cwd.is_empty() {
@@ -234,6 +235,41 @@ impl Backend {
             user: resolved,
             finished,
         })
+    }
+}
+
+impl Backend {
+    /// Mounts `spec`'s image volumes under the rootfs directory and binds each into
+    /// the container read-only (after the request's mounts, as kubelet orders
+    /// volumes). Undone with the rootfs.
+    fn mount_image_volumes(
+        &self,
+        k: &str,
+        spec: &ContainerSpec,
+        oci: &mut oci_spec::runtime::Spec,
+    ) -> Result<()> {
+        for (n, volume) in spec.image_volumes.iter().enumerate() {
+            let layers = self.images.layer_dirs(&volume.image_id)?;
+            let source = self.host.mount_image_volume(
+                &layers,
+                &self.layout.rootfs(k),
+                n,
+                &volume.sub_path,
+            )?;
+            let mount = oci_spec::runtime::MountBuilder::default()
+                .destination(&volume.destination)
+                .typ("bind")
+                .source(source)
+                .options(
+                    ["rbind", "ro", "nosuid", "nodev"]
+                        .map(String::from)
+                        .to_vec(),
+                )
+                .build()
+                .map_err(|e| Error::InvalidSpec(format!("image volume mount: {e}")))?;
+            oci.mounts_mut().get_or_insert_with(Vec::new).push(mount);
+        }
+        Ok(())
     }
 }
 

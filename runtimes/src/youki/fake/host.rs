@@ -140,6 +140,19 @@ impl Host for FakeHost {
         Ok(rootfs::merged(dir))
     }
 
+    fn mount_image_volume(
+        &self,
+        _layers: &[PathBuf],
+        dir: &Path,
+        n: usize,
+        sub_path: &Path,
+    ) -> Result<PathBuf> {
+        self.log(format!("mount_image_volume {} {n}", dir.display()));
+        let target = dir.join("volumes").join(n.to_string()).join(sub_path);
+        create_dir_all(&target)?;
+        Ok(target)
+    }
+
     fn remap_owners(&self, rootfs: &Path, _uids: &[IdMapping], _gids: &[IdMapping]) -> Result<()> {
         self.log(format!("remap_owners {}", rootfs.display()));
         Ok(())
