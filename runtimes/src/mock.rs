@@ -311,7 +311,9 @@ impl Runtime for MockRuntime {
                 rx_errors: 0,
                 tx_bytes: 200,
                 tx_errors: 0,
+                ..Default::default()
             }),
+            detail: Default::default(),
         })
     }
 
@@ -498,6 +500,7 @@ impl Runtime for MockRuntime {
             writable_layer: format!("/mock/{}/{id}/upper", self.name).into(),
             writable_layer_bytes: 4096,
             writable_layer_inodes: 3,
+            detail: Default::default(),
         })
     }
 }

@@ -206,7 +206,7 @@ async fn image_volumes(
         let Some(found) = runtime.image_status(&image.image).await? else {
             return Err(Error::not_found(
                 "image",
-                &format!(
+                format!(
                     "{} (the image volume at {})",
                     image.image, mount.container_path
                 ),

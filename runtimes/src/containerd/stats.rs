@@ -14,6 +14,7 @@ impl Containerd {
     pub async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats> {
         let record = self.record(id)?;
         let (usage, upper, layer) = self.sandboxes.usage(id, &record.cgroup).await?;
+        let detail = crate::image::usage::with_fs_capacity(usage.detail, &upper);
         Ok(ContainerStats {
             timestamp: SystemTime::now(),
             cpu_usage_ns: usage.cpu_ns,
@@ -21,6 +22,7 @@ impl Containerd {
             writable_layer: upper,
             writable_layer_bytes: layer.used_bytes,
             writable_layer_inodes: layer.inodes_used,
+            detail,
         })
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use crate::error::{IoContext, Result};
-use crate::types::FsUsage;
+use crate::types::{FsUsage, UsageDetail};
 
 /// Bytes and inodes used under `root`, which is reported as the mountpoint.
 pub(crate) fn usage(root: &Path) -> Result<FsUsage> {
@@ -52,4 +52,15 @@ pub(crate) fn usage(root: &Path) -> Result<FsUsage> {
         used_bytes: bytes,
         inodes_used: seen.len() as u64,
     })
+}
+
+/// `detail` with the size and inodes of the file system holding `dir` (unchanged
+/// when it cannot be read).
+pub fn with_fs_capacity(mut detail: UsageDetail, dir: &Path) -> UsageDetail {
+    if let Ok(fs) = nix::sys::statvfs::statvfs(dir) {
+        detail.fs_limit_bytes = fs.blocks() * fs.fragment_size();
+        detail.fs_inodes_total = fs.files();
+        detail.fs_inodes_free = fs.files_free();
+    }
+    detail
 }

@@ -40,6 +40,10 @@ pub(crate) fn parse_net_dev(text: &str, ifname: &str) -> Option<NetworkStats> {
             rx_errors: n[2],
             tx_bytes: n[8],
             tx_errors: n[10],
+            rx_packets: n[1],
+            rx_dropped: n[3],
+            tx_packets: n[9],
+            tx_dropped: n[11],
         })
     })
 }
@@ -65,6 +69,10 @@ Inter-|   Receive                                                |  Transmit
                 rx_errors: 3,
                 tx_bytes: 76543,
                 tx_errors: 5,
+                rx_packets: 9012,
+                rx_dropped: 4,
+                tx_packets: 210,
+                tx_dropped: 0,
             })
         );
         assert_eq!(parse_net_dev(DEV, "lo").unwrap().tx_bytes, 140);

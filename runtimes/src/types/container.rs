@@ -163,6 +163,51 @@ pub struct MemoryStats {
     pub major_page_faults: u64,
 }
 
+/// More of a cgroup's numbers, for kubelet's CRI metrics (cAdvisor's names in the
+/// agent); zeros where the host has none (no swap accounting, cgroup v2's failcnt).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UsageDetail {
+    /// CPU time in user mode, in nanoseconds.
+    pub cpu_user_ns: u64,
+    /// CPU time in kernel mode, in nanoseconds.
+    pub cpu_system_ns: u64,
+    /// CFS enforcement periods elapsed.
+    pub cfs_periods: u64,
+    /// Periods in which the cgroup was throttled.
+    pub cfs_throttled_periods: u64,
+    /// Time throttled, in nanoseconds.
+    pub cfs_throttled_ns: u64,
+    /// Page cache, in bytes.
+    pub memory_cache: u64,
+    /// Mapped files, in bytes.
+    pub memory_mapped_file: u64,
+    /// Times the memory limit was hit.
+    pub memory_failcnt: u64,
+    /// Kernel memory, in bytes.
+    pub memory_kernel: u64,
+    /// Highest memory usage seen, in bytes.
+    pub memory_max_usage: u64,
+    /// Swap used, in bytes.
+    pub memory_swap: u64,
+    /// Processes the OOM killer killed.
+    pub oom_events: u64,
+    /// Threads (tasks of the cgroup).
+    pub threads: u64,
+    /// The most tasks allowed (0: no limit).
+    pub threads_max: u64,
+    /// Open file descriptors of its processes.
+    pub file_descriptors: u64,
+    /// Of those, sockets.
+    pub sockets: u64,
+    /// The writable layer's file system: size in bytes.
+    pub fs_limit_bytes: u64,
+    /// Its inodes.
+    pub fs_inodes_total: u64,
+    /// Its free inodes.
+    pub fs_inodes_free: u64,
+}
+
 /// Resource usage of one container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerStats {
@@ -178,4 +223,7 @@ pub struct ContainerStats {
     pub writable_layer_bytes: u64,
     /// Inodes used by the writable layer.
     pub writable_layer_inodes: u64,
+    /// The rest of its cgroup's and file system's numbers.
+    #[serde(default)]
+    pub detail: UsageDetail,
 }

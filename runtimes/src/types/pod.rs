@@ -178,6 +178,18 @@ pub struct NetworkStats {
     pub tx_bytes: u64,
     /// Send errors.
     pub tx_errors: u64,
+    /// Packets received.
+    #[serde(default)]
+    pub rx_packets: u64,
+    /// Received packets dropped.
+    #[serde(default)]
+    pub rx_dropped: u64,
+    /// Packets sent.
+    #[serde(default)]
+    pub tx_packets: u64,
+    /// Packets to send dropped.
+    #[serde(default)]
+    pub tx_dropped: u64,
 }
 
 /// Resource usage of a whole pod.
@@ -193,4 +205,7 @@ pub struct SandboxStats {
     pub processes: u64,
     /// The pod interface's counters, when it has its own network.
     pub network: Option<NetworkStats>,
+    /// The rest of its cgroup's numbers.
+    #[serde(default)]
+    pub detail: super::UsageDetail,
 }

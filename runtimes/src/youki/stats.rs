@@ -6,7 +6,7 @@
 use std::fs;
 
 use super::cgroups::{parse_keyed, read_number, Hierarchy};
-use crate::types::MemoryStats;
+use crate::types::{MemoryStats, UsageDetail};
 
 /// The numbers CRI's container and pod stats are made of.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -17,7 +17,12 @@ pub struct CgroupUsage {
     pub memory: MemoryStats,
     /// Processes.
     pub processes: u64,
+    /// The rest, for CRI metrics.
+    pub detail: UsageDetail,
 }
+
+/// USER_HZ: the unit of `cpuacct.stat` (100 on every Linux kernel of note).
+const TICK_NS: u64 = 10_000_000;
 
 /// Reads the usage of `cgroup` (zeros for what is missing: a cgroup not made yet).
 pub fn read(h: &Hierarchy, cgroup: &str) -> CgroupUsage {
@@ -40,6 +45,22 @@ pub fn read(h: &Hierarchy, cgroup: &str) -> CgroupUsage {
     let stat_value = |key: &str| parse_keyed(&stat, key).unwrap_or(0);
     match h {
         Hierarchy::V1 { .. } => {
+            let cpu_stat = text("cpu", "cpu.stat");
+            let acct = text("cpuacct", "cpuacct.stat");
+            let d = &mut usage.detail;
+            d.cpu_user_ns = parse_keyed(&acct, "user").unwrap_or(0) * TICK_NS;
+            d.cpu_system_ns = parse_keyed(&acct, "system").unwrap_or(0) * TICK_NS;
+            d.cfs_periods = parse_keyed(&cpu_stat, "nr_periods").unwrap_or(0);
+            d.cfs_throttled_periods = parse_keyed(&cpu_stat, "nr_throttled").unwrap_or(0);
+            d.cfs_throttled_ns = parse_keyed(&cpu_stat, "throttled_time").unwrap_or(0);
+            d.memory_cache = stat_value("total_cache");
+            d.memory_mapped_file = stat_value("total_mapped_file");
+            d.memory_swap = stat_value("total_swap");
+            d.memory_failcnt = number("memory", "memory.failcnt");
+            d.memory_kernel = number("memory", "memory.kmem.usage_in_bytes");
+            d.memory_max_usage = number("memory", "memory.max_usage_in_bytes");
+            d.oom_events =
+                parse_keyed(&text("memory", "memory.oom_control"), "oom_kill").unwrap_or(0);
             usage.cpu_ns = number("cpuacct", "cpuacct.usage");
             usage.memory.usage = number("memory", "memory.usage_in_bytes");
             usage.memory.working_set = usage
@@ -51,7 +72,21 @@ pub fn read(h: &Hierarchy, cgroup: &str) -> CgroupUsage {
             usage.memory.major_page_faults = stat_value("total_pgmajfault");
         }
         Hierarchy::V2 { .. } => {
-            usage.cpu_ns = parse_keyed(&text("cpu", "cpu.stat"), "usage_usec").unwrap_or(0) * 1000;
+            let cpu_stat = text("cpu", "cpu.stat");
+            let cpu = |key: &str| parse_keyed(&cpu_stat, key).unwrap_or(0);
+            let d = &mut usage.detail;
+            d.cpu_user_ns = cpu("user_usec") * 1000;
+            d.cpu_system_ns = cpu("system_usec") * 1000;
+            d.cfs_periods = cpu("nr_periods");
+            d.cfs_throttled_periods = cpu("nr_throttled");
+            d.cfs_throttled_ns = cpu("throttled_usec") * 1000;
+            d.memory_cache = stat_value("file");
+            d.memory_mapped_file = stat_value("file_mapped");
+            d.memory_kernel = stat_value("kernel");
+            d.memory_swap = number("memory", "memory.swap.current");
+            d.memory_max_usage = number("memory", "memory.peak");
+            d.oom_events = parse_keyed(&text("memory", "memory.events"), "oom_kill").unwrap_or(0);
+            usage.cpu_ns = cpu("usage_usec") * 1000;
             usage.memory.usage = number("memory", "memory.current");
             usage.memory.working_set = usage
                 .memory
@@ -62,7 +97,35 @@ pub fn read(h: &Hierarchy, cgroup: &str) -> CgroupUsage {
             usage.memory.major_page_faults = stat_value("pgmajfault");
         }
     }
+    usage.detail.threads = usage.processes;
+    usage.detail.threads_max = number("pids", "pids.max");
+    let (fds, sockets) = open_files(&text("pids", "cgroup.procs"));
+    usage.detail.file_descriptors = fds;
+    usage.detail.sockets = sockets;
     usage
+}
+
+/// The open file descriptors of the processes `procs` lists (a `cgroup.procs`), and
+/// how many of them are sockets. A process gone meanwhile counts nothing.
+fn open_files(procs: &str) -> (u64, u64) {
+    let (mut fds, mut sockets) = (0, 0);
+    for pid in procs.split_whitespace() {
+        let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            fds += 1;
+            if fs::read_link(entry.path()).is_ok_and(|target| {
+                target
+                    .as_os_str()
+                    .as_encoded_bytes()
+                    .starts_with(b"socket:")
+            }) {
+                sockets += 1;
+            }
+        }
+    }
+    (fds, sockets)
 }
 
 #[cfg(test)]
@@ -107,6 +170,10 @@ mod tests {
                     major_page_faults: 3,
                 },
                 processes: 2,
+                detail: UsageDetail {
+                    threads: 2,
+                    ..Default::default()
+                },
             }
         );
     }

@@ -11,7 +11,7 @@
 use std::time::{Duration, SystemTime};
 
 use berth_proto::cri::v1 as cri;
-use runtimes::types::{ContainerStats, MemoryStats, SandboxStats};
+use runtimes::types::{ContainerStats, MemoryStats, SandboxStats, UsageDetail};
 
 use super::objects::unix_nanos;
 use crate::store::{ContainerRecord, SandboxRecord};
@@ -352,6 +352,40 @@ impl Metrics {
         });
     }
 
+    /// The families of a cgroup's further numbers.
+    fn detail(&mut self, d: &UsageDetail) {
+        let seconds = |ns: u64| Duration::from_nanos(ns).as_secs();
+        for (name, value) in [
+            ("container_cpu_user_seconds_total", seconds(d.cpu_user_ns)),
+            (
+                "container_cpu_system_seconds_total",
+                seconds(d.cpu_system_ns),
+            ),
+            ("container_cpu_cfs_periods_total", d.cfs_periods),
+            (
+                "container_cpu_cfs_throttled_periods_total",
+                d.cfs_throttled_periods,
+            ),
+            (
+                "container_cpu_cfs_throttled_seconds_total",
+                seconds(d.cfs_throttled_ns),
+            ),
+            ("container_memory_cache", d.memory_cache),
+            ("container_memory_mapped_file", d.memory_mapped_file),
+            ("container_memory_failcnt", d.memory_failcnt),
+            ("container_memory_kernel_usage", d.memory_kernel),
+            ("container_memory_max_usage_bytes", d.memory_max_usage),
+            ("container_memory_swap", d.memory_swap),
+            ("container_oom_events_total", d.oom_events),
+            ("container_threads", d.threads),
+            ("container_threads_max", d.threads_max),
+            ("container_file_descriptors", d.file_descriptors),
+            ("container_sockets", d.sockets),
+        ] {
+            self.add(name, &[], value);
+        }
+    }
+
     /// The CPU and memory families of a cgroup.
     fn cgroup(&mut self, cpu_ns: u64, memory: &MemoryStats, at: SystemTime) {
         self.add(
@@ -416,12 +450,16 @@ pub(in crate::cri) fn container_metrics(
     ];
     let mut m = Metrics::new(base, s.timestamp);
     m.cgroup(s.cpu_usage_ns, &s.memory, s.timestamp);
+    m.detail(&s.detail);
     let device = s.writable_layer.display().to_string();
-    m.add(
-        "container_fs_usage_bytes",
-        &[&device],
-        s.writable_layer_bytes,
-    );
+    for (name, value) in [
+        ("container_fs_usage_bytes", s.writable_layer_bytes),
+        ("container_fs_limit_bytes", s.detail.fs_limit_bytes),
+        ("container_fs_inodes_total", s.detail.fs_inodes_total),
+        ("container_fs_inodes_free", s.detail.fs_inodes_free),
+    ] {
+        m.add(name, &[&device], value);
+    }
     if let Some(r) = &record.resources {
         // What was applied, as cAdvisor reads it back from the cgroup: a period and
         // shares always, a memory limit only when one was set.
@@ -472,6 +510,7 @@ pub(in crate::cri) fn sandbox_metrics(
     };
     let mut m = Metrics::new(base(""), s.timestamp);
     m.cgroup(s.cpu_usage_ns, &s.memory, s.timestamp);
+    m.detail(&s.detail);
     m.add("container_processes", &[], s.processes);
     let mut metrics = m.out;
     if let Some(n) = &s.network {
@@ -482,6 +521,16 @@ pub(in crate::cri) fn sandbox_metrics(
             ("container_network_receive_errors_total", n.rx_errors),
             ("container_network_transmit_bytes_total", n.tx_bytes),
             ("container_network_transmit_errors_total", n.tx_errors),
+            ("container_network_receive_packets_total", n.rx_packets),
+            (
+                "container_network_receive_packets_dropped_total",
+                n.rx_dropped,
+            ),
+            ("container_network_transmit_packets_total", n.tx_packets),
+            (
+                "container_network_transmit_packets_dropped_total",
+                n.tx_dropped,
+            ),
         ] {
             net.add(name, &interface, value);
         }

@@ -155,6 +155,7 @@ impl Backend {
             let usage = stats::read(&me.hierarchy, &record.cgroup);
             let upper = rootfs::upper(&me.layout.rootfs(&key(&record.id)));
             let layer = crate::image::usage::usage(&upper)?;
+            let detail = crate::image::usage::with_fs_capacity(usage.detail, &upper);
             Ok(ContainerStats {
                 timestamp: SystemTime::now(),
                 cpu_usage_ns: usage.cpu_ns,
@@ -162,6 +163,7 @@ impl Backend {
                 writable_layer: upper,
                 writable_layer_bytes: layer.used_bytes,
                 writable_layer_inodes: layer.inodes_used,
+                detail,
             })
         })
         .await

@@ -73,6 +73,7 @@ impl Backend {
                 memory: usage.memory,
                 processes: usage.processes,
                 network,
+                detail: usage.detail,
             })
         })
         .await
