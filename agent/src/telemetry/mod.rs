@@ -104,6 +104,12 @@ pub fn init(log: &LogConfig, otlp: &OtlpConfig, node_id: &str) -> Result<Option<
             .with(
                 tracing_opentelemetry::layer()
                     .with_tracer(traces.tracer())
+                    // The ids and the span tree tell what a span is; source lines,
+                    // threads and poll timings would only weigh on every export.
+                    .with_location(false)
+                    .with_threads(false)
+                    .with_target(false)
+                    .with_tracked_inactivity(false)
                     .with_filter(filter_fn(traced)),
             )
             .try_init(),
