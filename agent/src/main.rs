@@ -135,10 +135,19 @@ where
     Fut: std::future::Future<Output = berth::Result<()>>,
 {
     let config = Config::load(config)?;
-    telemetry::init(&config.log)?;
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::io("starting the async runtime", e))?
-        .block_on(run(config))
+        .map_err(|e| Error::io("starting the async runtime", e))?;
+    // Inside the runtime: a trace exporter's connection and batch task live on it.
+    let traces = {
+        let _entered = runtime.enter();
+        telemetry::init(&config.log, &config.telemetry.otlp, &config.node_id)?
+    };
+    let result = runtime.block_on(run(config));
+    // The runtime still runs the batch task: the last spans go out before exit.
+    if let Some(traces) = traces {
+        traces.shutdown();
+    }
+    result
 }

@@ -16,6 +16,7 @@ pub mod mock;
 pub mod network;
 pub mod runtime;
 pub mod supervisor;
+pub mod trace_context;
 pub mod types;
 pub mod youki;
 

@@ -38,7 +38,7 @@ pub struct Config {
     pub node_id: String,
     /// Logging.
     pub log: LogConfig,
-    /// Metrics (and, later, trace export).
+    /// Metrics and trace export.
     pub telemetry: TelemetryConfig,
     /// Image registries: mirrors, plain-http hosts, credentials.
     pub registries: RegistryConfig,
@@ -194,6 +194,104 @@ impl Default for ContainerdConfig {
 pub struct TelemetryConfig {
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// OpenTelemetry trace export.
+    pub otlp: OtlpConfig,
+}
+
+/// `telemetry.otlp`: where and how traces are exported. Without `endpoint` nothing is
+/// set up at all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpConfig {
+    /// The collector's URL (`http://host:4317` for gRPC, `http://host:4318` for
+    /// HTTP); null (the default): no traces are exported.
+    pub endpoint: Option<String>,
+    /// The OTLP transport.
+    pub protocol: OtlpProtocol,
+    /// The share of traces berth starts that are sampled, 0 to 1; a call whose
+    /// caller sent a `traceparent` follows the caller's decision.
+    pub sampling_ratio: f64,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// More resource attributes (`k8s.cluster.name: prod`); `service.instance.id` is
+    /// the node id unless given here.
+    pub resource_attributes: std::collections::BTreeMap<String, String>,
+}
+
+// `validate` refuses a NaN ratio, so the config's equality is an equivalence.
+impl Eq for OtlpConfig {}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            protocol: OtlpProtocol::Grpc,
+            sampling_ratio: 1.0,
+            service_name: "berth".to_string(),
+            resource_attributes: Default::default(),
+        }
+    }
+}
+
+/// `telemetry.otlp.protocol`, named as `OTEL_EXPORTER_OTLP_PROTOCOL` names them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OtlpProtocol {
+    /// OTLP/gRPC (port 4317 by convention).
+    #[default]
+    #[serde(rename = "grpc")]
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies (port 4318 by convention).
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+}
+
+impl OtlpConfig {
+    fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.sampling_ratio) {
+            return Err(format!(
+                "sampling_ratio: {} must be between 0 and 1",
+                self.sampling_ratio
+            ));
+        }
+        if self.service_name.trim().is_empty() {
+            return Err("service_name: must not be empty".into());
+        }
+        if let Some(key) = self.resource_attributes.keys().find(|k| k.is_empty()) {
+            return Err(format!(
+                "resource_attributes: `{key}` is not an attribute name"
+            ));
+        }
+        let Some(endpoint) = &self.endpoint else {
+            return Ok(());
+        };
+        let schemes: &[&str] = match self.protocol {
+            // The gRPC exporter is built without TLS roots: a collector on the node or
+            // in the cluster is reached in plain text.
+            OtlpProtocol::Grpc => &["http://"],
+            OtlpProtocol::HttpProtobuf => &["http://", "https://"],
+        };
+        let authority = schemes
+            .iter()
+            .find_map(|scheme| endpoint.strip_prefix(scheme))
+            .map(|rest| rest.split('/').next().unwrap_or_default());
+        match authority {
+            Some(authority) if !authority.is_empty() => {}
+            _ => {
+                return Err(format!(
+                    "endpoint: `{endpoint}` is not a {} URL with a host (e.g. {})",
+                    schemes.join(" or "),
+                    match self.protocol {
+                        OtlpProtocol::Grpc => "http://127.0.0.1:4317",
+                        OtlpProtocol::HttpProtobuf => "http://127.0.0.1:4318",
+                    }
+                ))
+            }
+        }
+        endpoint
+            .parse::<tonic::codegen::http::Uri>()
+            .map_err(|e| format!("endpoint: `{endpoint}`: {e}"))?;
+        Ok(())
+    }
 }
 
 /// `telemetry.metrics`.
@@ -371,6 +469,10 @@ impl Config {
         self.delegate
             .validate()
             .map_err(|e| format!("delegate.{e}"))?;
+        self.telemetry
+            .otlp
+            .validate()
+            .map_err(|e| format!("telemetry.otlp.{e}"))?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             format!(
                 "log.level: `{}` is not a level or filter: {e}",

@@ -101,6 +101,30 @@ fn bad_values_are_rejected_naming_the_field() {
             "backends:\n  containerd:\n    handler: youki\n",
             "backends.containerd.handler",
         ),
+        (
+            "telemetry:\n  otlp:\n    sampling_ratio: 1.5\n",
+            "telemetry.otlp.sampling_ratio",
+        ),
+        (
+            "telemetry:\n  otlp:\n    sampling_ratio: .nan\n",
+            "telemetry.otlp.sampling_ratio",
+        ),
+        (
+            "telemetry:\n  otlp:\n    endpoint: collector:4317\n",
+            "telemetry.otlp.endpoint",
+        ),
+        (
+            "telemetry:\n  otlp:\n    endpoint: https://collector:4317\n",
+            "telemetry.otlp.endpoint",
+        ),
+        (
+            "telemetry:\n  otlp:\n    protocol: http/json\n",
+            "http/json",
+        ),
+        (
+            "telemetry:\n  otlp:\n    service_name: ''\n",
+            "telemetry.otlp.service_name",
+        ),
     ];
     for (text, needle) in cases {
         let message = Config::from_yaml(text).unwrap_err();
@@ -110,6 +134,19 @@ fn bad_values_are_rejected_naming_the_field() {
     assert!(Config::from_yaml(&long)
         .unwrap_err()
         .contains("limited to 107"));
+}
+
+#[test]
+fn otlp_export_is_off_by_default_and_parses_when_set() {
+    assert_eq!(Config::default().telemetry.otlp.endpoint, None);
+    let text = "telemetry:\n  otlp:\n    endpoint: https://collector.example/otlp\n    \
+                protocol: http/protobuf\n    sampling_ratio: 0.25\n    service_name: b\n    \
+                resource_attributes: {k8s.cluster.name: prod}\n";
+    let otlp = Config::from_yaml(text).unwrap().telemetry.otlp;
+    assert_eq!(otlp.protocol, OtlpProtocol::HttpProtobuf);
+    assert_eq!(otlp.sampling_ratio, 0.25);
+    assert_eq!(otlp.service_name, "b");
+    assert_eq!(otlp.resource_attributes["k8s.cluster.name"], "prod");
 }
 
 #[test]

@@ -92,6 +92,11 @@ pub(super) async fn create_container(
     })?;
 
     let cid = &record.container_id;
+    telemetry::record(CallField::BerthId, tracing::field::display(cid));
+    telemetry::record(CallField::Name, name.as_str());
+    if let Some(metadata) = &config.metadata {
+        telemetry::record(CallField::Attempt, metadata.attempt);
+    }
     let created = cri
         .runtime
         .create_container(&sandbox.container_id, cid, &spec)

@@ -59,6 +59,12 @@ pub(super) async fn run_pod_sandbox(
         })?;
 
     let cid = &record.container_id;
+    telemetry::record(CallField::BerthId, tracing::field::display(cid));
+    if let Some(metadata) = &config.metadata {
+        let name = format!("{}/{}", metadata.namespace, metadata.name);
+        telemetry::record(CallField::Name, name.as_str());
+        telemetry::record(CallField::Attempt, metadata.attempt);
+    }
     // Recorded before the backend runs anything: a crash in between leaves a record
     // whose rollback at start-up goes to the right backend.
     let backend = match cri.runtime.choose(cid, &spec).await {

@@ -22,6 +22,7 @@ use crate::config::{Config, DelegateServerTls};
 use crate::error::{Error, Result};
 use crate::server::{Signals, SocketGuard};
 use crate::store::Store;
+use crate::telemetry::DelegateTraceLayer;
 
 pub use service::DelegateService;
 
@@ -51,6 +52,7 @@ pub async fn serve(config: Config) -> Result<()> {
         let listener = socket.bind()?;
         let incoming = UnixListenerStream::new(listener);
         let server = Server::builder()
+            .layer(DelegateTraceLayer)
             .add_service(service())
             .serve_with_incoming_shutdown(incoming, stopped(stopping.clone()));
         let address = socket.path().display().to_string();
@@ -74,6 +76,7 @@ pub async fn serve(config: Config) -> Result<()> {
                 address: tcp.clone(),
                 source: e,
             })?
+            .layer(DelegateTraceLayer)
             .add_service(service())
             // TCP_NODELAY on each connection: without it a stream's small frames
             // wait for the node's delayed ACK (40 ms an exec on this machine).

@@ -3,6 +3,8 @@
 //!
 //! Handlers run inside the span and add the ids they work on with
 //! [`record`](super::record), so the failure event carries method and ids together.
+//! With `telemetry.otlp` the span is the call's OpenTelemetry server span, a child of
+//! the caller's when the request carries a W3C `traceparent`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -68,8 +70,13 @@ where
             rpc.grpc.status_code = Empty,
             pod_sandbox_id = Empty,
             container_id = Empty,
+            berth_id = Empty,
+            name = Empty,
+            attempt = Empty,
             image = Empty,
         );
+        // kubelet may send its own trace's context: the call becomes part of it.
+        runtimes::trace_context::adopt(&span, request.headers());
         let method = method.to_string();
         let in_flight = metrics().call_started(&method);
         let started = Instant::now();

@@ -913,3 +913,56 @@ async fn pods_this_node_cannot_run_get_route_to_peer_details() -> Result<()> {
     ensure!(youki_pods(&world.dir().join("state")).is_empty());
     Ok(())
 }
+
+/// One trace spans node agent and delegate: the node's call to the delegate carries
+/// the trace context, and the delegate's server span is a child of the node's
+/// delegate backend span, with the delegate's own work below it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traced_call_for_a_delegate_pod_is_one_trace_across_node_and_delegate() -> Result<()> {
+    use crate::traces::{run_traced, server_span, Receiver, TRACE_ID};
+    let (receiver, endpoint) = Receiver::start().await?;
+    let otlp = format!("telemetry:\n  otlp:\n    endpoint: {endpoint}\n");
+    let dir = tempfile::tempdir()?;
+    let socket = dir.path().join("d.sock");
+    let address = format!("unix://{}", socket.display());
+    let world = World::with_config(&format!("{}{otlp}", delegate_backend(&address, ""))).await?;
+    // The delegate's config ends with its `delegate:` section: `telemetry` follows it.
+    let serve = format!("  socket: {}\n{otlp}", socket.display());
+    let mut delegate = Delegate::home(&world, &serve)?;
+    delegate.start(|| unix_client(&socket)).await?;
+    let berth = world.start().await?;
+    let mut client = berth.runtime().await?;
+    run_traced(&mut client, &world, "wsl2", "far").await?;
+
+    let start = server_span(&receiver, "StartContainer").await?;
+    let backend = receiver
+        .wait_for("delegate StartContainer", |s| {
+            s.name == "delegate StartContainer" && s.parent == start.span_id
+        })
+        .await?;
+    let served = receiver
+        .wait_for("the delegate's StartContainer", |s| {
+            s.name == "/berth.delegate.v1.Delegate/StartContainer" && s.parent == backend.span_id
+        })
+        .await?;
+    ensure!(served.trace_id == TRACE_ID, "{served:?}");
+    ensure!(
+        served.instance == format!("delegate-{}", world.tag),
+        "{served:?}"
+    );
+    let supervisor = receiver
+        .wait_for("the delegate's supervisor Start", |s| {
+            s.name == "supervisor Start" && s.trace_id == TRACE_ID && s.instance == served.instance
+        })
+        .await?;
+    eprintln!("trace {TRACE_ID}:\n{}", receiver.tree(TRACE_ID));
+    let spans = receiver.spans();
+    ensure!(
+        crate::traces::below(&spans, &served)
+            .iter()
+            .any(|s| s.span_id == supervisor.span_id),
+        "{supervisor:?} is not below {served:?}"
+    );
+    remove_all_pods(&mut client).await?;
+    Ok(())
+}

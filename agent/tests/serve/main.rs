@@ -30,6 +30,7 @@ mod pods;
 mod shared_pid;
 mod streams;
 mod supervisor_death;
+mod traces;
 mod world;
 
 use std::fs::{self, File};

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::future::join_all;
+use tracing::Instrument;
 
 use super::{write, CompositeRuntime};
 use crate::error::{Error, Result};
@@ -21,7 +22,13 @@ impl CompositeRuntime {
         let mut first_ok = None;
         let mut wrong_platform = None;
         let mut failure = None;
-        for (backend, result) in self.on_each_backend(|b| b.pull_image(request)).await {
+        for (backend, result) in self
+            .on_each_backend(|b| {
+                b.pull_image(request)
+                    .instrument(super::traced(b, "PullImage", None))
+            })
+            .await
+        {
             match result {
                 Ok(info) => {
                     self.note_image_os(Some(&request.reference), &info);

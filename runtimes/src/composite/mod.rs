@@ -31,6 +31,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use crate::id::ContainerId;
@@ -198,6 +199,22 @@ impl CompositeRuntime {
     }
 }
 
+/// The span of one call into `backend`, a child of the CRI call's: the one place every
+/// backend call passes, so each backend is traced without instrumenting it. Debug
+/// level: logs at `info` do not carry it, and with no exporter it costs nothing.
+pub(crate) fn traced(
+    backend: &Arc<dyn Runtime>,
+    method: &'static str,
+    id: Option<&ContainerId>,
+) -> tracing::Span {
+    tracing::debug_span!(
+        "backend",
+        otel.name = %format_args!("{} {method}", backend.name()),
+        backend = backend.name(),
+        berth_id = id.map(tracing::field::display),
+    )
+}
+
 /// A poisoned lock only means another thread panicked mid-update of a plain map; the
 /// map itself is still usable.
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -258,7 +275,8 @@ impl Runtime for CompositeRuntime {
                 backend
             }
         };
-        match backend.run_pod_sandbox(id, spec).await {
+        let span = traced(&backend, "RunPodSandbox", Some(id));
+        match backend.run_pod_sandbox(id, spec).instrument(span).await {
             Ok(status) => Ok(status),
             Err(e) => {
                 // The backend cleaned up after itself; a route to nothing would only
@@ -270,22 +288,32 @@ impl Runtime for CompositeRuntime {
     }
 
     async fn pod_sandbox_status(&self, id: &ContainerId) -> Result<SandboxStatus> {
-        self.owner(id)?.pod_sandbox_status(id).await
+        let backend = self.owner(id)?;
+        let span = traced(&backend, "PodSandboxStatus", Some(id));
+        backend.pod_sandbox_status(id).instrument(span).await
     }
 
     async fn pod_sandbox_stats(&self, id: &ContainerId) -> Result<SandboxStats> {
-        self.owner(id)?.pod_sandbox_stats(id).await
+        let backend = self.owner(id)?;
+        let span = traced(&backend, "PodSandboxStats", Some(id));
+        backend.pod_sandbox_stats(id).instrument(span).await
     }
 
     async fn stop_pod_sandbox(&self, id: &ContainerId) -> Result<()> {
-        self.teardown(id, |b| async move { b.stop_pod_sandbox(id).await })
-            .await?;
+        self.teardown(id, |b| {
+            let span = traced(&b, "StopPodSandbox", Some(id));
+            async move { b.stop_pod_sandbox(id).instrument(span).await }
+        })
+        .await?;
         Ok(())
     }
 
     async fn remove_pod_sandbox(&self, id: &ContainerId) -> Result<()> {
         if self
-            .teardown(id, |b| async move { b.remove_pod_sandbox(id).await })
+            .teardown(id, |b| {
+                let span = traced(&b, "RemovePodSandbox", Some(id));
+                async move { b.remove_pod_sandbox(id).instrument(span).await }
+            })
             .await?
             .is_some()
         {
@@ -303,7 +331,12 @@ impl Runtime for CompositeRuntime {
         let backend = self.owner(sandbox)?;
         self.check_image_os(id, &backend, &spec.image).await?;
         self.remember(id, backend.name());
-        if let Err(e) = backend.create_container(sandbox, id, spec).await {
+        let span = traced(&backend, "CreateContainer", Some(id));
+        if let Err(e) = backend
+            .create_container(sandbox, id, spec)
+            .instrument(span)
+            .await
+        {
             self.forget(id);
             return Err(e);
         }
@@ -311,18 +344,26 @@ impl Runtime for CompositeRuntime {
     }
 
     async fn start_container(&self, id: &ContainerId) -> Result<()> {
-        self.owner(id)?.start_container(id).await
+        let backend = self.owner(id)?;
+        let span = traced(&backend, "StartContainer", Some(id));
+        backend.start_container(id).instrument(span).await
     }
 
     async fn stop_container(&self, id: &ContainerId, timeout: Duration) -> Result<()> {
-        self.teardown(id, |b| async move { b.stop_container(id, timeout).await })
-            .await?;
+        self.teardown(id, |b| {
+            let span = traced(&b, "StopContainer", Some(id));
+            async move { b.stop_container(id, timeout).instrument(span).await }
+        })
+        .await?;
         Ok(())
     }
 
     async fn remove_container(&self, id: &ContainerId) -> Result<()> {
         if self
-            .teardown(id, |b| async move { b.remove_container(id).await })
+            .teardown(id, |b| {
+                let span = traced(&b, "RemoveContainer", Some(id));
+                async move { b.remove_container(id).instrument(span).await }
+            })
             .await?
             .is_some()
         {
@@ -332,7 +373,9 @@ impl Runtime for CompositeRuntime {
     }
 
     async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus> {
-        self.owner(id)?.container_status(id).await
+        let backend = self.owner(id)?;
+        let span = traced(&backend, "ContainerStatus", Some(id));
+        backend.container_status(id).instrument(span).await
     }
 
     /// Each backend is asked once, for its own containers.
@@ -369,32 +412,47 @@ impl Runtime for CompositeRuntime {
         id: &ContainerId,
         resources: &oci_spec::runtime::LinuxResources,
     ) -> Result<()> {
-        self.owner(id)?
+        let backend = self.owner(id)?;
+        let span = traced(&backend, "UpdateContainerResources", Some(id));
+        backend
             .update_container_resources(id, resources)
+            .instrument(span)
             .await
     }
 
     async fn reopen_container_log(&self, id: &ContainerId) -> Result<()> {
-        self.owner(id)?.reopen_container_log(id).await
+        let backend = self.owner(id)?;
+        let span = traced(&backend, "ReopenContainerLog", Some(id));
+        backend.reopen_container_log(id).instrument(span).await
     }
 
     async fn exec_sync(&self, id: &ContainerId, request: &ExecRequest) -> Result<ExecOutput> {
-        self.owner(id)?.exec_sync(id, request).await
+        let backend = self.owner(id)?;
+        let span = traced(&backend, "ExecSync", Some(id));
+        backend.exec_sync(id, request).instrument(span).await
     }
 
     async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats> {
-        self.owner(id)?.container_stats(id).await
+        let backend = self.owner(id)?;
+        let span = traced(&backend, "ContainerStats", Some(id));
+        backend.container_stats(id).instrument(span).await
     }
 
     async fn exec(&self, id: &ContainerId, request: &ExecStreamRequest) -> Result<StreamSession> {
-        self.owner(id)?.exec(id, request).await
+        let backend = self.owner(id)?;
+        let span = traced(&backend, "Exec", Some(id));
+        backend.exec(id, request).instrument(span).await
     }
 
     async fn attach(&self, id: &ContainerId, request: &AttachRequest) -> Result<StreamSession> {
-        self.owner(id)?.attach(id, request).await
+        let backend = self.owner(id)?;
+        let span = traced(&backend, "Attach", Some(id));
+        backend.attach(id, request).instrument(span).await
     }
 
     async fn port_forward(&self, sandbox: &ContainerId, port: u16) -> Result<PortStream> {
-        self.owner(sandbox)?.port_forward(sandbox, port).await
+        let backend = self.owner(sandbox)?;
+        let span = traced(&backend, "PortForward", Some(sandbox));
+        backend.port_forward(sandbox, port).instrument(span).await
     }
 }

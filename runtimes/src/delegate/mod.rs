@@ -79,6 +79,15 @@ pub struct DelegateTls {
     pub server_name: String,
 }
 
+/// A client of the delegate: each request carries the caller's trace context, so the
+/// delegate's spans join the node agent's trace.
+type Client = DelegateClient<
+    tonic::service::interceptor::InterceptedService<
+        Channel,
+        fn(tonic::Request<()>) -> std::result::Result<tonic::Request<()>, tonic::Status>,
+    >,
+>;
+
 /// The delegate backend: a gRPC client of `berth delegate`.
 pub struct DelegateRuntime {
     config: DelegateConfig,
@@ -106,7 +115,7 @@ impl DelegateRuntime {
     /// A client on the shared channel (cheap: the channel is a handle), unless the
     /// delegate was found silent: then the call fails `Unavailable` at once rather
     /// than wait out the connect timeout (`ready.rs`).
-    fn client(&self) -> Result<DelegateClient<Channel>> {
+    fn client(&self) -> Result<Client> {
         match self.silent() {
             Some(e) => Err(e),
             None => Ok(self.ungated_client()),
@@ -114,8 +123,8 @@ impl DelegateRuntime {
     }
 
     /// A client on the shared channel, whatever the last probe found.
-    fn ungated_client(&self) -> DelegateClient<Channel> {
-        DelegateClient::new(self.channel.clone())
+    fn ungated_client(&self) -> Client {
+        DelegateClient::with_interceptor(self.channel.clone(), crate::trace_context::propagate as _)
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20)
     }

@@ -13,10 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_proto::delegate::delegate_client::DelegateClient;
 use berth_proto::delegate::HandshakeRequest;
 use tokio::sync::watch;
-use tonic::transport::Channel;
 
 use super::{connect, DelegateRuntime, PROTOCOL};
 use crate::error::{Error, Result};
@@ -136,7 +134,7 @@ fn copy(answer: &Result<()>) -> Result<()> {
 /// One handshake with the delegate, bounded by `timeout`; notes the features it
 /// reports.
 async fn handshake(
-    mut client: DelegateClient<Channel>,
+    mut client: super::Client,
     node: String,
     service: String,
     features: Arc<Mutex<Features>>,

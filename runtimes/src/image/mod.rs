@@ -55,6 +55,7 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use tempfile::TempPath;
+use tracing::Instrument;
 
 pub use config::RegistryConfig;
 pub(crate) use digest::share_error;
@@ -135,7 +136,13 @@ impl ImageStore {
         let (inner, auth) = (self.inner.clone(), request.auth.clone());
         self.inner
             .pulls
-            .run(&key, true, move || pull::pull(inner, image, auth).boxed())
+            .run(&key, true, move || {
+                // The pull runs detached (it outlives a caller that gives up), but
+                // belongs to the trace of the call that started it.
+                pull::pull(inner, image, auth)
+                    .instrument(tracing::Span::current())
+                    .boxed()
+            })
             .await
     }
 

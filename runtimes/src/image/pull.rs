@@ -20,6 +20,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::FutureExt;
 use tempfile::TempPath;
+use tracing::Instrument;
 
 use super::digest::{chain_ids, sha256, verify};
 use super::fetch::{download, write_blob};
@@ -47,6 +48,12 @@ struct Resolved {
 }
 
 /// Pulls `image` and commits it to the index.
+#[tracing::instrument(
+    level = "debug",
+    name = "image.pull",
+    skip_all,
+    fields(otel.name = "pull image", image = %image)
+)]
 pub(crate) async fn pull(
     inner: Arc<Inner>,
     image: Reference,
@@ -287,8 +294,16 @@ async fn store(
         let (layout, source, desc) = (layout.clone(), r.source.clone(), layer.clone());
         // A download another pull started counts its bytes in that pull's progress.
         let counted = progress.clone();
+        let span = tracing::debug_span!(
+            "image.layer.download",
+            otel.name = "download layer",
+            digest = %layer.digest,
+            size = layer.size,
+        );
         let shared = inner.downloads.run(&layer.digest, false, move || {
-            download(layout, source, desc, counted).boxed()
+            download(layout, source, desc, counted)
+                .instrument(span)
+                .boxed()
         });
         downloads.push(Some(AbortOnDrop(tokio::spawn(shared))));
     }
@@ -306,9 +321,16 @@ async fn store(
             image: name.clone(),
         };
         let inner2 = inner.clone();
+        let span = tracing::debug_span!(
+            "image.layer.unpack",
+            otel.name = "unpack layer",
+            digest = %r.layers[i].digest,
+        );
         inner
             .unpacks
-            .run(&chain[i], false, move || unpack_layer(inner2, job).boxed())
+            .run(&chain[i], false, move || {
+                unpack_layer(inner2, job).instrument(span).boxed()
+            })
             .await?;
         progress.layer_done(0);
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
+use tracing::Instrument;
 
 use super::CniError;
 use crate::error::{Error, Result};
@@ -99,6 +100,25 @@ impl Plugins {
     /// Runs the plugin binary `bin` with `conf` on stdin. Returns its result (`None`
     /// when it printed nothing, as DEL does).
     pub(crate) async fn run(
+        &self,
+        command: CniCommand,
+        bin: &Path,
+        conf: &Value,
+        inv: &Invocation<'_>,
+    ) -> Result<Option<Value>> {
+        // One span per plugin run: a plugin's ADD or DEL is what a slow network shows in.
+        let span = tracing::debug_span!(
+            "cni",
+            otel.name = %format_args!("CNI {} {}", command.as_str(), conf["type"].as_str().unwrap_or("?")),
+            cni.plugin = conf["type"].as_str().unwrap_or("?"),
+            cni.network = conf["name"].as_str().unwrap_or("?"),
+        );
+        self.run_plugin(command, bin, conf, inv)
+            .instrument(span)
+            .await
+    }
+
+    async fn run_plugin(
         &self,
         command: CniCommand,
         bin: &Path,

@@ -157,7 +157,9 @@ impl Backend {
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    tokio::task::spawn_blocking(f)
+    // The work stays in the caller's span (a supervisor call is a child of the backend call).
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(|e| Error::internal(NAME, "a blocking task failed", e))?
 }

@@ -110,11 +110,13 @@ impl Client {
         request: request::Kind,
         timeout: Duration,
     ) -> Result<reply::Kind, CallError> {
+        let _span = span(&request).entered();
         self.link.call(&self.socket, request, timeout)
     }
 
     /// Opens a session (see [`Link::session`]).
     pub fn session(&self, request: request::Kind, timeout: Duration) -> Result<Session, CallError> {
+        let _span = span(&request).entered();
         self.link.session(&self.socket, request, timeout)
     }
 
@@ -128,6 +130,31 @@ impl Client {
             other => Err(unexpected(other)),
         }
     }
+}
+
+/// The span of one supervisor call, under the backend call that makes it.
+fn span(request: &request::Kind) -> tracing::Span {
+    use request::Kind;
+    let verb = match request {
+        Kind::Ping(_) => "Ping",
+        Kind::Create(_) => "Create",
+        Kind::Start(_) => "Start",
+        Kind::State(_) => "State",
+        Kind::Wait(_) => "Wait",
+        Kind::Exec(_) => "Exec",
+        Kind::Kill(_) => "Kill",
+        Kind::Delete(_) => "Delete",
+        Kind::ReopenLog(_) => "ReopenLog",
+        Kind::Shutdown(_) => "Shutdown",
+        Kind::ExecStream(_) => "ExecStream",
+        Kind::Attach(_) => "Attach",
+    };
+    tracing::debug_span!(
+        "supervisor",
+        otel.name = %format_args!("supervisor {verb}"),
+        otel.kind = "client",
+        rpc.method = verb,
+    )
 }
 
 /// The real [`Link`]: a unix socket per supervisor, and `<exe> shim` to start one.

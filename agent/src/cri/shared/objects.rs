@@ -46,6 +46,7 @@ pub(in crate::cri) fn find<R: Record>(
         )));
     }
     if let Some(record) = store.get::<R>(id)?.filter(|r| !r.is_creating()) {
+        record_found(&record);
         return Ok(Some(record));
     }
     let mut matches = store
@@ -58,6 +59,9 @@ pub(in crate::cri) fn find<R: Record>(
             "{method}: `{id}` is the prefix of several {} ids; give more of it",
             R::KIND
         )));
+    }
+    if let Some(record) = &first {
+        record_found(record);
     }
     Ok(first)
 }
@@ -87,6 +91,18 @@ pub(in crate::cri) fn containers_of(
         .filter(|c| c.sandbox_id == pod_id)
         .map(|c| ContainerRecord::clone(&c))
         .collect())
+}
+
+/// The found object's ContainerId and its pod on the call's span: the trace and the
+/// failure log name the object by both ids.
+fn record_found<R: Record>(record: &R) {
+    telemetry::record(
+        CallField::BerthId,
+        tracing::field::display(record.container_id()),
+    );
+    if let Some(sandbox) = record.sandbox() {
+        telemetry::record(CallField::PodSandboxId, sandbox);
+    }
 }
 
 fn record_call_field<R: Record>(id: &str) {

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use tracing::Instrument;
+
 use crate::error::{Error, IoContext, Result};
 use crate::id::ContainerId;
 use crate::network::NsKind;
@@ -116,7 +118,9 @@ impl Backend {
     ) -> Result<SandboxStatus> {
         let hostname = validate(id, spec)?;
         let (me, id, spec) = (self.clone(), id.clone(), spec.clone());
-        tokio::spawn(async move { me.run_pod_to_end(&id, &spec, hostname).await })
+        // In the caller's span: the pod's CNI and supervisor work is part of its trace.
+        let work = async move { me.run_pod_to_end(&id, &spec, hostname).await };
+        tokio::spawn(work.instrument(tracing::Span::current()))
             .await
             .map_err(|e| Error::internal(NAME, "RunPodSandbox task failed", e))?
     }
