@@ -3,7 +3,7 @@
 use k8s_cri::v1::{
     ContainerConfig, CreateContainerRequest, CreateContainerResponse, PodSandboxConfig,
 };
-use runtimes::types::{ContainerSpec, ImageInfo};
+use runtimes::types::{ContainerSpec, ContainerState, ImageInfo};
 use runtimes::{Error, Runtime};
 
 use super::shared::fields;
@@ -105,6 +105,7 @@ pub(super) async fn create_container(
         let undone = cri.runtime.remove_container(cid).await;
         return Err(abandon(&cri.store, &record, err, undone).into());
     }
+    cri.store.set_container_state(&id, ContainerState::Created);
     Ok(CreateContainerResponse { container_id: id })
 }
 

@@ -38,7 +38,8 @@ use crate::runtime::Runtime;
 use crate::types::{AttachRequest, ExecStreamRequest, PortStream, StreamSession};
 use crate::types::{
     ContainerSpec, ContainerState, ContainerStats, ContainerStatus, ExecOutput, ExecRequest,
-    Features, FsUsage, ImageInfo, PullRequest, SandboxSpec, SandboxStats, SandboxStatus,
+    Features, FsUsage, ImageInfo, Inspection, PullRequest, SandboxSpec, SandboxStats,
+    SandboxStatus,
 };
 
 pub use dispatch::ISOLATION_ANNOTATION;
@@ -333,6 +334,10 @@ impl Runtime for CompositeRuntime {
 
     async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus> {
         self.owner(id)?.container_status(id).await
+    }
+
+    async fn inspect(&self, id: &ContainerId) -> Result<Inspection> {
+        self.owner(id)?.inspect(id).await
     }
 
     /// Each backend is asked once, for its own containers.

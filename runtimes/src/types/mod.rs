@@ -8,7 +8,7 @@ mod stream;
 
 pub use container::{
     ContainerSpec, ContainerState, ContainerStats, ContainerStatus, ExecOutput, ExecRequest,
-    MemoryStats, ResolvedUser, SupplementalGroupsPolicy, UserRequest,
+    Inspection, MemoryStats, ResolvedUser, SupplementalGroupsPolicy, UserRequest,
 };
 pub use features::Features;
 pub use image::{FsUsage, ImageConfig, ImageInfo, PullRequest, RegistryAuth};

@@ -181,6 +181,36 @@ pub(in crate::cri) fn abandon<R: Record>(
 }
 
 /// Now, in nanoseconds since the Unix epoch.
+/// Adds to a verbose status's `info` what the backend tells of where the pod or
+/// container `id` lives: `supervisorPid`, `cgroupPath` and `netnsPath`, each only
+/// when the backend knows it; `inspectError` when it could not be asked.
+pub(in crate::cri) async fn add_inspection(
+    cri: &crate::cri::Cri,
+    id: &ContainerId,
+    info: &mut serde_json::Value,
+) {
+    use runtimes::Runtime;
+    let Some(fields) = info.as_object_mut() else {
+        return;
+    };
+    match cri.runtime.inspect(id).await {
+        Ok(found) => {
+            if let Some(pid) = found.supervisor_pid {
+                fields.insert("supervisorPid".into(), pid.into());
+            }
+            if let Some(cgroup) = found.cgroup_path {
+                fields.insert("cgroupPath".into(), cgroup.into());
+            }
+            if let Some(netns) = found.netns_path {
+                fields.insert("netnsPath".into(), netns.display().to_string().into());
+            }
+        }
+        Err(err) => {
+            fields.insert("inspectError".into(), err.to_string().into());
+        }
+    }
+}
+
 pub(in crate::cri) fn now_nanos() -> i64 {
     unix_nanos(SystemTime::now())
 }
