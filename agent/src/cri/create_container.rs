@@ -89,6 +89,11 @@ pub(super) async fn create_container(
         })
     })?;
 
+    telemetry::record(CallField::PodSandboxId, &record.sandbox_id);
+    telemetry::record(
+        CallField::BerthContainerId,
+        &record.container_id.to_string(),
+    );
     let cid = &record.container_id;
     let created = cri
         .runtime

@@ -58,6 +58,10 @@ pub(super) async fn run_pod_sandbox(
             })
         })?;
 
+    telemetry::record(
+        CallField::BerthContainerId,
+        &record.container_id.to_string(),
+    );
     let cid = &record.container_id;
     // Recorded before the backend runs anything: a crash in between leaves a record
     // whose rollback at start-up goes to the right backend.

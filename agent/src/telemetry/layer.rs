@@ -68,6 +68,7 @@ where
             rpc.grpc.status_code = Empty,
             pod_sandbox_id = Empty,
             container_id = Empty,
+            berth.container_id = Empty,
             image = Empty,
         );
         let method = method.to_string();

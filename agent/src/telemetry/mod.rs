@@ -29,6 +29,9 @@ pub enum CallField {
     PodSandboxId,
     /// The CRI container id.
     ContainerId,
+    /// The ContainerId (display form) of the pod sandbox or container the call is
+    /// about: what the backends' own lines name it by.
+    BerthContainerId,
     /// The image reference or id as the request gave it.
     Image,
 }
@@ -39,6 +42,7 @@ impl CallField {
         match self {
             CallField::PodSandboxId => "pod_sandbox_id",
             CallField::ContainerId => "container_id",
+            CallField::BerthContainerId => "berth.container_id",
             CallField::Image => "image",
         }
     }

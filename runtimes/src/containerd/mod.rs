@@ -316,7 +316,9 @@ impl Containerd {
 
 /// Runs `f` on tokio's blocking pool (file systems, mounts).
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
+    // In the caller's span: its lines name the CRI call's pod and container.
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(|e| Error::internal(NAME, "a blocking task failed", e))?
 }

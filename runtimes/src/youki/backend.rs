@@ -157,7 +157,9 @@ impl Backend {
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    tokio::task::spawn_blocking(f)
+    // In the caller's span: its lines name the CRI call's pod and container.
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(|e| Error::internal(NAME, "a blocking task failed", e))?
 }

@@ -46,6 +46,7 @@ pub(in crate::cri) fn find<R: Record>(
         )));
     }
     if let Some(record) = store.get::<R>(id)?.filter(|r| !r.is_creating()) {
+        record_found(&record);
         return Ok(Some(record));
     }
     let mut matches = store
@@ -59,7 +60,24 @@ pub(in crate::cri) fn find<R: Record>(
             R::KIND
         )));
     }
+    if let Some(record) = &first {
+        record_found(record);
+    }
     Ok(first)
+}
+
+/// Names `record` on the call's span: its whole CRI id (the request may give a
+/// prefix), its pod's for a container, and its ContainerId, so every line of the call
+/// (the backend's too) carries both kinds of id.
+pub(in crate::cri) fn record_found<R: Record>(record: &R) {
+    record_call_field::<R>(record.id());
+    if let Some(sandbox) = record.sandbox() {
+        telemetry::record(CallField::PodSandboxId, sandbox);
+    }
+    telemetry::record(
+        CallField::BerthContainerId,
+        &record.container_id().to_string(),
+    );
 }
 
 /// Every record of kind `R` whose creation finished.
@@ -235,7 +253,7 @@ pub(in crate::cri) fn successes<R: Record, T>(
         .filter_map(|(record, result)| {
             result
                 .inspect_err(|err| {
-                    tracing::debug!(kind = R::KIND, id = record.id(), error = %err, "no {what}");
+                    tracing::debug!(kind = R::KIND, id = record.id(), berth.container_id = %record.container_id(), error = %err, "no {what}");
                 })
                 .ok()
         })

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use std::path::{Path, PathBuf};
 
 use berth_proto::supervisor::{container_state::Status, reply, request, Create, State};
+use tracing::Instrument;
 
 use crate::error::{Error, IoContext, Result};
 use crate::id::ContainerId;
@@ -34,12 +35,15 @@ impl Backend {
         let signal = stop_signal(spec.stop_signal.as_deref())
             .map_err(|m| Error::InvalidSpec(format!("CreateContainer {id}: {m}")))?;
         let (me, sandbox, id, spec) = (self.clone(), sandbox.clone(), id.clone(), spec.clone());
-        tokio::spawn(async move {
-            let _pod = me.lock(&key(&sandbox)).await;
-            let _ctr = me.lock(&key(&id)).await;
-            let me2 = me.clone();
-            blocking(move || me2.create_locked(&sandbox, &id, &spec, signal)).await
-        })
+        tokio::spawn(
+            async move {
+                let _pod = me.lock(&key(&sandbox)).await;
+                let _ctr = me.lock(&key(&id)).await;
+                let me2 = me.clone();
+                blocking(move || me2.create_locked(&sandbox, &id, &spec, signal)).await
+            }
+            .in_current_span(),
+        )
         .await
         .map_err(|e| Error::internal(NAME, "CreateContainer task failed", e))?
     }

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use tracing::Instrument;
+
 use crate::error::{Error, IoContext, Result};
 use crate::id::ContainerId;
 use crate::metrics::SupervisorEvent;
@@ -117,7 +119,7 @@ impl Backend {
     ) -> Result<SandboxStatus> {
         let hostname = validate(id, spec)?;
         let (me, id, spec) = (self.clone(), id.clone(), spec.clone());
-        tokio::spawn(async move { me.run_pod_to_end(&id, &spec, hostname).await })
+        tokio::spawn(async move { me.run_pod_to_end(&id, &spec, hostname).await }.in_current_span())
             .await
             .map_err(|e| Error::internal(NAME, "RunPodSandbox task failed", e))?
     }
