@@ -11,6 +11,7 @@ pub mod delegate;
 pub mod error;
 pub mod id;
 pub mod image;
+pub mod metrics;
 #[cfg(any(test, feature = "mock"))]
 pub mod mock;
 pub mod network;

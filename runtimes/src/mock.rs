@@ -19,7 +19,7 @@ use crate::types::{
 };
 use crate::types::{
     ContainerSpec, ContainerState, ContainerStats, ContainerStatus, ExecOutput, ExecRequest,
-    Features, FsUsage, ImageInfo, MemoryStats, NetworkStats, PullRequest, ResolvedUser,
+    Features, FsUsage, ImageInfo, Inspection, MemoryStats, NetworkStats, PullRequest, ResolvedUser,
     SandboxSpec, SandboxState, SandboxStats, SandboxStatus,
 };
 
@@ -410,6 +410,23 @@ impl Runtime for MockRuntime {
             .get(id)
             .map(|c| c.status.clone())
             .ok_or_else(|| Error::not_found("container", id))
+    }
+
+    /// A cgroup named after the id, and the pod's network namespace; no supervisor.
+    /// Not recorded as a call: only verbose statuses ask.
+    async fn inspect(&self, id: &ContainerId) -> Result<Inspection> {
+        let state = self.state();
+        let pod = match state.containers.get(id) {
+            Some(c) => &c.sandbox,
+            None if state.sandboxes.contains_key(id) => id,
+            None => return Err(Error::not_found("container", id)),
+        };
+        let n = state.sandboxes.keys().position(|s| s == pod);
+        Ok(Inspection {
+            supervisor_pid: None,
+            cgroup_path: Some(format!("/mock/{id}")),
+            netns_path: n.and_then(|n| sandbox_status(n + 1, SandboxState::Ready).netns_path),
+        })
     }
 
     async fn update_container_resources(

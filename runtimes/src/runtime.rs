@@ -13,7 +13,8 @@ use crate::id::ContainerId;
 use crate::types::{AttachRequest, ExecStreamRequest, PortStream, StreamSession};
 use crate::types::{
     ContainerSpec, ContainerState, ContainerStats, ContainerStatus, ExecOutput, ExecRequest,
-    Features, FsUsage, ImageInfo, PullRequest, SandboxSpec, SandboxStats, SandboxStatus,
+    Features, FsUsage, ImageInfo, Inspection, PullRequest, SandboxSpec, SandboxStats,
+    SandboxStatus,
 };
 
 /// A container runtime backend.
@@ -115,6 +116,13 @@ pub trait Runtime: Send + Sync {
     async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus> {
         let _ = id;
         Err(self.unsupported("ContainerStatus"))
+    }
+
+    /// Where the pod sandbox or container `id` lives on the host (supervisor,
+    /// cgroup, network namespace), for verbose status. The default knows nothing.
+    async fn inspect(&self, id: &ContainerId) -> Result<Inspection> {
+        let _ = id;
+        Ok(Inspection::default())
     }
 
     /// The state of each of `ids`, in order, in one pass meant to be cheap: listings

@@ -7,15 +7,16 @@ use runtimes::types::{ContainerState, ContainerStatus};
 use serde_json::json;
 
 use super::shared::container::{cri_state, image_ref, image_spec, observe};
-use super::shared::objects::{resolve, shown_labels, unix_nanos};
+use super::shared::objects::{add_inspection, resolve, shown_labels, unix_nanos};
 use super::Cri;
 use crate::store::ContainerRecord;
 
 const METHOD: &str = "ContainerStatus";
 
 /// The container as recorded, with its state, times, exit and user from the backend.
-/// `verbose` adds `info["info"]`: the ContainerId, the backend it runs on, its pid and
-/// the config it was created with.
+/// `verbose` adds `info["info"]`: the ContainerId, the backend it runs on, its pid,
+/// what the backend can tell of its supervisor, cgroup and network namespace (see
+/// `add_inspection`) and the config it was created with.
 pub(super) async fn container_status(
     cri: &Cri,
     request: cri::ContainerStatusRequest,
@@ -23,7 +24,8 @@ pub(super) async fn container_status(
     let record: ContainerRecord = resolve(&cri.store, METHOD, &request.container_id)?;
     let observed = observe(cri, &record).await;
     let info = if request.verbose {
-        HashMap::from([("info".to_string(), verbose_info(cri, &record, &observed))])
+        let info = verbose_info(cri, &record, &observed).await;
+        HashMap::from([("info".to_string(), info)])
     } else {
         HashMap::new()
     };
@@ -93,8 +95,8 @@ fn to_cri_status(record: &ContainerRecord, observed: ContainerStatus) -> cri::Co
     }
 }
 
-fn verbose_info(cri: &Cri, record: &ContainerRecord, observed: &ContainerStatus) -> String {
-    json!({
+async fn verbose_info(cri: &Cri, record: &ContainerRecord, observed: &ContainerStatus) -> String {
+    let mut info = json!({
         "sandboxID": record.sandbox_id,
         "containerId": record.container_id.to_string(),
         "backend": cri.runtime.backend_of(&record.container_id),
@@ -102,8 +104,9 @@ fn verbose_info(cri: &Cri, record: &ContainerRecord, observed: &ContainerStatus)
         "imageId": record.image_id,
         "logPath": record.log_path,
         "config": record.config,
-    })
-    .to_string()
+    });
+    add_inspection(cri, &record.container_id, &mut info).await;
+    info.to_string()
 }
 
 #[cfg(test)]
@@ -208,6 +211,9 @@ mod tests {
         assert_eq!(info["backend"], "mock");
         assert_eq!(info["sandboxID"], pod);
         assert!(info["pid"].as_u64().is_some_and(|p| p > 0), "{info}");
+        assert_eq!(info["cgroupPath"], "/mock/web.default-app-0-on-node-a");
+        assert_eq!(info["netnsPath"], "/run/mock/netns/1");
+        assert!(info.get("supervisorPid").is_none(), "{info}");
         assert_eq!(info["config"]["metadata"]["name"], "app");
         assert!(status(&h, &id, false).await.info.is_empty());
     }

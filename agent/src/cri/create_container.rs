@@ -5,7 +5,7 @@ use std::path::{Component, Path};
 use berth_proto::cri::v1::{
     ContainerConfig, CreateContainerRequest, CreateContainerResponse, PodSandboxConfig,
 };
-use runtimes::types::{ContainerSpec, ImageInfo, ImageVolume};
+use runtimes::types::{ContainerSpec, ContainerState, ImageInfo, ImageVolume};
 use runtimes::{Error, Runtime};
 
 use super::shared::fields;
@@ -91,6 +91,7 @@ pub(super) async fn create_container(
         })
     })?;
 
+    telemetry::record(CallField::PodSandboxId, &record.sandbox_id);
     let cid = &record.container_id;
     telemetry::record(CallField::BerthId, tracing::field::display(cid));
     telemetry::record(CallField::Name, name.as_str());
@@ -112,6 +113,7 @@ pub(super) async fn create_container(
         let undone = cri.runtime.remove_container(cid).await;
         return Err(abandon(&cri.store, &record, err, undone).into());
     }
+    cri.store.set_container_state(&id, ContainerState::Created);
     Ok(CreateContainerResponse { container_id: id })
 }
 

@@ -6,7 +6,7 @@ use berth_proto::cri::v1 as cri;
 use runtimes::Runtime;
 use serde_json::json;
 
-use super::shared::objects::{now_nanos, resolve, shown_labels};
+use super::shared::objects::{add_inspection, now_nanos, resolve, shown_labels};
 use super::shared::sandbox::{cri_state, namespace_options, settle};
 use super::Cri;
 use crate::store::SandboxRecord;
@@ -16,7 +16,8 @@ const METHOD: &str = "PodSandboxStatus";
 /// The pod as recorded; it is ready only while its backend also says so (one that
 /// stopped being ready is recorded not ready, see `settle`). `verbose`
 /// adds `info["info"]`: the ContainerId, the backend it runs on, its network
-/// namespace and the config it was created with.
+/// namespace, what the backend can tell of its supervisor and cgroup (see
+/// `add_inspection`) and the config it was created with.
 pub(super) async fn pod_sandbox_status(
     cri: &Cri,
     request: cri::PodSandboxStatusRequest,
@@ -33,7 +34,7 @@ pub(super) async fn pod_sandbox_status(
             Ok(status) => (status.netns_path.clone(), None),
             Err(err) => (None, Some(err.to_string())),
         };
-        let info = json!({
+        let mut info = json!({
             "containerId": record.container_id.to_string(),
             "backend": cri.runtime.backend_of(&record.container_id),
             "netns": netns,
@@ -41,6 +42,7 @@ pub(super) async fn pod_sandbox_status(
             "runtimeHandler": record.runtime_handler,
             "config": record.config,
         });
+        add_inspection(cri, &record.container_id, &mut info).await;
         HashMap::from([("info".to_string(), info.to_string())])
     } else {
         HashMap::new()
@@ -135,6 +137,10 @@ mod tests {
         assert_eq!(info["containerId"], "web.default-sandbox-0-on-node-a");
         assert_eq!(info["backend"], "mock");
         assert_eq!(info["netns"], "/run/mock/netns/1");
+        assert_eq!(info["netnsPath"], "/run/mock/netns/1");
+        assert_eq!(info["cgroupPath"], "/mock/web.default-sandbox-0-on-node-a");
+        // The mock has no supervisor: left out, not invented.
+        assert!(info.get("supervisorPid").is_none(), "{info}");
         assert_eq!(info["config"]["metadata"]["name"], "web");
         assert!(info["backendError"].is_null());
     }

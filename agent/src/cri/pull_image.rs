@@ -7,7 +7,7 @@ use runtimes::types::{PullRequest, RegistryAuth};
 use runtimes::Runtime;
 
 use super::shared::image::requested_image;
-use crate::telemetry::metrics;
+use crate::telemetry::{metrics, PullFailure};
 
 /// Pulls the image and answers with its id, as containerd does.
 pub(super) async fn pull_image(
@@ -18,12 +18,35 @@ pub(super) async fn pull_image(
     let started = Instant::now();
     let pulled = runtime.pull_image(&pull).await;
     metrics().pull_ended(
-        pulled.as_ref().map(|i| i.size).map_err(crate::status::code),
+        pulled.as_ref().map(|i| i.size).map_err(failure),
         started.elapsed(),
     );
     Ok(PullImageResponse {
         image_ref: pulled?.id,
     })
+}
+
+/// How a pull failed, for `berth_image_pull_failures_total`: what an operator acts
+/// on (a missing image, credentials, a registry down, …).
+fn failure(err: &runtimes::Error) -> PullFailure {
+    use runtimes::Error::*;
+    let code = crate::status::code(err);
+    let reason = match err {
+        WrongPlatform { .. } => "wrong_platform",
+        Io { .. } => "local_io",
+        _ => match code {
+            tonic::Code::NotFound => "not_found",
+            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => "unauthorized",
+            tonic::Code::Unavailable => "unreachable",
+            tonic::Code::DeadlineExceeded => "timeout",
+            tonic::Code::DataLoss => "corrupt",
+            tonic::Code::InvalidArgument => "invalid_reference",
+            tonic::Code::Cancelled => "cancelled",
+            tonic::Code::ResourceExhausted => "no_space",
+            _ => "other",
+        },
+    };
+    PullFailure { code, reason }
 }
 
 /// The request as the runtime takes it.
@@ -110,6 +133,28 @@ mod tests {
         };
         let parsed = parse(request("busybox", Some(token))).unwrap();
         assert_eq!(parsed.auth.unwrap().registry_token, "t");
+    }
+
+    #[test]
+    fn failures_have_reasons_an_operator_acts_on() {
+        let reason = |e: runtimes::Error| failure(&e).reason;
+        assert_eq!(
+            reason(runtimes::Error::not_found("image", "x")),
+            "not_found"
+        );
+        let refused = runtimes::Error::Unauthenticated {
+            service: "registry r".into(),
+            message: "denied".into(),
+        };
+        assert_eq!(failure(&refused).code, tonic::Code::Unauthenticated);
+        assert_eq!(reason(refused), "unauthorized");
+        let down = runtimes::Error::Unavailable {
+            service: "registry r".into(),
+            message: "refused".into(),
+        };
+        assert_eq!(reason(down), "unreachable");
+        let io = runtimes::Error::io("writing a layer", std::io::ErrorKind::Other.into());
+        assert_eq!(reason(io), "local_io");
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! `StartContainer`.
 
 use berth_proto::cri::v1::{StartContainerRequest, StartContainerResponse};
+use runtimes::types::ContainerState;
 use runtimes::Runtime;
 
 use super::shared::objects::resolve;
@@ -16,13 +17,14 @@ pub(super) async fn start_container(
 ) -> runtimes::Result<StartContainerResponse> {
     let record: ContainerRecord = resolve(&cri.store, METHOD, &request.container_id)?;
     cri.runtime.start_container(&record.container_id).await?;
+    // Seen running now (the metrics count it so before the next listing).
+    cri.store
+        .set_container_state(&record.id, ContainerState::Running);
     Ok(StartContainerResponse {})
 }
 
 #[cfg(test)]
 mod tests {
-    use runtimes::types::ContainerState;
-
     use super::*;
     use crate::cri::testing::Harness;
 

@@ -25,7 +25,9 @@ use crate::error::{Error, Result};
 use crate::reconcile::reconcile;
 use crate::store::Store;
 use crate::streaming::StreamingServer;
-use crate::telemetry::{count_objects, serve_metrics, CountObjects, CriTraceLayer};
+use crate::telemetry::{
+    count_objects, observe_runtimes, serve_metrics, CountObjects, CriTraceLayer,
+};
 
 use authority::AuthorityFix;
 
@@ -40,6 +42,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub async fn serve(config: Config) -> Result<()> {
     // Listen for signals before the socket exists, so none is missed once clients can connect.
     let signals = Signals::new()?;
+    // Before the backends open: their recovery reconnects to supervisors.
+    observe_runtimes();
     let socket = SocketGuard::acquire(&config.socket)?;
     let store = Arc::new(Store::open(&config.state_dir)?);
     let backends = backends::build(&config, &store).await?;

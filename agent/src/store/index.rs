@@ -270,6 +270,22 @@ impl Store {
         R::part(&self.index()).all().map(|r| R::clone(r)).collect()
     }
 
+    /// Visits every indexed pod sandbox, then every container with the state last
+    /// recorded for it, `Creating` ones too, under one read of the index and without
+    /// copying a record (what a metrics scrape counts). The visitors must not call the
+    /// store.
+    pub fn visit(
+        &self,
+        mut pod: impl FnMut(&SandboxRecord),
+        mut container: impl FnMut(&ContainerRecord, Option<ContainerState>),
+    ) {
+        let index = self.index();
+        index.sandboxes.all().for_each(|r| pod(r));
+        for r in index.containers.all() {
+            container(r, index.state(&r.id));
+        }
+    }
+
     /// The state last recorded for each of the containers `ids` (`None`: not known).
     pub fn container_states(&self, ids: &[&str]) -> Vec<Option<ContainerState>> {
         let index = self.index();

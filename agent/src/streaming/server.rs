@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use super::remotecommand;
 use super::tokens::{Pending, Tokens};
 use super::{portforward, ws};
+use crate::telemetry::metrics;
 
 /// How long a client may take to send its request headers or finish TLS.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -215,6 +216,7 @@ fn spdy(shared: Arc<Shared>, headers: &HeaderMap, pending: Pending, upgrade: OnU
             Ok(upgraded) => TokioIo::new(upgraded),
             Err(e) => return tracing::debug!(error = %e, "streaming: upgrade failed"),
         };
+        let _session = metrics().session_started(pending.path());
         let (runtime, stop) = (shared.runtime.clone(), shared.stop.clone());
         let timeout = shared.creation_timeout;
         match pending {
@@ -288,6 +290,7 @@ fn websocket(
             Err(e) => return tracing::debug!(error = %e, "streaming: upgrade failed"),
         };
         let socket = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+        let _session = metrics().session_started(pending.path());
         let (runtime, stop) = (shared.runtime.clone(), shared.stop.clone());
         match pending {
             Pending::Session(target) => {

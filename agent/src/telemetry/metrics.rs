@@ -3,13 +3,17 @@
 //!
 //! The counters are process-wide ([`metrics`]) so the trace layer and the verbs add to
 //! them without threading a handle through; they cost an uncontended lock per call
-//! whether or not `telemetry.metrics.address` serves them. Pods and containers are
+//! whether or not `telemetry.metrics.address` serves them. The runtimes crate reports
+//! CNI plugin runs and supervisor events through the [`runtimes::metrics::Observer`]
+//! the agent installs ([`observe_runtimes`]). Pods, containers and the state store are
 //! counted when scraped, from the caller's [`ObjectCounts`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+
+use runtimes::metrics::{Observer, SupervisorEvent};
 
 /// Upper bounds (seconds) of the CRI latency buckets: kubelet's own
 /// `kubelet_runtime_operations_duration_seconds` spans 5 ms to 50 s.
@@ -19,6 +23,12 @@ const CALL_BUCKETS: [f64; 14] = [
 
 /// Upper bounds (seconds) of the image pull buckets.
 const PULL_BUCKETS: [f64; 10] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+
+/// Upper bounds (seconds) of the CNI plugin run buckets: a bridge ADD takes tens of
+/// milliseconds, a plugin waiting on IPAM or a cloud API seconds.
+const CNI_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 /// A cumulative histogram.
 #[derive(Debug, Clone, Default)]
@@ -79,6 +89,16 @@ struct Counters {
     pulls: BTreeMap<&'static str, u64>,
     pull_seconds: Histogram,
     pulled_bytes: u64,
+    /// Failed pulls by reason.
+    pull_failures: BTreeMap<&'static str, u64>,
+    /// CNI plugin runs by (operation, network, plugin type, result).
+    cni: BTreeMap<(String, String, String, &'static str), Histogram>,
+    /// Supervisor events by event.
+    supervisor: BTreeMap<&'static str, u64>,
+    /// Streaming sessions open now, by kind.
+    sessions: BTreeMap<&'static str, i64>,
+    /// Streaming sessions opened, by kind.
+    sessions_total: BTreeMap<&'static str, u64>,
 }
 
 /// What berth counts.
@@ -87,15 +107,37 @@ pub struct Metrics {
     counters: Mutex<Counters>,
 }
 
-/// Pods and containers as a scrape counts them.
+/// What pods and containers are counted by.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ObjectKey {
+    /// The state (berth's own words: `ready`, `running`, …).
+    pub state: &'static str,
+    /// The runtime handler (of the pod, for a container).
+    pub handler: String,
+    /// The backend that runs it (of the pod, for a container).
+    pub backend: String,
+}
+
+/// Pods, containers and the state store as a scrape counts them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObjectCounts {
-    /// By (state, runtime handler).
-    pub pods: BTreeMap<(String, String), u64>,
-    /// By (state, runtime handler of the pod).
-    pub containers: BTreeMap<(String, String), u64>,
+    /// Pod sandboxes.
+    pub pods: BTreeMap<ObjectKey, u64>,
+    /// Containers.
+    pub containers: BTreeMap<ObjectKey, u64>,
     /// Bytes of the state store's files.
     pub store_bytes: u64,
+    /// The state store's records, by table.
+    pub store_records: BTreeMap<&'static str, u64>,
+}
+
+/// Why a pull failed, as `berth_image_pull_failures_total` labels it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PullFailure {
+    /// The call's code.
+    pub code: tonic::Code,
+    /// A short reason (`not_found`, `unauthorized`, …).
+    pub reason: &'static str,
 }
 
 /// The process's metrics.
@@ -130,8 +172,8 @@ impl Metrics {
         });
     }
 
-    /// An image pull ended: `Ok(bytes of the image)` or the code it failed with.
-    pub fn pull_ended(&self, result: Result<u64, tonic::Code>, took: Duration) {
+    /// An image pull ended: `Ok(bytes of the image)` or how it failed.
+    pub fn pull_ended(&self, result: Result<u64, PullFailure>, took: Duration) {
         self.with(|c| {
             let outcome = match result {
                 Ok(bytes) => {
@@ -139,10 +181,26 @@ impl Metrics {
                     c.pull_seconds.observe(&PULL_BUCKETS, took.as_secs_f64());
                     "ok"
                 }
-                Err(code) => code_name(code),
+                Err(failure) => {
+                    *c.pull_failures.entry(failure.reason).or_default() += 1;
+                    code_name(failure.code)
+                }
             };
             *c.pulls.entry(outcome).or_default() += 1;
         });
+    }
+
+    /// A streaming session of `kind` (`exec`, `attach`, `portforward`) began; the
+    /// guard ends it.
+    pub fn session_started(&'static self, kind: &'static str) -> Session {
+        self.with(|c| {
+            *c.sessions.entry(kind).or_default() += 1;
+            *c.sessions_total.entry(kind).or_default() += 1;
+        });
+        Session {
+            metrics: self,
+            kind,
+        }
     }
 
     /// The exposition text, with `objects` counted now.
@@ -204,6 +262,67 @@ impl Metrics {
                 &PULL_BUCKETS,
                 "",
             );
+            header(
+                &mut out,
+                "berth_image_pull_failures_total",
+                "counter",
+                "Image pulls that failed, by reason.",
+            );
+            for (reason, n) in &c.pull_failures {
+                let _ = writeln!(
+                    out,
+                    "berth_image_pull_failures_total{{reason=\"{reason}\"}} {n}"
+                );
+            }
+            header(
+                &mut out,
+                "berth_cni_operation_duration_seconds",
+                "histogram",
+                "Time one CNI plugin took, by operation (ADD, DEL; berth runs no CHECK), network list, plugin type and result.",
+            );
+            for ((operation, network, plugin, result), h) in &c.cni {
+                let labels = format!(
+                    "operation=\"{operation}\",network=\"{}\",plugin=\"{}\",result=\"{result}\"",
+                    escape(network),
+                    escape(plugin)
+                );
+                h.write(
+                    &mut out,
+                    "berth_cni_operation_duration_seconds",
+                    &CNI_BUCKETS,
+                    &labels,
+                );
+            }
+            header(
+                &mut out,
+                "berth_supervisor_events_total",
+                "counter",
+                "Pod supervisors started, reconnected to after a berth restart, and found dead (their pods are not ready for good), by event.",
+            );
+            for (event, n) in &c.supervisor {
+                let _ = writeln!(out, "berth_supervisor_events_total{{event=\"{event}\"}} {n}");
+            }
+            header(
+                &mut out,
+                "berth_streaming_sessions",
+                "gauge",
+                "Streaming sessions open now, by kind (exec, attach, portforward).",
+            );
+            for (kind, n) in &c.sessions {
+                let _ = writeln!(out, "berth_streaming_sessions{{kind=\"{kind}\"}} {n}");
+            }
+            header(
+                &mut out,
+                "berth_streaming_sessions_total",
+                "counter",
+                "Streaming sessions opened, by kind (exec, attach, portforward).",
+            );
+            for (kind, n) in &c.sessions_total {
+                let _ = writeln!(
+                    out,
+                    "berth_streaming_sessions_total{{kind=\"{kind}\"}} {n}"
+                );
+            }
         });
         let pulls = runtimes::image::pull_totals();
         header(
@@ -227,22 +346,23 @@ impl Metrics {
         for (name, help, counts) in [
             (
                 "berth_pod_sandboxes",
-                "Pod sandboxes, by state and runtime handler.",
+                "Pod sandboxes, by state (creating, ready, notready), runtime handler and backend.",
                 &objects.pods,
             ),
             (
                 "berth_containers",
-                "Containers, by state and their pod's runtime handler.",
+                "Containers, by state (creating, created, running, exited, unknown: as last seen), their pod's runtime handler and backend.",
                 &objects.containers,
             ),
         ] {
             header(&mut out, name, "gauge", help);
-            for ((state, handler), n) in counts {
+            for (key, n) in counts {
                 let _ = writeln!(
                     out,
-                    "{name}{{state=\"{}\",handler=\"{}\"}} {n}",
-                    escape(state),
-                    escape(handler)
+                    "{name}{{state=\"{}\",handler=\"{}\",backend=\"{}\"}} {n}",
+                    key.state,
+                    escape(&key.handler),
+                    escape(&key.backend)
                 );
             }
         }
@@ -253,7 +373,83 @@ impl Metrics {
             "Size of the state store's files.",
         );
         let _ = writeln!(out, "berth_state_store_bytes {}", objects.store_bytes);
+        header(
+            &mut out,
+            "berth_state_store_records",
+            "gauge",
+            "Records in the state store, by table.",
+        );
+        for (table, n) in &objects.store_records {
+            let _ = writeln!(out, "berth_state_store_records{{table=\"{table}\"}} {n}");
+        }
         out
+    }
+}
+
+impl Observer for Metrics {
+    fn cni_operation(
+        &self,
+        operation: &str,
+        network: &str,
+        plugin: &str,
+        took: Duration,
+        ok: bool,
+    ) {
+        let key = (
+            operation.to_string(),
+            network.to_string(),
+            plugin.to_string(),
+            if ok { "ok" } else { "error" },
+        );
+        self.with(|c| {
+            c.cni
+                .entry(key)
+                .or_default()
+                .observe(&CNI_BUCKETS, took.as_secs_f64())
+        });
+    }
+
+    fn supervisor(&self, event: SupervisorEvent) {
+        self.with(|c| *c.supervisor.entry(event.as_str()).or_default() += 1);
+    }
+}
+
+/// Has the runtimes crate report to [`metrics`] (once per process; later calls do
+/// nothing).
+pub fn observe_runtimes() {
+    /// Forwards to the process's metrics (the observer must be owned).
+    struct Process;
+    impl Observer for Process {
+        fn cni_operation(
+            &self,
+            operation: &str,
+            network: &str,
+            plugin: &str,
+            took: Duration,
+            ok: bool,
+        ) {
+            metrics().cni_operation(operation, network, plugin, took, ok)
+        }
+        fn supervisor(&self, event: SupervisorEvent) {
+            metrics().supervisor(event)
+        }
+    }
+    runtimes::metrics::install(Arc::new(Process));
+}
+
+/// Counts a streaming session open until dropped.
+pub struct Session {
+    metrics: &'static Metrics,
+    kind: &'static str,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.metrics.with(|c| {
+            if let Some(n) = c.sessions.get_mut(self.kind) {
+                *n -= 1;
+            }
+        });
     }
 }
 
@@ -338,19 +534,57 @@ mod tests {
     }
 
     #[test]
-    fn pulls_count_bytes_only_when_they_succeed() {
+    fn pulls_count_bytes_only_when_they_succeed_and_failures_by_reason() {
         let m = Metrics::default();
         m.pull_ended(Ok(1000), Duration::from_secs(1));
-        m.pull_ended(Err(tonic::Code::NotFound), Duration::from_secs(1));
+        let missing = PullFailure {
+            code: tonic::Code::NotFound,
+            reason: "not_found",
+        };
+        m.pull_ended(Err(missing), Duration::from_secs(1));
+        m.pull_ended(Err(missing), Duration::from_secs(1));
         let mut objects = ObjectCounts::default();
-        objects.pods.insert(("ready".into(), "we\"ird".into()), 2);
+        let key = ObjectKey {
+            state: "ready",
+            handler: "we\"ird".into(),
+            backend: "youki".into(),
+        };
+        objects.pods.insert(key, 2);
+        objects.store_records.insert("containers", 3);
         let text = m.render(&objects);
         for line in [
             "berth_image_pulls_total{result=\"ok\"} 1",
-            "berth_image_pulls_total{result=\"NOT_FOUND\"} 1",
+            "berth_image_pulls_total{result=\"NOT_FOUND\"} 2",
+            "berth_image_pull_failures_total{reason=\"not_found\"} 2",
             "berth_image_pulled_bytes_total 1000",
             "berth_image_pull_duration_seconds_count 1",
-            "berth_pod_sandboxes{state=\"ready\",handler=\"we\\\"ird\"} 2",
+            "berth_pod_sandboxes{state=\"ready\",handler=\"we\\\"ird\",backend=\"youki\"} 2",
+            "berth_state_store_records{table=\"containers\"} 3",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+    }
+
+    #[test]
+    fn cni_runs_supervisor_events_and_sessions_are_counted() {
+        let m: &'static Metrics = Box::leak(Box::default());
+        m.cni_operation("ADD", "berth", "bridge", Duration::from_millis(20), true);
+        m.cni_operation("DEL", "berth", "bridge", Duration::from_millis(7), false);
+        m.supervisor(SupervisorEvent::Started);
+        m.supervisor(SupervisorEvent::Lost);
+        let exec = m.session_started("exec");
+        let _attach = m.session_started("attach");
+        drop(exec);
+        let text = m.render(&ObjectCounts::default());
+        for line in [
+            "# TYPE berth_cni_operation_duration_seconds histogram",
+            "berth_cni_operation_duration_seconds_bucket{operation=\"ADD\",network=\"berth\",plugin=\"bridge\",result=\"ok\",le=\"0.025\"} 1",
+            "berth_cni_operation_duration_seconds_count{operation=\"DEL\",network=\"berth\",plugin=\"bridge\",result=\"error\"} 1",
+            "berth_supervisor_events_total{event=\"started\"} 1",
+            "berth_supervisor_events_total{event=\"lost\"} 1",
+            "berth_streaming_sessions{kind=\"exec\"} 0",
+            "berth_streaming_sessions{kind=\"attach\"} 1",
+            "berth_streaming_sessions_total{kind=\"exec\"} 1",
         ] {
             assert!(text.contains(line), "{line} not in\n{text}");
         }

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 
 pub use endpoint::{serve as serve_metrics, CountObjects};
 pub use layer::{CriTrace, CriTraceLayer};
-pub use metrics::{metrics, ObjectCounts};
+pub use metrics::{metrics, observe_runtimes, ObjectCounts, ObjectKey, PullFailure};
 pub use objects::count as count_objects;
 pub use otlp::Traces;
 pub use server_span::DelegateTraceLayer;

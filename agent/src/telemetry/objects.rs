@@ -1,46 +1,68 @@
-//! Pods and containers counted for a metrics scrape, from the state store.
+//! Pods, containers and the state store counted for a metrics scrape.
 
 use std::collections::HashMap;
 
-use super::metrics::ObjectCounts;
-use crate::store::{ContainerPhase, ContainerRecord, SandboxPhase, SandboxRecord, Store};
+use runtimes::types::ContainerState;
 
-/// Pods by phase and runtime handler, containers by phase and their pod's handler,
-/// and the store file's size; from the store's in-memory index, so a scrape reads no
-/// table.
+use super::metrics::{ObjectCounts, ObjectKey};
+use crate::store::{ContainerPhase, SandboxPhase, Store};
+
+/// Pods by phase, runtime handler and backend; containers by the state last seen
+/// (the store's index keeps what the last listing or status found; kubelet lists
+/// every second), and their pod's handler and backend; the store file's size and its
+/// records. From the store's in-memory index, so a scrape reads no table and copies
+/// no record.
 pub fn count(store: &Store) -> ObjectCounts {
     let mut counts = ObjectCounts {
         store_bytes: std::fs::metadata(store.path()).map_or(0, |m| m.len()),
         ..Default::default()
     };
-    let pods = store.indexed_records::<SandboxRecord>();
-    let containers = store.indexed_records::<ContainerRecord>();
-    let mut handler_of = HashMap::new();
-    for pod in &pods {
-        let state = match pod.phase {
-            SandboxPhase::Creating => "creating",
-            SandboxPhase::Ready => "ready",
-            SandboxPhase::NotReady => "notready",
+    let mut pod_of: HashMap<String, (String, String)> = HashMap::new();
+    let mut containers: Vec<(String, &'static str)> = Vec::new();
+    store.visit(
+        |pod| {
+            let state = match pod.phase {
+                SandboxPhase::Creating => "creating",
+                SandboxPhase::Ready => "ready",
+                SandboxPhase::NotReady => "notready",
+            };
+            let key = ObjectKey {
+                state,
+                handler: pod.runtime_handler.clone(),
+                backend: pod.backend.clone(),
+            };
+            *counts.pods.entry(key).or_default() += 1;
+            pod_of.insert(
+                pod.id.clone(),
+                (pod.runtime_handler.clone(), pod.backend.clone()),
+            );
+        },
+        |c, seen| {
+            let state = match (c.phase, seen) {
+                (ContainerPhase::Creating, _) => "creating",
+                (ContainerPhase::Created, Some(ContainerState::Created)) => "created",
+                (ContainerPhase::Created, Some(ContainerState::Running)) => "running",
+                (ContainerPhase::Created, Some(ContainerState::Exited)) => "exited",
+                (ContainerPhase::Created, Some(ContainerState::Unknown) | None) => "unknown",
+            };
+            containers.push((c.sandbox_id.clone(), state));
+        },
+    );
+    let records = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    counts
+        .store_records
+        .insert("pod_sandboxes", records(pod_of.len()));
+    counts
+        .store_records
+        .insert("containers", records(containers.len()));
+    for (sandbox, state) in containers {
+        let (handler, backend) = pod_of.get(&sandbox).cloned().unwrap_or_default();
+        let key = ObjectKey {
+            state,
+            handler,
+            backend,
         };
-        *counts
-            .pods
-            .entry((state.into(), pod.runtime_handler.clone()))
-            .or_default() += 1;
-        handler_of.insert(pod.id.as_str(), pod.runtime_handler.as_str());
-    }
-    for c in &containers {
-        let state = match c.phase {
-            ContainerPhase::Creating => "creating",
-            ContainerPhase::Created => "created",
-        };
-        let handler = handler_of
-            .get(c.sandbox_id.as_str())
-            .copied()
-            .unwrap_or_default();
-        *counts
-            .containers
-            .entry((state.into(), handler.into()))
-            .or_default() += 1;
+        *counts.containers.entry(key).or_default() += 1;
     }
     counts
 }

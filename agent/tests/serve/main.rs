@@ -16,6 +16,7 @@ mod image_crash;
 mod image_errors;
 mod image_pull;
 mod image_verbs;
+mod inspect;
 mod lifecycle;
 mod listing;
 mod logs;

@@ -48,6 +48,17 @@ mounts:
 {{- end -}}
 
 
+{{/* The port of config.telemetry.metrics.address (`ip:port`, `[ipv6]:port`), or
+nothing when berth serves no metrics (or lets the kernel pick the port: 0). */}}
+{{- define "berth.metricsPort" -}}
+{{- $telemetry := .Values.config.telemetry | default dict -}}
+{{- $address := (($telemetry.metrics | default dict).address | default "") | toString -}}
+{{- $port := regexFind "[0-9]+$" $address -}}
+{{- if and $port (ne (atoi $port) 0) -}}
+{{- $port -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The RuntimeClasses of the release, from the handlers its config serves: youki's
 (backends.youki.handler, "youki" when unset; none when set to ""), containerd's when
 backends.containerd is set, then runtimeClasses.extra. A list of {name, handler,

@@ -39,7 +39,8 @@ use crate::runtime::Runtime;
 use crate::types::{AttachRequest, ExecStreamRequest, PortStream, StreamSession};
 use crate::types::{
     ContainerSpec, ContainerState, ContainerStats, ContainerStatus, ExecOutput, ExecRequest,
-    Features, FsUsage, ImageInfo, PullRequest, SandboxSpec, SandboxStats, SandboxStatus,
+    Features, FsUsage, ImageInfo, Inspection, PullRequest, SandboxSpec, SandboxStats,
+    SandboxStatus,
 };
 
 pub use dispatch::ISOLATION_ANNOTATION;
@@ -376,6 +377,10 @@ impl Runtime for CompositeRuntime {
         let backend = self.owner(id)?;
         let span = traced(&backend, "ContainerStatus", Some(id));
         backend.container_status(id).instrument(span).await
+    }
+
+    async fn inspect(&self, id: &ContainerId) -> Result<Inspection> {
+        self.owner(id)?.inspect(id).await
     }
 
     /// Each backend is asked once, for its own containers.

@@ -47,8 +47,8 @@ use crate::image::ImageStore;
 use crate::runtime::Runtime;
 use crate::types::{
     AttachRequest, ContainerSpec, ContainerStats, ContainerStatus, ExecOutput, ExecRequest,
-    ExecStreamRequest, Features, FsUsage, ImageInfo, PortStream, PullRequest, SandboxSpec,
-    SandboxStats, SandboxStatus, StreamSession,
+    ExecStreamRequest, Features, FsUsage, ImageInfo, Inspection, PortStream, PullRequest,
+    SandboxSpec, SandboxStats, SandboxStatus, StreamSession,
 };
 use crate::youki::{Sandboxes, YoukiConfig};
 use records::Record;
@@ -316,7 +316,9 @@ impl Containerd {
 
 /// Runs `f` on tokio's blocking pool (file systems, mounts).
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
+    // In the caller's span: its lines name the CRI call's pod and container.
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(|e| Error::internal(NAME, "a blocking task failed", e))?
 }
@@ -381,6 +383,21 @@ impl Runtime for ContainerdRuntime {
 
     async fn pod_sandbox_stats(&self, id: &ContainerId) -> Result<SandboxStats> {
         self.inner.sandboxes.stats(id).await
+    }
+
+    /// A pod as youki made it (its supervisor, cgroup and netns); a container's
+    /// cgroup and its pod's netns (the pid of its containerd shim is not known here).
+    async fn inspect(&self, id: &ContainerId) -> Result<Inspection> {
+        if self.inner.sandboxes.has_pod(id) {
+            return self.inner.sandboxes.inspect(id).await;
+        }
+        let record = self.inner.record(id)?;
+        let pod = self.inner.sandboxes.inspect(&record.pod).await?;
+        Ok(Inspection {
+            supervisor_pid: None,
+            cgroup_path: (!record.cgroup.is_empty()).then_some(record.cgroup),
+            netns_path: pod.netns_path,
+        })
     }
 
     async fn stop_pod_sandbox(&self, id: &ContainerId) -> Result<()> {

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use nix::sys::signal::Signal;
+use tracing::Instrument;
 
 use super::records::Phase;
 use super::status::TaskState;
@@ -39,7 +40,7 @@ impl Containerd {
             if let Err(e) = me.undo_create(&id).await {
                 tracing::warn!(container = %id, error = %e, "containerd: removing a container left work for the pod's removal");
             }
-        });
+        }.in_current_span());
         Ok(())
     }
 

@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use super::CniError;
 use crate::error::{Error, Result};
+use crate::metrics::CniTimer;
 
 const BACKEND: &str = "cni";
 
@@ -126,11 +127,13 @@ impl Plugins {
         inv: &Invocation<'_>,
     ) -> Result<Option<Value>> {
         let ty = conf["type"].as_str().unwrap_or("?");
+        let network = conf["name"].as_str().unwrap_or("?");
+        let mut timer = CniTimer::start(command.as_str(), network, ty);
         let what = || {
             format!(
                 "CNI {} of plugin {ty} (network {}, pod {})",
                 command.as_str(),
-                conf["name"].as_str().unwrap_or("?"),
+                network,
                 inv.container_id
             )
         };
@@ -180,10 +183,14 @@ impl Plugins {
             tracing::debug!(plugin = ty, stderr = %stderr.trim(), "CNI plugin wrote to stderr");
         }
         if out.stdout.iter().all(u8::is_ascii_whitespace) {
+            timer.succeeded();
             return Ok(None);
         }
         match serde_json::from_slice::<Value>(&out.stdout) {
-            Ok(v) if v.is_object() => Ok(Some(v)),
+            Ok(v) if v.is_object() => {
+                timer.succeeded();
+                Ok(Some(v))
+            }
             _ => Err(CniError::BadResult {
                 what: what(),
                 output: clip(&String::from_utf8_lossy(&out.stdout)).to_string(),

@@ -128,6 +128,20 @@ pub struct ContainerStatus {
     pub user: Option<ResolvedUser>,
 }
 
+/// Where a pod sandbox or container lives on the host, as far as its backend knows
+/// (verbose `PodSandboxStatus`/`ContainerStatus`): a field the backend cannot tell
+/// is `None`, never a guess.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inspection {
+    /// The pid of the process that supervises it (youki: its pod's supervisor) while
+    /// that runs.
+    pub supervisor_pid: Option<u32>,
+    /// Its cgroup, as `/proc/<pid>/cgroup` names it (`/berth/…`).
+    pub cgroup_path: Option<String>,
+    /// The network namespace it is in, when the pod has its own.
+    pub netns_path: Option<PathBuf>,
+}
+
 /// A command to run in a running container, waiting for it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecRequest {

@@ -8,7 +8,8 @@ mod stream;
 
 pub use container::{
     ContainerSpec, ContainerState, ContainerStats, ContainerStatus, ExecOutput, ExecRequest,
-    ImageVolume, MemoryStats, ResolvedUser, SupplementalGroupsPolicy, UsageDetail, UserRequest,
+    ImageVolume, Inspection, MemoryStats, ResolvedUser, SupplementalGroupsPolicy, UsageDetail,
+    UserRequest,
 };
 pub use features::Features;
 pub use image::{FsUsage, ImageConfig, ImageInfo, PullRequest, RegistryAuth};

@@ -157,7 +157,8 @@ impl Backend {
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    // The work stays in the caller's span (a supervisor call is a child of the backend call).
+    // In the caller's span: a supervisor call is a child of the backend call, and its
+    // lines name the CRI call's pod and container.
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || span.in_scope(f))
         .await

@@ -21,6 +21,7 @@ mod fdio;
 pub(crate) mod features;
 mod finish;
 mod host;
+mod inspect;
 pub mod layout;
 mod pod;
 mod port_forward;
@@ -46,8 +47,8 @@ use crate::network::Network;
 use crate::runtime::Runtime;
 use crate::types::{
     AttachRequest, ContainerSpec, ContainerState, ContainerStats, ContainerStatus, ExecOutput,
-    ExecRequest, ExecStreamRequest, Features, FsUsage, ImageInfo, PortStream, PullRequest,
-    SandboxSpec, SandboxStats, SandboxStatus, StreamSession,
+    ExecRequest, ExecStreamRequest, Features, FsUsage, ImageInfo, Inspection, PortStream,
+    PullRequest, SandboxSpec, SandboxStats, SandboxStatus, StreamSession,
 };
 use backend::Backend;
 use cgroups::Hierarchy;
@@ -252,6 +253,10 @@ impl Runtime for YoukiRuntime {
 
     async fn container_states(&self, ids: &[ContainerId]) -> Vec<Result<ContainerState>> {
         self.backend.container_states(ids).await
+    }
+
+    async fn inspect(&self, id: &ContainerId) -> Result<Inspection> {
+        self.backend.inspect(id).await
     }
 
     async fn update_container_resources(

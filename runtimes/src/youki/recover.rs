@@ -14,6 +14,7 @@ use super::backend::{blocking, Backend, Index};
 use super::layout::{key, Layout};
 use super::records::{self, ContainerPhase, ContainerRecord, PodPhase, PodRecord};
 use super::{pod, rootfs};
+use crate::metrics::{self, SupervisorEvent};
 use crate::supervisor;
 
 /// Names of the directories in `dir` (none when it does not exist).
@@ -140,6 +141,7 @@ impl Backend {
             Ok(pong) if pong.version == supervisor::PROTOCOL_VERSION => {
                 tracing::info!(pod = %pod.id, supervisor = pong.pid, containers = pong.containers.len(), "reconnected to the pod's supervisor");
                 self.supervisors.watch(&pod.id, &self.layout.pod_run(&k));
+                metrics::supervisor(SupervisorEvent::Reconnected);
                 return Ok(());
             }
             Ok(pong) => {
@@ -151,6 +153,7 @@ impl Backend {
         }
         // The pod is not ready for good: kubelet replaces it (see `watch`).
         self.supervisors.exited(&pod.id);
+        metrics::supervisor(SupervisorEvent::Lost);
         let mut failures = Vec::new();
         for c in self.index().containers_of(&pod.id) {
             let buried = self

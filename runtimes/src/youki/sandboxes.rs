@@ -13,7 +13,9 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::id::ContainerId;
 use crate::image::ImageStore;
-use crate::types::{ContainerSpec, PortStream, SandboxSpec, SandboxStats, SandboxStatus};
+use crate::types::{
+    ContainerSpec, Inspection, PortStream, SandboxSpec, SandboxStats, SandboxStatus,
+};
 
 use super::backend::{blocking, Backend};
 use super::container::Prepared;
@@ -52,6 +54,11 @@ impl Sandboxes {
     /// The pod `id`.
     pub async fn status(&self, id: &ContainerId) -> Result<SandboxStatus> {
         self.backend.pod_status(id).await
+    }
+
+    /// The pod's supervisor, cgroup and network namespace.
+    pub async fn inspect(&self, id: &ContainerId) -> Result<Inspection> {
+        self.backend.inspect(id).await
     }
 
     /// The pod's resource usage (its cgroup holds every container).

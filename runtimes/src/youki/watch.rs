@@ -83,6 +83,7 @@ impl Supervisors {
         if exited {
             tracing::warn!(pod = %pod, "the pod's supervisor exited; the pod is not ready any more");
             known.insert(pod.clone(), Known::Exited);
+            crate::metrics::supervisor(crate::metrics::SupervisorEvent::Lost);
         }
         Some(!exited)
     }

@@ -72,7 +72,7 @@ pub(in crate::cri) async fn listed_states(
                 Ok(state) => state,
                 Err(err) if err.is_not_found() => ContainerState::Exited,
                 Err(err) => {
-                    tracing::debug!(container = %records[i].id, error = %err, "no state for the listing");
+                    tracing::debug!(container = %records[i].id, berth_id = %records[i].container_id, error = %err, "no state for the listing");
                     ContainerState::Unknown
                 }
             };

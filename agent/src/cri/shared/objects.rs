@@ -66,6 +66,20 @@ pub(in crate::cri) fn find<R: Record>(
     Ok(first)
 }
 
+/// Names `record` on the call's span: its whole CRI id (the request may give a
+/// prefix), its pod's for a container, and its ContainerId, so every line of the call
+/// (the backend's too) carries both kinds of id.
+pub(in crate::cri) fn record_found<R: Record>(record: &R) {
+    record_call_field::<R>(record.id());
+    if let Some(sandbox) = record.sandbox() {
+        telemetry::record(CallField::PodSandboxId, sandbox);
+    }
+    telemetry::record(
+        CallField::BerthId,
+        tracing::field::display(record.container_id()),
+    );
+}
+
 /// Every record of kind `R` whose creation finished.
 pub(in crate::cri) fn visible<R: Record>(store: &Store) -> runtimes::Result<Vec<R>> {
     Ok(store
@@ -91,18 +105,6 @@ pub(in crate::cri) fn containers_of(
         .filter(|c| c.sandbox_id == pod_id)
         .map(|c| ContainerRecord::clone(&c))
         .collect())
-}
-
-/// The found object's ContainerId and its pod on the call's span: the trace and the
-/// failure log name the object by both ids.
-fn record_found<R: Record>(record: &R) {
-    telemetry::record(
-        CallField::BerthId,
-        tracing::field::display(record.container_id()),
-    );
-    if let Some(sandbox) = record.sandbox() {
-        telemetry::record(CallField::PodSandboxId, sandbox);
-    }
 }
 
 fn record_call_field<R: Record>(id: &str) {
@@ -197,6 +199,36 @@ pub(in crate::cri) fn abandon<R: Record>(
 }
 
 /// Now, in nanoseconds since the Unix epoch.
+/// Adds to a verbose status's `info` what the backend tells of where the pod or
+/// container `id` lives: `supervisorPid`, `cgroupPath` and `netnsPath`, each only
+/// when the backend knows it; `inspectError` when it could not be asked.
+pub(in crate::cri) async fn add_inspection(
+    cri: &crate::cri::Cri,
+    id: &ContainerId,
+    info: &mut serde_json::Value,
+) {
+    use runtimes::Runtime;
+    let Some(fields) = info.as_object_mut() else {
+        return;
+    };
+    match cri.runtime.inspect(id).await {
+        Ok(found) => {
+            if let Some(pid) = found.supervisor_pid {
+                fields.insert("supervisorPid".into(), pid.into());
+            }
+            if let Some(cgroup) = found.cgroup_path {
+                fields.insert("cgroupPath".into(), cgroup.into());
+            }
+            if let Some(netns) = found.netns_path {
+                fields.insert("netnsPath".into(), netns.display().to_string().into());
+            }
+        }
+        Err(err) => {
+            fields.insert("inspectError".into(), err.to_string().into());
+        }
+    }
+}
+
 pub(in crate::cri) fn now_nanos() -> i64 {
     unix_nanos(SystemTime::now())
 }
@@ -221,7 +253,7 @@ pub(in crate::cri) fn successes<R: Record, T>(
         .filter_map(|(record, result)| {
             result
                 .inspect_err(|err| {
-                    tracing::debug!(kind = R::KIND, id = record.id(), error = %err, "no {what}");
+                    tracing::debug!(kind = R::KIND, id = record.id(), berth_id = %record.container_id(), error = %err, "no {what}");
                 })
                 .ok()
         })

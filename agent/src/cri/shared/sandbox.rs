@@ -61,12 +61,12 @@ pub(in crate::cri) fn settle(
         Err(err) => err.is_not_found(),
     };
     if gone {
-        tracing::warn!(pod = %record.id, container_id = %record.container_id, "the pod sandbox is not ready any more (its backend says so); kubelet will replace it");
+        tracing::warn!(pod = %record.id, berth_id = %record.container_id, "the pod sandbox is not ready any more (its backend says so); kubelet will replace it");
         if let Err(err) = cri
             .store
             .update::<SandboxRecord>(&record.id, |r| r.phase = SandboxPhase::NotReady)
         {
-            tracing::warn!(pod = %record.id, error = %err, "recording the pod sandbox not ready");
+            tracing::warn!(pod = %record.id, berth_id = %record.container_id, error = %err, "recording the pod sandbox not ready");
         }
     }
     SandboxPhase::NotReady

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_proto::supervisor::{error::Code, request, Delete};
+use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use crate::id::ContainerId;
@@ -37,7 +38,7 @@ impl Backend {
             if let Err(e) = blocking(move || me.release_container(&record)).await {
                 tracing::warn!(container = %id, error = %e, "removing container: teardown failed; its pod's removal, a create of the same id or the next start retries");
             }
-        });
+        }.in_current_span());
         Ok(())
     }
 

@@ -9,6 +9,7 @@ use tracing::Instrument;
 
 use crate::error::{Error, IoContext, Result};
 use crate::id::ContainerId;
+use crate::metrics::SupervisorEvent;
 use crate::network::NsKind;
 use crate::types::{
     NamespaceMode, NamespaceOptions, SandboxSpec, SandboxState, SandboxStatus, UserNamespace,
@@ -282,7 +283,9 @@ impl Backend {
             pid_namespace: record.namespaces.pid == NamespaceMode::Pod,
             userns: record.userns.clone(),
         };
-        self.link.spawn(&self.shim, &args)
+        self.link.spawn(&self.shim, &args)?;
+        crate::metrics::supervisor(SupervisorEvent::Started);
+        Ok(())
     }
 }
 

@@ -48,6 +48,7 @@ impl Backend {
                 }
                 Err(CallError::Gone) => {
                     me.supervisors.exited(&id);
+                    crate::metrics::supervisor(crate::metrics::SupervisorEvent::Lost);
                     Ok(false)
                 }
                 // Busy or wedged, not gone: unknown (asked again next time).
