@@ -330,6 +330,58 @@ mod tests {
         );
     }
 
+    /// With a backend that keeps a state generation, a listing where nothing changed
+    /// asks the backend nothing; an exit (or any verb) moves the generation, and the
+    /// next listing asks again and shows the exit, with no ContainerStatus call.
+    #[tokio::test]
+    async fn a_listing_asks_again_only_after_the_state_generation_moved() {
+        let h = Harness::new().await;
+        h.mock.keep_state_generation();
+        let web = h.run_pod("web").await;
+        let front = h.start(&web, "front").await;
+        let side = h.start(&web, "side").await;
+        let asked = |h: &Harness| {
+            h.mock
+                .calls()
+                .into_iter()
+                .filter(|c| c.operation == "container_status")
+                .count()
+        };
+        assert_eq!(
+            state_of(&h, &front).await,
+            Some(cri::ContainerState::ContainerRunning)
+        );
+        let before = asked(&h);
+        for _ in 0..3 {
+            assert_eq!(list(&h, Default::default()).await, ["front", "side"]);
+        }
+        assert_eq!(asked(&h), before, "nothing moved: nothing asked");
+
+        h.mock.exit_container(&h.container_id_of(&side), 2);
+        assert_eq!(
+            state_of(&h, &side).await,
+            Some(cri::ContainerState::ContainerExited)
+        );
+        assert_eq!(
+            state_of(&h, &front).await,
+            Some(cri::ContainerState::ContainerRunning)
+        );
+        let before = asked(&h);
+        state_of(&h, &front).await;
+        assert_eq!(asked(&h), before);
+
+        // A restarted agent knows no state: it asks once, then lists from memory.
+        let h = h.restart();
+        assert_eq!(
+            state_of(&h, &side).await,
+            Some(cri::ContainerState::ContainerExited)
+        );
+        let before = asked(&h);
+        state_of(&h, &front).await;
+        assert_eq!(asked(&h), before);
+        assert_consistent(&h).await;
+    }
+
     #[tokio::test]
     async fn a_filter_asks_only_about_what_it_matches() {
         let h = Harness::new().await;

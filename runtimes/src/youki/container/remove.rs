@@ -69,6 +69,8 @@ impl Backend {
         let mut index = self.index();
         index.containers.remove(&record.id);
         index.removing.insert(record.id.clone(), marked.clone());
+        drop(index);
+        self.changes.bump();
         Ok(marked)
     }
 
@@ -119,6 +121,8 @@ impl Backend {
         let mut index = self.index();
         index.containers.remove(&record.id);
         index.removing.remove(&record.id);
+        drop(index);
+        self.changes.bump();
         Ok(())
     }
 

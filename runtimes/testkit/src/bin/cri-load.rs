@@ -27,6 +27,9 @@
 //! the same processes use over that many seconds with no call made. Then the pods
 //! are removed.
 //!
+//! `list --calls C`: C calls of ListContainers (all) against what runs already
+//! (profiling).
+//!
 //! `pull`: T times PullImage of I (removed before each), its wall time and the peak
 //! RSS of the daemon P during it (VmHWM after resetting it: `clear_refs` 5).
 
@@ -98,6 +101,7 @@ async fn main() {
             "load" => load(&args).await?,
             "memory" => memory(&args).await?,
             "pull" => pull(&args).await?,
+            "list" => list(&args).await?,
             _ => return Err("usage: cri-load load|memory|pull --endpoint E ...".into()),
         };
         std::fs::write(
@@ -641,6 +645,22 @@ async fn memory(args: &Args) -> Result<Vec<Value>> {
     }
     w.remove().await?;
     Ok(figures)
+}
+
+async fn list(args: &Args) -> Result<Vec<Value>> {
+    let calls = args.number("calls", Some(1000))?;
+    let channel = connect(args.get("endpoint")?).await?;
+    let client = RuntimeServiceClient::new(channel);
+    let samples = timed(calls, || {
+        let mut c = client.clone();
+        async move {
+            c.list_containers(ListContainersRequest::default())
+                .await
+                .map(|_| ())
+        }
+    })
+    .await?;
+    Ok(vec![figure("ListContainers all".into(), "ms", samples)])
 }
 
 async fn pull(args: &Args) -> Result<Vec<Value>> {
