@@ -46,6 +46,8 @@ struct State {
     /// The pid the next started container gets.
     next_pid: u32,
     failures: HashMap<&'static str, Failure>,
+    /// The state generation, once asked to keep one (`keep_state_generation`).
+    generation: Option<u64>,
 }
 
 /// A container the mock made.
@@ -149,9 +151,17 @@ impl MockRuntime {
 
     /// Makes the running container `id` exit with `code`, as if its process ended.
     pub fn exit_container(&self, id: &ContainerId, code: i32) {
-        if let Some(c) = self.state().containers.get_mut(id) {
+        let mut state = self.state();
+        if let Some(c) = state.containers.get_mut(id) {
             exit(&mut c.status, code);
         }
+        state.generation = state.generation.map(|g| g + 1);
+    }
+
+    /// Reports a state generation (none by default) that moves with every verb that
+    /// changes a container or sandbox and with every `exit_container`, as youki's.
+    pub fn keep_state_generation(&self) {
+        self.state().generation.get_or_insert(0);
     }
 
     /// Makes the sandbox `id` not ready, as if its namespaces were lost.
@@ -177,7 +187,20 @@ impl MockRuntime {
                 operation,
                 target: target.to_string(),
             });
-        let state = self.state();
+        let mut state = self.state();
+        // The change happens under this lock, which `state_generation` takes too.
+        const CHANGES: [&str; 7] = [
+            "run_pod_sandbox",
+            "stop_pod_sandbox",
+            "remove_pod_sandbox",
+            "create_container",
+            "start_container",
+            "stop_container",
+            "remove_container",
+        ];
+        if CHANGES.contains(&operation) {
+            state.generation = state.generation.map(|g| g + 1);
+        }
         match state.failures.get(operation) {
             Some(failure) => Err(failure()),
             None => Ok(state),
@@ -195,6 +218,10 @@ fn names(image: &ImageInfo, reference: &str) -> bool {
 impl Runtime for MockRuntime {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn state_generation(&self) -> Option<u64> {
+        self.state().generation
     }
 
     fn runs_os(&self, os: &str) -> bool {

@@ -125,6 +125,15 @@ pub trait Runtime: Send + Sync {
         Ok(Inspection::default())
     }
 
+    /// A number that moves whenever the state of any of the backend's containers may
+    /// have changed (a verb, an exit, a lost process), read before asking
+    /// [`Runtime::container_states`]: a state read at the generation still current is
+    /// still right, so listings keep it instead of asking again. `None` (the default):
+    /// the backend cannot tell, every listing asks.
+    fn state_generation(&self) -> Option<u64> {
+        None
+    }
+
     /// The state of each of `ids`, in order, in one pass meant to be cheap: listings
     /// call it on every request (kubelet's PLEG lists every second) for the containers
     /// that may have changed on their own. The default asks [`Runtime::container_status`]

@@ -113,7 +113,8 @@ pub(super) async fn create_container(
         let undone = cri.runtime.remove_container(cid).await;
         return Err(abandon(&cri.store, &record, err, undone).into());
     }
-    cri.store.set_container_state(&id, ContainerState::Created);
+    cri.store
+        .set_container_state(&id, ContainerState::Created, None);
     Ok(CreateContainerResponse { container_id: id })
 }
 

@@ -1,10 +1,21 @@
 //! `ListContainers`.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use berth_proto::cri::v1::{ListContainersRequest, ListContainersResponse};
+use bytes::{BufMut, Bytes, BytesMut};
+use prost::Message;
+use runtimes::types::ContainerState;
 
 use super::shared::container::{cri_state, listed_states, to_cri_container};
 use super::Cri;
 use crate::store::{ContainerRecord, Query};
+
+/// Each listed container's `ListContainers` entry, encoded, by CRI id, with the
+/// version of its record it was encoded from (the index puts a new `Arc` for every
+/// change of a record).
+pub(super) type EncodedEntries = Mutex<HashMap<String, (Arc<ContainerRecord>, Bytes)>>;
 
 /// The recorded containers in their backends' states, filtered by id and pod id
 /// (prefixes, as containerd), state and labels. The records come from the store's
@@ -15,6 +26,63 @@ pub(super) async fn list_containers(
     cri: &Cri,
     request: ListContainersRequest,
 ) -> runtimes::Result<ListContainersResponse> {
+    let containers = listed(cri, request)
+        .await?
+        .iter()
+        .map(|(record, state)| to_cri_container(record, *state))
+        .collect();
+    Ok(ListContainersResponse { containers })
+}
+
+/// [`list_containers`]' answer, encoded (what `ListContainers` serves: see
+/// `services::encoded`): each container's entry is encoded once per version of its
+/// record, without its state (`CONTAINER_CREATED`, 0, is not encoded), and kept in
+/// [`EncodedEntries`]; a listing writes each entry as field 1 of the response with its
+/// state appended as field 6. A listing of every container keeps the entries it
+/// wrote and drops the others (removed containers).
+pub(super) async fn list_containers_encoded(
+    cri: &Cri,
+    request: ListContainersRequest,
+) -> runtimes::Result<Bytes> {
+    let whole = request.filter.as_ref().is_none_or(|f| {
+        f.id.is_empty() && f.pod_sandbox_id.is_empty() && f.label_selector.is_empty()
+    });
+    let listed = listed(cri, request).await?;
+    let mut entries = cri
+        .encoded_containers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let mut kept = whole.then(HashMap::new);
+    let mut out = BytesMut::with_capacity(listed.len() * 512);
+    for (record, state) in listed {
+        let entry = match entries.get(&record.id) {
+            Some((version, entry)) if Arc::ptr_eq(version, &record) => entry.clone(),
+            _ => Bytes::from(to_cri_container(&record, ContainerState::Created).encode_to_vec()),
+        };
+        // Field 1 (containers), length-delimited: the entry, then field 6 (state), a
+        // varint of one byte (the states are 0 to 3).
+        out.put_u8(0x0a);
+        prost::encoding::encode_varint(entry.len() as u64 + 2, &mut out);
+        out.put_slice(&entry);
+        out.put_u8(0x30);
+        out.put_u8(cri_state(state) as u8);
+        let keep = match kept.as_mut() {
+            Some(kept) => kept,
+            None => &mut *entries,
+        };
+        keep.insert(record.id.clone(), (record, entry));
+    }
+    if let Some(kept) = kept {
+        *entries = kept;
+    }
+    Ok(out.freeze())
+}
+
+/// The containers a listing shows, with their states.
+async fn listed(
+    cri: &Cri,
+    request: ListContainersRequest,
+) -> runtimes::Result<Vec<(Arc<ContainerRecord>, ContainerState)>> {
     let filter = request.filter.unwrap_or_default();
     let records = cri.store.query::<ContainerRecord>(&Query {
         id: &filter.id,
@@ -22,8 +90,8 @@ pub(super) async fn list_containers(
         labels: Some(&filter.label_selector),
     })?;
     let states = listed_states(cri, &records).await;
-    let containers = records
-        .iter()
+    Ok(records
+        .into_iter()
         .zip(states)
         .filter(|(_, state)| {
             filter
@@ -31,9 +99,7 @@ pub(super) async fn list_containers(
                 .as_ref()
                 .is_none_or(|s| s.state == cri_state(*state) as i32)
         })
-        .map(|(record, state)| to_cri_container(record, state))
-        .collect();
-    Ok(ListContainersResponse { containers })
+        .collect())
 }
 
 #[cfg(test)]
@@ -328,6 +394,118 @@ mod tests {
             state_of(&h, &app).await,
             Some(cri::ContainerState::ContainerExited)
         );
+    }
+
+    /// With a backend that keeps a state generation, a listing where nothing changed
+    /// asks the backend nothing; an exit (or any verb) moves the generation, and the
+    /// next listing asks again and shows the exit, with no ContainerStatus call.
+    #[tokio::test]
+    async fn a_listing_asks_again_only_after_the_state_generation_moved() {
+        let h = Harness::new().await;
+        h.mock.keep_state_generation();
+        let web = h.run_pod("web").await;
+        let front = h.start(&web, "front").await;
+        let side = h.start(&web, "side").await;
+        let asked = |h: &Harness| {
+            h.mock
+                .calls()
+                .into_iter()
+                .filter(|c| c.operation == "container_status")
+                .count()
+        };
+        assert_eq!(
+            state_of(&h, &front).await,
+            Some(cri::ContainerState::ContainerRunning)
+        );
+        let before = asked(&h);
+        for _ in 0..3 {
+            assert_eq!(list(&h, Default::default()).await, ["front", "side"]);
+        }
+        assert_eq!(asked(&h), before, "nothing moved: nothing asked");
+
+        h.mock.exit_container(&h.container_id_of(&side), 2);
+        assert_eq!(
+            state_of(&h, &side).await,
+            Some(cri::ContainerState::ContainerExited)
+        );
+        assert_eq!(
+            state_of(&h, &front).await,
+            Some(cri::ContainerState::ContainerRunning)
+        );
+        let before = asked(&h);
+        state_of(&h, &front).await;
+        assert_eq!(asked(&h), before);
+
+        // A restarted agent knows no state: it asks once, then lists from memory.
+        let h = h.restart();
+        assert_eq!(
+            state_of(&h, &side).await,
+            Some(cri::ContainerState::ContainerExited)
+        );
+        let before = asked(&h);
+        state_of(&h, &front).await;
+        assert_eq!(asked(&h), before);
+        assert_consistent(&h).await;
+    }
+
+    /// Asserts that the encoded answer to `filter` decodes to `list_containers`'
+    /// answer; how many containers it lists.
+    async fn same(h: &Harness, filter: Option<cri::ContainerFilter>) -> usize {
+        let request = ListContainersRequest { filter };
+        let mut plain = list_containers(&h.cri, request.clone()).await.unwrap();
+        let encoded = list_containers_encoded(&h.cri, request).await.unwrap();
+        let mut decoded = ListContainersResponse::decode(encoded).unwrap();
+        plain.containers.sort_by(|a, b| a.id.cmp(&b.id));
+        decoded.containers.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(decoded, plain);
+        plain.containers.len()
+    }
+
+    /// The encoded answer decodes to what `list_containers` answers, entries reused
+    /// or not, for every filter and after changes.
+    #[tokio::test]
+    async fn the_encoded_answer_is_the_listing() {
+        let h = Harness::new().await;
+        let web = h.run_pod("web").await;
+        let db = h.run_pod("db").await;
+        let front = h.start(&web, "front").await;
+        h.create(&web, "side").await;
+        let pg = h.start(&db, "pg").await;
+        for _ in 0..2 {
+            assert_eq!(same(&h, None).await, 3);
+            let by_pod = cri::ContainerFilter {
+                pod_sandbox_id: web.clone(),
+                ..Default::default()
+            };
+            assert_eq!(same(&h, Some(by_pod)).await, 2);
+            let running = cri::ContainerFilter {
+                state: Some(cri::ContainerStateValue {
+                    state: cri::ContainerState::ContainerRunning as i32,
+                }),
+                ..Default::default()
+            };
+            assert_eq!(same(&h, Some(running)).await, 2);
+        }
+        h.mock.exit_container(&h.container_id_of(&pg), 1);
+        stop_container(
+            &h.cri,
+            cri::StopContainerRequest {
+                container_id: front.clone(),
+                timeout: 0,
+            },
+        )
+        .await
+        .unwrap();
+        remove_container(
+            &h.cri,
+            cri::RemoveContainerRequest {
+                container_id: front,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(same(&h, None).await, 2);
+        assert_eq!(same(&h, None).await, 2);
     }
 
     #[tokio::test]

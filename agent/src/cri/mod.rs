@@ -60,12 +60,13 @@ use crate::spec::HostFacts;
 use crate::store::Store;
 use crate::streaming::StreamingServer;
 
+pub use services::encoded::RuntimeServer;
 pub use status::{network_not_wired, NetworkReadiness};
 pub use update_runtime_config::{pod_cidr_unused, PodCidrSink};
 
 /// kubelet's limit for CRI messages (16 MiB); tonic's default of 4 MiB is too small
 /// for large `ListImages`/`ListContainers` answers.
-const MAX_MESSAGE_SIZE: usize = 16 << 20;
+pub(crate) const MAX_MESSAGE_SIZE: usize = 16 << 20;
 
 /// State shared by both CRI services.
 pub struct Cri {
@@ -88,6 +89,8 @@ pub struct Cri {
     /// Where `Exec`, `Attach` and `PortForward` URLs point; without it they answer
     /// `Unimplemented`.
     streaming: Option<Arc<StreamingServer>>,
+    /// `ListContainers`' encoded entries (`list_containers_encoded`).
+    encoded_containers: Arc<list_containers::EncodedEntries>,
 }
 
 impl Cri {
@@ -114,6 +117,7 @@ impl Cri {
             events: Default::default(),
             cpu: shared::stats::CpuRates::default(),
             streaming: None,
+            encoded_containers: Default::default(),
         }
     }
 
@@ -153,13 +157,16 @@ impl Cri {
     }
 
     /// The tonic services to add to a server.
-    pub fn into_services(self) -> (RuntimeServiceServer<Cri>, ImageServiceServer<Cri>) {
+    pub fn into_services(self) -> (RuntimeServer, ImageServiceServer<Cri>) {
         let cri = Arc::new(self);
         tokio::spawn(shared::events::watch_exits(Arc::downgrade(&cri)));
         (
-            RuntimeServiceServer::from_arc(cri.clone())
-                .max_decoding_message_size(MAX_MESSAGE_SIZE)
-                .max_encoding_message_size(MAX_MESSAGE_SIZE),
+            RuntimeServer::new(
+                RuntimeServiceServer::from_arc(cri.clone())
+                    .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                    .max_encoding_message_size(MAX_MESSAGE_SIZE),
+                cri.clone(),
+            ),
             ImageServiceServer::from_arc(cri)
                 .max_decoding_message_size(MAX_MESSAGE_SIZE)
                 .max_encoding_message_size(MAX_MESSAGE_SIZE),

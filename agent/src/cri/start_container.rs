@@ -19,7 +19,7 @@ pub(super) async fn start_container(
     cri.runtime.start_container(&record.container_id).await?;
     // Seen running now (the metrics count it so before the next listing).
     cri.store
-        .set_container_state(&record.id, ContainerState::Running);
+        .set_container_state(&record.id, ContainerState::Running, None);
     Ok(StartContainerResponse {})
 }
 

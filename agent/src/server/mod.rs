@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_proto::cri::v1::image_service_server::ImageServiceServer;
-use berth_proto::cri::v1::runtime_service_server::RuntimeServiceServer;
 use runtimes::Runtime;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::oneshot;
@@ -20,7 +19,7 @@ use tonic::transport::Server;
 
 use crate::backends;
 use crate::config::Config;
-use crate::cri::Cri;
+use crate::cri::{Cri, RuntimeServer};
 use crate::error::{Error, Result};
 use crate::reconcile::reconcile;
 use crate::store::Store;
@@ -113,7 +112,7 @@ async fn serve_until_signal(
     mut signals: Signals,
     grace: Duration,
 ) -> Result<(), tonic::transport::Error> {
-    let (runtime_service, image_service): (RuntimeServiceServer<Cri>, ImageServiceServer<Cri>) =
+    let (runtime_service, image_service): (RuntimeServer, ImageServiceServer<Cri>) =
         cri.into_services();
     let (stopping, stopped) = oneshot::channel();
     let shutdown = async move {

@@ -7,7 +7,9 @@
 //! own writes (`insert`, `update`, `remove`, `remove_pod`), after their commit and
 //! under the store's writer lock, so it holds exactly what is committed, in commit
 //! order. Next to the records it keeps the state each container's backend last
-//! reported (not persisted: unknown after a restart until a listing asks).
+//! reported, with the backend's generation it was read at
+//! ([`runtimes::Runtime::state_generation`]; not persisted: unknown after a restart
+//! until a listing asks).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -58,12 +60,16 @@ pub struct Query<'a> {
     pub labels: Option<&'a HashMap<String, String>>,
 }
 
+/// A container's state as its backend last reported it, and the backend's state
+/// generation it was read at (`None`: the backend has none).
+pub type KnownState = (ContainerState, Option<u64>);
+
 /// The records of the store, indexed, and the containers' last known states.
 #[derive(Debug, Default)]
 pub struct Index {
     pub(super) sandboxes: Indexed<SandboxRecord>,
     pub(super) containers: Indexed<ContainerRecord>,
-    states: HashMap<String, ContainerState>,
+    states: HashMap<String, KnownState>,
 }
 
 impl Index {
@@ -88,16 +94,16 @@ impl Index {
     }
 
     /// The last state recorded for container `id`.
-    pub(super) fn state(&self, id: &str) -> Option<ContainerState> {
+    pub(super) fn state(&self, id: &str) -> Option<KnownState> {
         self.states.get(id).copied()
     }
 
-    /// Records `state` for container `id`, if it is indexed.
-    pub(super) fn set_state(&mut self, id: &str, state: ContainerState) {
+    /// Records `state`, read at `generation`, for container `id`, if it is indexed.
+    pub(super) fn set_state(&mut self, id: &str, state: ContainerState, generation: Option<u64>) {
         // An exit is for good: a late answer from before it does not undo it.
-        let exited = self.state(id) == Some(ContainerState::Exited);
+        let exited = self.state(id).map(|(s, _)| s) == Some(ContainerState::Exited);
         if self.containers.records.contains_key(id) && !exited {
-            self.states.insert(id.to_string(), state);
+            self.states.insert(id.to_string(), (state, generation));
         }
     }
 }
@@ -282,20 +288,22 @@ impl Store {
         let index = self.index();
         index.sandboxes.all().for_each(|r| pod(r));
         for r in index.containers.all() {
-            container(r, index.state(&r.id));
+            container(r, index.state(&r.id).map(|(state, _)| state));
         }
     }
 
-    /// The state last recorded for each of the containers `ids` (`None`: not known).
-    pub fn container_states(&self, ids: &[&str]) -> Vec<Option<ContainerState>> {
+    /// The state last recorded for each of the containers `ids`, with the generation
+    /// it was read at (`None`: not known).
+    pub fn container_states(&self, ids: &[&str]) -> Vec<Option<KnownState>> {
         let index = self.index();
         ids.iter().map(|id| index.state(id)).collect()
     }
 
-    /// Records the state the backend reported for container `id`; ignored once its
-    /// record is gone (a removal raced the listing that asked).
-    pub fn set_container_state(&self, id: &str, state: ContainerState) {
-        self.indexed(|index| index.set_state(id, state));
+    /// Records the state the backend reported for container `id`, read at the
+    /// backend's state `generation`; ignored once its record is gone (a removal raced
+    /// the listing that asked).
+    pub fn set_container_state(&self, id: &str, state: ContainerState, generation: Option<u64>) {
+        self.indexed(|index| index.set_state(id, state, generation));
     }
 }
 

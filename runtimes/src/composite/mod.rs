@@ -383,6 +383,14 @@ impl Runtime for CompositeRuntime {
         self.owner(id)?.inspect(id).await
     }
 
+    /// The sum of the backends' generations (each only grows), known when each
+    /// backend's is.
+    fn state_generation(&self) -> Option<u64> {
+        self.backends()
+            .iter()
+            .try_fold(0u64, |sum, b| Some(sum.wrapping_add(b.state_generation()?)))
+    }
+
     /// Each backend is asked once, for its own containers.
     async fn container_states(&self, ids: &[ContainerId]) -> Vec<Result<ContainerState>> {
         let mut states: Vec<Option<Result<ContainerState>>> = ids.iter().map(|_| None).collect();

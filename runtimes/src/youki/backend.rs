@@ -11,6 +11,7 @@ use crate::image::ImageStore;
 use crate::network::Network;
 
 use super::cgroups::Hierarchy;
+use super::changes::Changes;
 use super::client::{Client, Link};
 use super::host::Host;
 use super::layout::{key, Layout};
@@ -73,6 +74,8 @@ pub struct Backend {
     pub supervisors: Supervisors,
     /// The records, in memory, and the per-object locks.
     pub records: Records,
+    /// The generation of the containers' states (listings read again what moved).
+    pub changes: Changes,
 }
 
 /// The in-memory records and the locks that serialize work on each object.
@@ -130,6 +133,7 @@ impl Backend {
     pub fn save_pod(&self, record: &PodRecord) -> Result<()> {
         super::records::save(&self.layout.pod_record(&key(&record.id)), record)?;
         self.index().pods.insert(record.id.clone(), record.clone());
+        self.changes.bump();
         Ok(())
     }
 
@@ -139,7 +143,16 @@ impl Backend {
         self.index()
             .containers
             .insert(record.id.clone(), record.clone());
+        self.changes.bump();
         Ok(())
+    }
+
+    /// The generation of the containers' states ([`Changes`]): moves whenever a
+    /// container's state may have (a record written, an exit recorded, a supervisor
+    /// gone); `None` when a change could go unseen.
+    pub fn state_generation(&self) -> Option<u64> {
+        let changes = self.changes.generation()?;
+        Some(changes + self.supervisors.deaths())
     }
 
     /// The supervisor of the pod `pod`.

@@ -12,6 +12,7 @@ mod backend;
 mod binds;
 mod cgroupfs;
 pub(crate) mod cgroups;
+mod changes;
 mod client;
 pub(crate) mod clock;
 mod container;
@@ -113,7 +114,16 @@ async fn open_backend(images: Arc<ImageStore>, config: YoukiConfig) -> Result<Ar
         link: Arc::new(client::Socket),
         supervisors: Default::default(),
         records: backend::Records::new(index),
+        changes: Default::default(),
     });
+    // Every container's exit record from now on moves the listings' generation.
+    let dirs: Vec<PathBuf> = backend
+        .index()
+        .containers
+        .keys()
+        .map(|id| backend.layout.container(&layout::key(id)))
+        .collect();
+    dirs.iter().for_each(|dir| backend.changes.watch(dir));
     let left = recover::reconcile(&backend).await;
     for e in &left {
         tracing::warn!(error = %e, "youki: recovery left work for the next start");
@@ -249,6 +259,10 @@ impl Runtime for YoukiRuntime {
 
     async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus> {
         self.backend.container_status(id).await
+    }
+
+    fn state_generation(&self) -> Option<u64> {
+        self.backend.state_generation()
     }
 
     async fn container_states(&self, ids: &[ContainerId]) -> Vec<Result<ContainerState>> {

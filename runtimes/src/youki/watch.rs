@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -36,6 +37,9 @@ enum Known {
 #[derive(Debug, Default)]
 pub struct Supervisors {
     known: Mutex<HashMap<ContainerId, Known>>,
+    /// How many watched supervisors were seen gone (a part of the listings'
+    /// generation: `Backend::state_generation`).
+    deaths: AtomicU64,
 }
 
 impl Supervisors {
@@ -65,6 +69,41 @@ impl Supervisors {
     /// Records that the supervisor of `pod` is gone.
     pub fn exited(&self, pod: &ContainerId) {
         self.known().insert(pod.clone(), Known::Exited);
+        self.deaths.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many watched supervisors are known gone, after one poll of every pidfd
+    /// (a single `poll(2)`, no wait).
+    pub fn deaths(&self) -> u64 {
+        let mut known = self.known();
+        let watched: Vec<(&ContainerId, &OwnedFd)> = known
+            .iter()
+            .filter_map(|(pod, k)| match k {
+                Known::Watched(fd) => Some((pod, fd)),
+                Known::Exited => None,
+            })
+            .collect();
+        let mut fds: Vec<PollFd> = watched
+            .iter()
+            .map(|(_, fd)| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+            .collect();
+        let gone: Vec<ContainerId> = match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(n) if n > 0 => fds
+                .iter()
+                .zip(&watched)
+                .filter(|(fd, _)| fd.revents().is_some_and(|r| !r.is_empty()))
+                .map(|(_, (pod, _))| (*pod).clone())
+                .collect(),
+            _ => Vec::new(),
+        };
+        drop(fds);
+        drop(watched);
+        for pod in gone {
+            tracing::warn!(pod = %pod, "the pod's supervisor exited; the pod is not ready any more");
+            known.insert(pod, Known::Exited);
+            self.deaths.fetch_add(1, Ordering::SeqCst);
+        }
+        self.deaths.load(Ordering::SeqCst)
     }
 
     /// Forgets `pod` (removed).
@@ -84,6 +123,7 @@ impl Supervisors {
             tracing::warn!(pod = %pod, "the pod's supervisor exited; the pod is not ready any more");
             known.insert(pod.clone(), Known::Exited);
             crate::metrics::supervisor(crate::metrics::SupervisorEvent::Lost);
+            self.deaths.fetch_add(1, Ordering::SeqCst);
         }
         Some(!exited)
     }

@@ -1,6 +1,7 @@
 //! The tonic service impls: `RuntimeService` and `ImageService` route each verb to
 //! its own file; `unimplemented` answers the verbs this version lacks.
 
+pub(crate) mod encoded;
 mod image;
 mod runtime;
 mod unimplemented;

@@ -15,9 +15,12 @@ const UNKNOWN_EXIT_CODE: i32 = 255;
 /// in a reboot, say) has exited for an unknown reason, so kubelet replaces it; any
 /// other failure to ask makes its state unknown, with the failure as message.
 pub(in crate::cri) async fn observe(cri: &Cri, record: &ContainerRecord) -> ContainerStatus {
+    // Read before asking: a change during the call moves it past what is recorded.
+    let generation = cri.runtime.state_generation();
     let status = observe_backend(cri, record).await;
     // Listings show what was seen last (unknown is asked again there anyway).
-    cri.store.set_container_state(&record.id, status.state);
+    cri.store
+        .set_container_state(&record.id, status.state, generation);
     status
 }
 
@@ -42,25 +45,36 @@ async fn observe_backend(cri: &Cri, record: &ContainerRecord) -> ContainerStatus
     }
 }
 
-/// The state of each of `records` as a listing shows it, without asking each
-/// container's backend for its status: the index keeps the state last seen, an exit
-/// is for good, and every other state is checked again in one batched call
+/// The state of each of `records` as a listing shows it, from memory when it can be:
+/// the index keeps the state last seen with the backend's state generation it was read
+/// at ([`runtimes::Runtime::state_generation`]: for youki it moves with every record
+/// written, every exit record a supervisor writes, seen through inotify, and every
+/// supervisor's death, seen through its pidfd). A state read at the current generation
+/// is still right and an exit is for good; only the others (a generation moved, or the
+/// backend has none, or the state is unknown) are checked again, in one batched call
 /// ([`runtimes::Runtime::container_states`]: for youki a stat of each exit record and
-/// a poll of the pod supervisors' pidfds, no socket round trip). The youki supervisors
-/// send no exit notices the agent could wait on without a connection per container,
-/// and this check costs less than a listing's answer, so doing it on each listing keeps
-/// a container that ended by itself listed exited as soon as its exit is recorded,
-/// with no task to run or stop. As [`observe`], a container its backend lost has
-/// exited and one it cannot be asked about is unknown (asked again next time).
+/// a poll of the pod supervisors' pidfds, no socket round trip). So a listing of a
+/// node where nothing changed is an in-memory filter, and a container that ended by
+/// itself is listed exited once its exit is recorded, with no task to run or stop. As
+/// [`observe`], a container its backend lost has exited and one it cannot be asked
+/// about is unknown (asked again next time).
 pub(in crate::cri) async fn listed_states(
     cri: &Cri,
     records: &[impl std::ops::Deref<Target = ContainerRecord>],
 ) -> Vec<ContainerState> {
     let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
-    let mut states = cri.store.container_states(&ids);
+    // Read before asking: a change during the call moves it past what is recorded.
+    let generation = cri.runtime.state_generation();
+    let known = cri.store.container_states(&ids);
     let stale: Vec<usize> = (0..records.len())
-        .filter(|&i| states[i] != Some(ContainerState::Exited))
+        .filter(|&i| match known[i] {
+            Some((ContainerState::Exited, _)) => false,
+            Some((ContainerState::Unknown, _)) | None => true,
+            Some((_, read_at)) => generation.is_none() || read_at != generation,
+        })
         .collect();
+    let mut states: Vec<Option<ContainerState>> =
+        known.into_iter().map(|k| k.map(|(s, _)| s)).collect();
     if !stale.is_empty() {
         let asked: Vec<runtimes::ContainerId> = stale
             .iter()
@@ -76,7 +90,8 @@ pub(in crate::cri) async fn listed_states(
                     ContainerState::Unknown
                 }
             };
-            cri.store.set_container_state(&records[i].id, state);
+            cri.store
+                .set_container_state(&records[i].id, state, generation);
             states[i] = Some(state);
         }
     }

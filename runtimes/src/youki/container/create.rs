@@ -84,6 +84,8 @@ impl Backend {
         };
         let dir = self.layout.container(&k);
         std::fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
+        // Before anything can run in it: its exit record moves the listings' generation.
+        self.changes.watch(&dir);
         self.save_container(&record)?;
         match self.make(&k, &mut record, &pod, spec) {
             Ok(()) => Ok(()),

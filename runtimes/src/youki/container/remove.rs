@@ -70,6 +70,8 @@ impl Backend {
         let mut index = self.index();
         index.containers.remove(&record.id);
         index.removing.insert(record.id.clone(), marked.clone());
+        drop(index);
+        self.changes.bump();
         Ok(marked)
     }
 
@@ -120,6 +122,8 @@ impl Backend {
         let mut index = self.index();
         index.containers.remove(&record.id);
         index.removing.remove(&record.id);
+        drop(index);
+        self.changes.bump();
         Ok(())
     }
 

@@ -97,6 +97,7 @@ impl Fixture {
             link: supervisors.clone(),
             supervisors: Default::default(),
             records: Records::new(index),
+            changes: Default::default(),
         })
     }
 

@@ -26,6 +26,7 @@ impl Backend {
         let errors = teardown(self, &record).await;
         if errors.is_empty() {
             self.index().pods.remove(id);
+            self.changes.bump();
             return Ok(());
         }
         Error::combine(format!("removing pod sandbox {id}"), errors)
