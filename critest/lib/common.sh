@@ -18,6 +18,21 @@ die() {
 
 # wait_until SECONDS CMD...: runs CMD every 0.2 s until it succeeds; fails
 # when SECONDS pass first.
+# go_build_env WORK: sets go_bin and exports what a once-per-machine build of Go
+# programs through the module proxy needs, with Go's build and module caches
+# under WORK. They are no use once the binaries are in the machine cache: in
+# WORK they go with it instead of holding gigabytes (about 7 for Kubernetes)
+# on the disk the Rust build and the tests need next.
+go_build_env() {
+  go_bin=$(command -v go || true)
+  [ -n "$go_bin" ] || go_bin=/usr/local/go/bin/go
+  [ -x "$go_bin" ] || die "no go toolchain (looked on PATH and at /usr/local/go/bin/go)"
+  # Never let go fetch another toolchain (the modules' go directives are older
+  # than the installed one); no cgo: static binaries, no C headers needed.
+  export GOTOOLCHAIN=local CGO_ENABLED=0 GO111MODULE=on GOFLAGS="-buildvcs=false -modcacherw"
+  export GOCACHE=$1/go-cache GOMODCACHE=$1/go-mod
+}
+
 wait_until() {
   local deadline=$((SECONDS + $1))
   shift
