@@ -1,5 +1,6 @@
 //! Compiles `proto/*.proto` into Rust (prost). The supervisor protocol is messages
-//! only (plain length-prefixed frames over a unix socket); the delegate protocol is a
+//! only (plain length-prefixed frames over a unix socket), as are NRI's and ttrpc's
+//! (berth's agent frames them itself); the delegate protocol is a
 //! gRPC service, so tonic generates its client and server too, as for the CRI
 //! services berth serves (`proto/cri.proto`). CRI messages also derive serde: the
 //! state store keeps pod and container configs as JSON.
@@ -8,7 +9,16 @@ use std::io;
 
 fn main() -> io::Result<()> {
     println!("cargo:rerun-if-changed=proto");
-    prost_build::compile_protos(&["proto/supervisor.proto"], &["proto"])?;
+    // NRI's messages over ttrpc: berth frames and dispatches them itself (agent/src/nri),
+    // so prost's messages are all it needs.
+    prost_build::compile_protos(
+        &[
+            "proto/supervisor.proto",
+            "proto/nri.proto",
+            "proto/ttrpc.proto",
+        ],
+        &["proto"],
+    )?;
     tonic_prost_build::configure()
         .type_attribute(
             ".runtime.v1",

@@ -76,3 +76,16 @@ pub mod delegate {
     #![allow(missing_docs)]
     include!(concat!(env!("OUT_DIR"), "/berth.delegate.v1.rs"));
 }
+
+/// NRI (Node Resource Interface, `nri.pkg.api.v1alpha1`): the messages of the plugin
+/// protocol berth serves (agent/src/nri).
+pub mod nri {
+    #![allow(missing_docs, clippy::all)]
+    include!(concat!(env!("OUT_DIR"), "/nri.pkg.api.v1alpha1.rs"));
+}
+
+/// ttrpc's request and response envelopes, which carry NRI's messages.
+pub mod ttrpc {
+    #![allow(missing_docs)]
+    include!(concat!(env!("OUT_DIR"), "/ttrpc.rs"));
+}

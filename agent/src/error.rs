@@ -134,6 +134,9 @@ pub enum Error {
         #[source]
         source: tonic::transport::Error,
     },
+    /// The NRI socket could not be served.
+    #[error(transparent)]
+    Nri(#[from] crate::nri::NriError),
     /// Logging could not be set up (for instance an invalid `RUST_LOG`).
     #[error("setting up logging: {0}")]
     Telemetry(String),
@@ -157,6 +160,9 @@ pub enum CallError {
         #[source]
         source: IdError,
     },
+    /// An NRI plugin refused (or could not adjust) the pod or container.
+    #[error(transparent)]
+    Nri(#[from] crate::nri::NriError),
 }
 
 /// The result of a CRI call.

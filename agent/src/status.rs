@@ -37,6 +37,9 @@ pub fn from_call(err: CallError) -> Status {
         err @ CallError::Identity { .. } => {
             Status::invalid_argument(bounded(runtimes::error::error_chain(&err)))
         }
+        // A plugin's refusal or bad adjustment: the request may succeed once the
+        // plugin changes its mind; nothing was left behind.
+        CallError::Nri(err) => Status::failed_precondition(bounded(err.to_string())),
     }
 }
 

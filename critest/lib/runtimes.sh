@@ -76,6 +76,9 @@ berth_start() {
   mkdir -p "$rt_dir"
   endpoint=unix://$rt_dir/berth.sock
   check_socket_path "$rt_dir/berth.sock"
+  # critest's NRI specs connect to it as plugins (run_pass: -nri-socket).
+  nri_socket=$rt_dir/nri.sock
+  check_socket_path "$nri_socket"
   # A socket, state, run dir, cgroup parent and CNI conf dir of its own (berth
   # writes its default bridge network there), and every registry critest names
   # mirrored to the local registry.
@@ -96,6 +99,12 @@ registries:
     k8s.gcr.io: ["$(mirror_endpoint)"]
     docker.io: ["$(mirror_endpoint)"]
   insecure: ["$registry_addr"]
+# NRI on a socket of the run's own. critest's plugins hold a Synchronize open for
+# 2 s on purpose (NRI's default request timeout): 10 s keeps them connected.
+nri:
+  enable: true
+  socket_path: $nri_socket
+  plugin_request_timeout_ms: 10000
 YAML
   if [ "${handler:-}" = containerd ]; then
     # A containerd of the run's own serves the handler (its CRI plugins off).

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub use crate::nri::NriConfig;
 pub use crate::streaming::StreamingConfig;
 pub use runtimes::image::RegistryConfig;
 pub use runtimes::network::NetworkConfig;
@@ -50,6 +51,8 @@ pub struct Config {
     pub backends: BackendsConfig,
     /// `berth delegate` only: where it serves the delegate protocol.
     pub delegate: DelegateServeConfig,
+    /// NRI (Node Resource Interface) plugins; off by default.
+    pub nri: NriConfig,
 }
 
 /// The `delegate` section: where `berth delegate` listens. `berth serve` ignores it.
@@ -338,6 +341,7 @@ impl Default for Config {
             streaming: StreamingConfig::default(),
             backends: BackendsConfig::default(),
             delegate: DelegateServeConfig::default(),
+            nri: NriConfig::default(),
         }
     }
 }
@@ -466,6 +470,7 @@ impl Config {
                 ));
             }
         }
+        self.nri.validate().map_err(|e| format!("nri.{e}"))?;
         self.delegate
             .validate()
             .map_err(|e| format!("delegate.{e}"))?;

@@ -10,7 +10,9 @@ use runtimes::{Error, Runtime};
 
 use super::shared::fields;
 use super::shared::image::requested_image;
-use super::shared::objects::{abandon, in_method, mark, new_cri_id, now_nanos, resolve};
+use super::shared::objects::{
+    abandon, abandon_nri, in_method, mark, new_cri_id, now_nanos, resolve,
+};
 use super::shared::sandbox_spec::pod_host_fields;
 use super::Cri;
 use crate::error::{CallError, CallResult};
@@ -41,12 +43,14 @@ pub(super) async fn create_container(
         config,
         name,
         image,
-        spec,
+        mut spec,
     } = prepare(cri, request).await?;
 
     let id = new_cri_id()?;
     telemetry::record(CallField::ContainerId, &id);
     let unique_name = ContainerRecord::name_of(&config);
+    // No NRI plugin synchronizes between the record and the container's events.
+    let _nri = cri.nri.block().await;
     let record = cri.store.insert::<_, CallError>(|snapshot| {
         // Checked again here, atomically with the insert: the pod may have changed.
         let pod = snapshot
@@ -98,6 +102,31 @@ pub(super) async fn create_container(
     if let Some(metadata) = &config.metadata {
         telemetry::record(CallField::Attempt, metadata.attempt);
     }
+    // NRI plugins see the container while it is `Creating` (not listed); their
+    // adjustments change its spec, and one that refuses it leaves nothing.
+    let nri = cri.nri.active();
+    if nri {
+        let mut container = crate::nri::container_of(&record);
+        if let Some(process) = spec.oci.process() {
+            container.env = process.env().clone().unwrap_or_default();
+            container.args = process.args().clone().unwrap_or_default();
+        }
+        let pod = crate::nri::pod_of(&sandbox);
+        match cri.nri.create_container(pod, container).await {
+            Err(err) => return Err(abandon_nri(&cri.store, &record, err, Ok(()))),
+            Ok(adjust) if !adjust.is_empty() => {
+                let mut annotations = record.config.annotations.clone();
+                adjust.apply(&mut spec.oci, &mut annotations);
+                let marked = mark::<ContainerRecord>(&cri.store, &id, |r| {
+                    r.config.annotations = annotations;
+                });
+                if let Err(err) = marked {
+                    return Err(abandon(&cri.store, &record, err, Ok(())).into());
+                }
+            }
+            Ok(_) => {}
+        }
+    }
     let created = cri
         .runtime
         .create_container(&sandbox.container_id, cid, &spec)
@@ -115,6 +144,17 @@ pub(super) async fn create_container(
     }
     cri.store
         .set_container_state(&id, ContainerState::Created, None);
+    if nri {
+        if let Ok(Some(created)) = cri.store.get::<ContainerRecord>(&id) {
+            let (pod, container) = (
+                crate::nri::pod_of(&sandbox),
+                crate::nri::container_of(&created),
+            );
+            cri.nri
+                .container_event(berth_proto::nri::Event::PostCreateContainer, pod, container)
+                .await;
+        }
+    }
     Ok(CreateContainerResponse { container_id: id })
 }
 

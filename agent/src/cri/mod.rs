@@ -56,6 +56,7 @@ use berth_proto::cri::v1::runtime_service_server::RuntimeServiceServer;
 use runtimes::CompositeRuntime;
 
 use crate::config::Config;
+use crate::nri::Nri;
 use crate::spec::HostFacts;
 use crate::store::Store;
 use crate::streaming::StreamingServer;
@@ -91,6 +92,8 @@ pub struct Cri {
     streaming: Option<Arc<StreamingServer>>,
     /// `ListContainers`' encoded entries (`list_containers_encoded`).
     encoded_containers: Arc<list_containers::EncodedEntries>,
+    /// NRI plugins (none unless [`Cri::with_nri`]).
+    nri: Arc<Nri>,
 }
 
 impl Cri {
@@ -118,7 +121,15 @@ impl Cri {
             cpu: shared::stats::CpuRates::default(),
             streaming: None,
             encoded_containers: Default::default(),
+            nri: Nri::disabled(),
         }
+    }
+
+    /// Sends pod and container events to `nri`'s plugins and applies their
+    /// adjustments.
+    pub fn with_nri(mut self, nri: Arc<Nri>) -> Self {
+        self.nri = nri;
+        self
     }
 
     /// Answers `Exec`, `Attach` and `PortForward` with URLs of `server`.
@@ -154,6 +165,25 @@ impl Cri {
     pub fn with_host_facts(mut self, host: HostFacts) -> Self {
         self.host = host;
         self
+    }
+
+    /// The pod of `container` and the container as NRI describes them; `None` when
+    /// no plugin listens (or the pod is gone).
+    fn nri_objects(
+        &self,
+        container: &crate::store::ContainerRecord,
+    ) -> Option<(berth_proto::nri::PodSandbox, berth_proto::nri::Container)> {
+        if !self.nri.active() {
+            return None;
+        }
+        let pod = self
+            .store
+            .get::<crate::store::SandboxRecord>(&container.sandbox_id)
+            .ok()??;
+        Some((
+            crate::nri::pod_of(&pod),
+            crate::nri::container_of(container),
+        ))
     }
 
     /// The tonic services to add to a server.

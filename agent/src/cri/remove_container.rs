@@ -19,8 +19,17 @@ pub(super) async fn remove_container(
     cri: &Cri,
     request: RemoveContainerRequest,
 ) -> runtimes::Result<RemoveContainerResponse> {
+    let _nri = cri.nri.block().await;
     if let Some(record) = find::<ContainerRecord>(&cri.store, METHOD, &request.container_id)? {
+        let nri = cri.nri_objects(&record);
         remove(cri, &record).await?;
+        if let Some((pod, container)) = nri {
+            // A container removed without a stop seen first stopped too.
+            cri.nri.stop_container(pod.clone(), container.clone()).await;
+            cri.nri
+                .container_event(berth_proto::nri::Event::RemoveContainer, pod, container)
+                .await;
+        }
     }
     Ok(RemoveContainerResponse {})
 }

@@ -5,7 +5,7 @@ use runtimes::Runtime;
 
 use super::shared::objects::{find, visible};
 use super::Cri;
-use crate::store::{ContainerRecord, SandboxRecord};
+use crate::store::{ContainerRecord, SandboxPhase, SandboxRecord};
 
 const METHOD: &str = "RemovePodSandbox";
 
@@ -18,21 +18,40 @@ pub(super) async fn remove_pod_sandbox(
     cri: &Cri,
     request: RemovePodSandboxRequest,
 ) -> runtimes::Result<RemovePodSandboxResponse> {
+    let _nri = cri.nri.block().await;
     let Some(record) = find::<SandboxRecord>(&cri.store, METHOD, &request.pod_sandbox_id)? else {
         return Ok(RemovePodSandboxResponse {});
     };
+    if record.phase == SandboxPhase::Ready && cri.nri.active() {
+        super::stop_pod_sandbox::nri_stop(cri, &record).await?;
+    }
     match cri.runtime.remove_pod_sandbox(&record.container_id).await {
         Err(err) if !err.is_not_found() => return Err(err),
         _ => {}
     }
-    let containers: Vec<String> = visible::<ContainerRecord>(&cri.store)?
+    let removed: Vec<ContainerRecord> = visible::<ContainerRecord>(&cri.store)?
         .into_iter()
         .filter(|c| c.sandbox_id == record.id)
-        .map(|c| c.id)
         .collect();
+    let containers: Vec<String> = removed.iter().map(|c| c.id.clone()).collect();
     cri.store.remove_pod(&record.id, &containers)?;
     for id in containers.iter().chain([&record.id]) {
         cri.cpu.forget(id);
+    }
+    if cri.nri.active() {
+        let pod = crate::nri::pod_of(&record);
+        for container in &removed {
+            let container = crate::nri::container_of(container);
+            cri.nri.stop_container(pod.clone(), container.clone()).await;
+            cri.nri
+                .container_event(
+                    berth_proto::nri::Event::RemoveContainer,
+                    pod.clone(),
+                    container,
+                )
+                .await;
+        }
+        cri.nri.remove_pod_sandbox(pod).await;
     }
     Ok(RemovePodSandboxResponse {})
 }

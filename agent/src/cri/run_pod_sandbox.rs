@@ -4,7 +4,7 @@ use berth_proto::cri::v1::{RunPodSandboxRequest, RunPodSandboxResponse};
 use runtimes::types::SandboxState;
 use runtimes::{Error, Runtime};
 
-use super::shared::objects::{abandon, mark, new_cri_id, now_nanos};
+use super::shared::objects::{abandon, abandon_nri, mark, new_cri_id, now_nanos};
 use super::shared::sandbox_spec::sandbox_spec;
 use super::Cri;
 use crate::error::{CallError, CallResult};
@@ -27,6 +27,8 @@ pub(super) async fn run_pod_sandbox(
     let id = new_cri_id()?;
     telemetry::record(CallField::PodSandboxId, &id);
     let name = SandboxRecord::name_of(&config);
+    // No NRI plugin synchronizes between the record and its RunPodSandbox event.
+    let _nri = cri.nri.block().await;
     let record =
         cri.store.insert::<_, CallError>(|snapshot| {
             if let Some(holder) = snapshot.sandboxes.iter().find(|s| s.name() == name) {
@@ -80,6 +82,16 @@ pub(super) async fn run_pod_sandbox(
         // The backend cleaned up after itself.
         Err(err) => return Err(abandon(&cri.store, &record, err, Ok(())).into()),
     };
+    // NRI plugins hear of the pod while it is still `Creating`: not listed, no
+    // container can join it; one that refuses it has it torn down.
+    if cri.nri.active() {
+        let mut pod = record.clone();
+        pod.ips = status.ips.clone();
+        if let Err(err) = cri.nri.run_pod_sandbox(crate::nri::pod_of(&pod)).await {
+            let undone = cri.runtime.remove_pod_sandbox(cid).await;
+            return Err(abandon_nri(&cri.store, &record, err, undone));
+        }
+    }
     let phase = if status.state == SandboxState::Ready {
         SandboxPhase::Ready
     } else {

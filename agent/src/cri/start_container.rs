@@ -1,6 +1,7 @@
 //! `StartContainer`.
 
 use berth_proto::cri::v1::{StartContainerRequest, StartContainerResponse};
+use berth_proto::nri::Event;
 use runtimes::types::ContainerState;
 use runtimes::Runtime;
 
@@ -15,11 +16,24 @@ pub(super) async fn start_container(
     cri: &Cri,
     request: StartContainerRequest,
 ) -> runtimes::Result<StartContainerResponse> {
+    let _nri = cri.nri.block().await;
     let record: ContainerRecord = resolve(&cri.store, METHOD, &request.container_id)?;
+    let nri = cri.nri_objects(&record);
+    if let Some((pod, container)) = nri.clone() {
+        cri.nri
+            .container_event(Event::StartContainer, pod, container)
+            .await;
+    }
     cri.runtime.start_container(&record.container_id).await?;
     // Seen running now (the metrics count it so before the next listing).
     cri.store
         .set_container_state(&record.id, ContainerState::Running, None);
+    if let Some((pod, mut container)) = nri {
+        container.state = berth_proto::nri::ContainerState::ContainerRunning as i32;
+        cri.nri
+            .container_event(Event::PostStartContainer, pod, container)
+            .await;
+    }
     Ok(StartContainerResponse {})
 }
 

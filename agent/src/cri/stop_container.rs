@@ -18,9 +18,13 @@ pub(super) async fn stop_container(
     cri: &Cri,
     request: StopContainerRequest,
 ) -> runtimes::Result<StopContainerResponse> {
+    let _nri = cri.nri.block().await;
     if let Some(record) = find::<ContainerRecord>(&cri.store, METHOD, &request.container_id)? {
         let seconds = u64::try_from(request.timeout).unwrap_or(0);
         stop(cri, &record.container_id, Duration::from_secs(seconds)).await?;
+        if let Some((pod, container)) = cri.nri_objects(&record) {
+            cri.nri.stop_container(pod, container).await;
+        }
     }
     Ok(StopContainerResponse {})
 }

@@ -3,9 +3,12 @@
 use berth_proto::cri::v1::{StopPodSandboxRequest, StopPodSandboxResponse};
 use runtimes::Runtime;
 
-use super::shared::objects::find;
+use std::time::Duration;
+
+use super::shared::objects::{find, visible};
+use super::stop_container::stop;
 use super::Cri;
-use crate::store::{SandboxPhase, SandboxRecord};
+use crate::store::{ContainerRecord, SandboxPhase, SandboxRecord};
 
 const METHOD: &str = "StopPodSandbox";
 
@@ -15,9 +18,13 @@ pub(super) async fn stop_pod_sandbox(
     cri: &Cri,
     request: StopPodSandboxRequest,
 ) -> runtimes::Result<StopPodSandboxResponse> {
+    let _nri = cri.nri.block().await;
     let Some(record) = find::<SandboxRecord>(&cri.store, METHOD, &request.pod_sandbox_id)? else {
         return Ok(StopPodSandboxResponse {});
     };
+    if record.phase == SandboxPhase::Ready && cri.nri.active() {
+        nri_stop(cri, &record).await?;
+    }
     // The backend owns the teardown (the `Runtime` contract: every process of the pod,
     // its containers at once, then its network); the agent only records the outcome.
     // The containers' exits stay the backend's to report.
@@ -30,6 +37,27 @@ pub(super) async fn stop_pod_sandbox(
         Err(err) => return Err(err),
     }
     Ok(StopPodSandboxResponse {})
+}
+
+/// NRI's order (containerd's): the pod's containers are stopped (and plugins hear
+/// of it), then plugins hear of the pod's stop while it still exists, then the
+/// backend stops it. Sent once: only a ready pod's stop is news.
+pub(super) async fn nri_stop(cri: &Cri, record: &SandboxRecord) -> runtimes::Result<()> {
+    let containers: Vec<ContainerRecord> = visible::<ContainerRecord>(&cri.store)?
+        .into_iter()
+        .filter(|c| c.sandbox_id == record.id)
+        .collect();
+    let pod = crate::nri::pod_of(record);
+    for container in &containers {
+        if let Err(err) = stop(cri, &container.container_id, Duration::ZERO).await {
+            tracing::warn!(id = container.id, error = %err, "stopping a container of a stopping pod");
+        }
+        cri.nri
+            .stop_container(pod.clone(), crate::nri::container_of(container))
+            .await;
+    }
+    cri.nri.stop_pod_sandbox(pod).await;
+    Ok(())
 }
 
 #[cfg(test)]

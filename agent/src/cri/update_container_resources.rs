@@ -27,11 +27,25 @@ pub(super) async fn update_container_resources(
         return Ok(UpdateContainerResourcesResponse {});
     };
     let resources = crate::spec::resources(&linux, &cri.host)?;
+    let _nri = cri.nri.block().await;
+    let nri = cri.nri_objects(&record);
+    if let Some((pod, container)) = nri.clone() {
+        // A plugin may refuse the update; nothing changed yet.
+        cri.nri
+            .update_container(pod, container, None)
+            .await
+            .map_err(|e| Error::FailedPrecondition(format!("{METHOD}: {e}")))?;
+    }
     cri.runtime
         .update_container_resources(&record.container_id, &resources)
         .await?;
     cri.store
         .update::<ContainerRecord>(&record.id, |r| r.resources = Some(linux))?;
+    if let Some((pod, container)) = nri {
+        cri.nri
+            .container_event(berth_proto::nri::Event::PostUpdateContainer, pod, container)
+            .await;
+    }
     Ok(UpdateContainerResourcesResponse {})
 }
 

@@ -74,7 +74,9 @@ pub async fn serve(config: Config) -> Result<()> {
         None => None,
     };
     let cidr_network = network.clone();
+    let nri = crate::nri::Nri::serve(&config.nri, store.clone())?;
     let cri = Cri::new(backends.runtime, store, &config)
+        .with_nri(nri)
         .with_network_readiness(Arc::new(move || network.status()))
         .with_pod_cidr(Arc::new(move |cidr: &str| cidr_network.set_pod_cidr(cidr)))
         .with_streaming(streaming.clone());

@@ -25,6 +25,7 @@ mod many_pods;
 mod metrics;
 mod missing_command;
 mod non_go_clients;
+mod nri;
 mod pod_cidr;
 mod pod_http;
 mod pods;

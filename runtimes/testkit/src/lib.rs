@@ -24,6 +24,7 @@ pub mod containerd;
 pub mod crictl;
 pub mod host;
 pub mod images;
+pub mod nri_plugin;
 pub mod pty;
 pub mod require;
 pub mod servers;

@@ -66,6 +66,9 @@ pub(in crate::cri) async fn watch_exits(cri: Weak<Cri>) {
     loop {
         ticks.tick().await;
         let Some(cri) = cri.upgrade() else { return };
+        if cri.nri.active() {
+            nri_exits(&cri).await;
+        }
         if !cri.events.listened() {
             // Exits while nobody listened are not news to a later subscriber.
             primed = false;
@@ -73,6 +76,30 @@ pub(in crate::cri) async fn watch_exits(cri: Weak<Cri>) {
         }
         cri.events.publish_exits(&cri, primed).await;
         primed = true;
+    }
+}
+
+/// Sends NRI's `StopContainer` for containers that exited on their own.
+async fn nri_exits(cri: &Cri) {
+    let Ok(records) = cri.store.query::<ContainerRecord>(&Query::default()) else {
+        return;
+    };
+    let fresh: Vec<_> = records
+        .into_iter()
+        .filter(|r| !cri.nri.stop_sent(&r.id))
+        .collect();
+    if fresh.is_empty() {
+        return;
+    }
+    let states = listed_states(cri, &fresh).await;
+    for (record, state) in fresh.iter().zip(states) {
+        if state != ContainerState::Exited {
+            continue;
+        }
+        if let Some((pod, mut container)) = cri.nri_objects(record) {
+            container.state = berth_proto::nri::ContainerState::ContainerStopped as i32;
+            cri.nri.stop_container(pod, container).await;
+        }
     }
 }
 

@@ -174,6 +174,22 @@ pub(in crate::cri) fn mark<R: Record>(
     })
 }
 
+/// [`abandon`] for an NRI plugin's refusal: the record is dropped and the refusal
+/// is the call's error; a failure to undo is logged (the refusal is what the caller
+/// must hear).
+pub(in crate::cri) fn abandon_nri<R: Record>(
+    store: &Store,
+    record: &R,
+    refusal: crate::nri::NriError,
+    undone: runtimes::Result<()>,
+) -> crate::error::CallError {
+    let removed = store.remove::<R>(record.id());
+    for failure in undone.err().into_iter().chain(removed.err()) {
+        tracing::error!(id = record.id(), error = %failure, "undoing after an NRI plugin refused");
+    }
+    refusal.into()
+}
+
 /// The error of a creation that failed with `failure` after `record` was inserted:
 /// drops the record and its ContainerId; `undone` is the outcome of undoing the
 /// creation in the backend. Names every failure.

@@ -1,0 +1,128 @@
+//! NRI with a real plugin (berth-testkit's `nri_plugin`, whose framing is its own):
+//! one that injects an environment variable and an annotation into every container,
+//! which the container's process and its status show; one that rejects every
+//! container, which fails `CreateContainer` with FAILED_PRECONDITION and leaves no
+//! container behind.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use berth_proto::cri::v1::*;
+use berth_testkit::nri_plugin::{self, Mode};
+
+use crate::world::{create, create_and_start, exec, run_pod, stop_and_remove_pod, World};
+
+/// Connects the plugin `idx-name` in a thread and waits until berth synchronized it.
+fn plugin(socket: &str, mode: Mode, name: &str, idx: &str) -> Result<mpsc::Receiver<String>> {
+    let (tx, rx) = mpsc::channel();
+    let (socket, name, idx) = (socket.to_string(), name.to_string(), idx.to_string());
+    std::thread::spawn(move || {
+        if let Err(err) = nri_plugin::run(&socket, mode, &name, &idx, tx) {
+            eprintln!("nri plugin {name}: {err}");
+        }
+    });
+    // Configure comes first, then Synchronize.
+    let heard: Vec<String> = (0..2)
+        .map(|_| rx.recv_timeout(Duration::from_secs(10)))
+        .collect::<Result<_, _>>()
+        .context("the plugin was not synchronized within 10 s")?;
+    anyhow::ensure!(heard == ["Configure", "synchronized"], "heard {heard:?}");
+    Ok(rx)
+}
+
+#[tokio::test]
+async fn plugins_adjust_and_reject_containers() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let socket = dir.path().join("nri.sock");
+    let socket = socket.to_str().context("socket path")?.to_string();
+    let world = World::with_config(&format!(
+        "nri:\n  enable: true\n  socket_path: {socket}\n  plugin_request_timeout_ms: 5000\n"
+    ))
+    .await?;
+    let berth = world.start().await?;
+    let mut client = berth.runtime().await?;
+    // Root's only.
+    let mode = std::fs::metadata(&socket)?.permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+
+    let inject = plugin(&socket, Mode::Inject, "injector", "10")?;
+    let pod_config = world.pod("nri", &[]);
+    let pod = run_pod(&mut client, &pod_config).await?;
+    let app = world.container("app", &["sleep", "60"]);
+    let id = create_and_start(&mut client, &pod, &pod_config, &app).await?;
+    let out = exec(&mut client, &id, &["sh", "-c", "echo $NRI_INJECTED"]).await?;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "injector");
+    let status = client
+        .container_status(ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: true,
+        })
+        .await?
+        .into_inner()
+        .status
+        .context("no status")?;
+    assert_eq!(
+        status
+            .annotations
+            .get("nri.berth.test/injected")
+            .map(String::as_str),
+        Some("injector"),
+        "{:?}",
+        status.annotations
+    );
+    // The plugin heard of the pod and the container, in order.
+    let heard: Vec<String> = inject.try_iter().collect();
+    let want = [
+        "RunPodSandbox",
+        "CreateContainer app",
+        "PostCreateContainer",
+        "StartContainer",
+        "PostStartContainer",
+    ];
+    let mut at = 0;
+    for line in &heard {
+        if at < want.len() && line == want[at] {
+            at += 1;
+        }
+    }
+    assert_eq!(at, want.len(), "heard {heard:?}");
+
+    // A second plugin rejects every container: nothing is created.
+    let reject = plugin(&socket, Mode::Reject, "rejector", "20")?;
+    let refused = world.container("refused", &["sleep", "60"]);
+    let err = match create(&mut client, &pod, &pod_config, &refused).await {
+        Ok(id) => bail!("created {id} although a plugin rejects it"),
+        Err(err) => err,
+    };
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("rejector"), "{err:?}");
+    assert!(
+        err.message().contains("rejects container refused"),
+        "{err:?}"
+    );
+    let listed = client
+        .list_containers(ListContainersRequest { filter: None })
+        .await?
+        .into_inner()
+        .containers;
+    assert!(
+        listed
+            .iter()
+            .all(|c| c.metadata.as_ref().unwrap().name != "refused"),
+        "{listed:?}"
+    );
+    let records = world.host().records;
+    assert!(
+        !records.iter().any(|r| r.contains("refused")),
+        "{records:?}"
+    );
+    drop(reject);
+    // Without a listener the plugin thread still answers; it ends with berth.
+
+    stop_and_remove_pod(&mut client, &pod).await?;
+    Ok(())
+}
