@@ -125,10 +125,11 @@ pub trait Runtime: Send + Sync {
         Ok(Inspection::default())
     }
 
-    /// A number that moves whenever the state of any of the backend's containers may
-    /// have changed (a verb, an exit, a lost process), read before asking
-    /// [`Runtime::container_states`]: a state read at the generation still current is
-    /// still right, so listings keep it instead of asking again. `None` (the default):
+    /// A number that moves whenever the state of any of the backend's pod sandboxes or
+    /// containers may have changed (a verb, an exit, a lost process), read before
+    /// asking [`Runtime::container_states`] or [`Runtime::pod_sandbox_status`]: a
+    /// state read at the generation still current is still right, so listings keep it
+    /// instead of asking again. `None` (the default):
     /// the backend cannot tell, every listing asks.
     fn state_generation(&self) -> Option<u64> {
         None

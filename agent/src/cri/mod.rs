@@ -91,6 +91,8 @@ pub struct Cri {
     streaming: Option<Arc<StreamingServer>>,
     /// `ListContainers`' encoded entries (`list_containers_encoded`).
     encoded_containers: Arc<list_containers::EncodedEntries>,
+    /// `ListPodSandbox`' encoded entries (`list_pod_sandbox_encoded`).
+    encoded_pods: Arc<list_pod_sandbox::EncodedPods>,
 }
 
 impl Cri {
@@ -118,6 +120,7 @@ impl Cri {
             cpu: shared::stats::CpuRates::default(),
             streaming: None,
             encoded_containers: Default::default(),
+            encoded_pods: Default::default(),
         }
     }
 
