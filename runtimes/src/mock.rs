@@ -166,7 +166,9 @@ impl MockRuntime {
 
     /// Makes the sandbox `id` not ready, as if its namespaces were lost.
     pub fn lose_sandbox(&self, id: &ContainerId) {
-        self.state().sandboxes.remove(id);
+        let mut state = self.state();
+        state.sandboxes.remove(id);
+        state.generation = state.generation.map(|g| g + 1);
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

@@ -71,6 +71,13 @@ pub trait Runtime: Send + Sync {
         Err(self.unsupported("PodSandboxStats"))
     }
 
+    /// [`Runtime::pod_sandbox_stats`] with [`SandboxStats::detail`] filled as far as
+    /// the backend can (what only CRI metrics report: reading it costs more than
+    /// kubelet's stats listings should pay). The default: the stats.
+    async fn pod_sandbox_metrics(&self, id: &ContainerId) -> Result<SandboxStats> {
+        self.pod_sandbox_stats(id).await
+    }
+
     /// Stops every process of the sandbox `id`; stopping a missing sandbox succeeds.
     async fn stop_pod_sandbox(&self, id: &ContainerId) -> Result<()> {
         let _ = id;
@@ -125,10 +132,11 @@ pub trait Runtime: Send + Sync {
         Ok(Inspection::default())
     }
 
-    /// A number that moves whenever the state of any of the backend's containers may
-    /// have changed (a verb, an exit, a lost process), read before asking
-    /// [`Runtime::container_states`]: a state read at the generation still current is
-    /// still right, so listings keep it instead of asking again. `None` (the default):
+    /// A number that moves whenever the state of any of the backend's pod sandboxes or
+    /// containers may have changed (a verb, an exit, a lost process), read before
+    /// asking [`Runtime::container_states`] or [`Runtime::pod_sandbox_status`]: a
+    /// state read at the generation still current is still right, so listings keep it
+    /// instead of asking again. `None` (the default):
     /// the backend cannot tell, every listing asks.
     fn state_generation(&self) -> Option<u64> {
         None
@@ -174,6 +182,12 @@ pub trait Runtime: Send + Sync {
     async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats> {
         let _ = id;
         Err(self.unsupported("ContainerStats"))
+    }
+
+    /// [`Runtime::container_stats`] with [`ContainerStats::detail`] filled as far as
+    /// the backend can (see [`Runtime::pod_sandbox_metrics`]). The default: the stats.
+    async fn container_metrics(&self, id: &ContainerId) -> Result<ContainerStats> {
+        self.container_stats(id).await
     }
 
     /// Starts `request.cmd` in the running container `id` with the streams the request

@@ -1,21 +1,19 @@
 //! `ListContainers`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use berth_proto::cri::v1::{ListContainersRequest, ListContainersResponse};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use prost::Message;
 use runtimes::types::ContainerState;
 
 use super::shared::container::{cri_state, listed_states, to_cri_container};
+use super::shared::entries::{Encoding, Entries};
 use super::Cri;
 use crate::store::{ContainerRecord, Query};
 
-/// Each listed container's `ListContainers` entry, encoded, by CRI id, with the
-/// version of its record it was encoded from (the index puts a new `Arc` for every
-/// change of a record).
-pub(super) type EncodedEntries = Mutex<HashMap<String, (Arc<ContainerRecord>, Bytes)>>;
+/// `ListContainers`' encoded entries.
+pub(super) type EncodedEntries = Entries<ContainerRecord>;
 
 /// The recorded containers in their backends' states, filtered by id and pod id
 /// (prefixes, as containerd), state and labels. The records come from the store's
@@ -37,9 +35,7 @@ pub(super) async fn list_containers(
 /// [`list_containers`]' answer, encoded (what `ListContainers` serves: see
 /// `services::encoded`): each container's entry is encoded once per version of its
 /// record, without its state (`CONTAINER_CREATED`, 0, is not encoded), and kept in
-/// [`EncodedEntries`]; a listing writes each entry as field 1 of the response with its
-/// state appended as field 6. A listing of every container keeps the entries it
-/// wrote and drops the others (removed containers).
+/// [`EncodedEntries`]; a listing writes each entry with its state appended as field 6.
 pub(super) async fn list_containers_encoded(
     cri: &Cri,
     request: ListContainersRequest,
@@ -47,35 +43,17 @@ pub(super) async fn list_containers_encoded(
     let whole = request.filter.as_ref().is_none_or(|f| {
         f.id.is_empty() && f.pod_sandbox_id.is_empty() && f.label_selector.is_empty()
     });
-    let listed = listed(cri, request).await?;
-    let mut entries = cri
-        .encoded_containers
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    let mut kept = whole.then(HashMap::new);
-    let mut out = BytesMut::with_capacity(listed.len() * 512);
-    for (record, state) in listed {
-        let entry = match entries.get(&record.id) {
-            Some((version, entry)) if Arc::ptr_eq(version, &record) => entry.clone(),
-            _ => Bytes::from(to_cri_container(&record, ContainerState::Created).encode_to_vec()),
-        };
-        // Field 1 (containers), length-delimited: the entry, then field 6 (state), a
-        // varint of one byte (the states are 0 to 3).
-        out.put_u8(0x0a);
-        prost::encoding::encode_varint(entry.len() as u64 + 2, &mut out);
-        out.put_slice(&entry);
-        out.put_u8(0x30);
-        out.put_u8(cri_state(state) as u8);
-        let keep = match kept.as_mut() {
-            Some(kept) => kept,
-            None => &mut *entries,
-        };
-        keep.insert(record.id.clone(), (record, entry));
-    }
-    if let Some(kept) = kept {
-        *entries = kept;
-    }
-    Ok(out.freeze())
+    let listed = listed(cri, request)
+        .await?
+        .into_iter()
+        .map(|(record, state)| (record, cri_state(state) as u8))
+        .collect();
+    let encoding: Encoding<ContainerRecord> = Encoding {
+        state_field: 6,
+        id: |r| r.id.as_str(),
+        encode: |r| to_cri_container(r, ContainerState::Created).encode_to_vec(),
+    };
+    Ok(cri.encoded_containers.answer(listed, whole, &encoding))
 }
 
 /// The containers a listing shows, with their states.

@@ -25,12 +25,15 @@ pub(super) async fn list_pod_sandbox_metrics(
 
 /// The metrics of the pod `sandbox` and of those of its containers that have stats.
 async fn read(cri: &Cri, sandbox: &SandboxRecord) -> runtimes::Result<cri::PodSandboxMetrics> {
-    let usage = cri.runtime.pod_sandbox_stats(&sandbox.container_id).await?;
+    let usage = cri
+        .runtime
+        .pod_sandbox_metrics(&sandbox.container_id)
+        .await?;
     let containers = containers_of(&cri.store, &sandbox.id)?;
     let read = join_all(
         containers
             .iter()
-            .map(|c| cri.runtime.container_stats(&c.container_id)),
+            .map(|c| cri.runtime.container_metrics(&c.container_id)),
     )
     .await;
     let containers: Vec<cri::ContainerMetrics> = containers

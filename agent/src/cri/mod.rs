@@ -94,6 +94,8 @@ pub struct Cri {
     encoded_containers: Arc<list_containers::EncodedEntries>,
     /// NRI plugins (none unless [`Cri::with_nri`]).
     nri: Arc<Nri>,
+    /// `ListPodSandbox`' encoded entries (`list_pod_sandbox_encoded`).
+    encoded_pods: Arc<list_pod_sandbox::EncodedPods>,
 }
 
 impl Cri {
@@ -122,6 +124,7 @@ impl Cri {
             streaming: None,
             encoded_containers: Default::default(),
             nri: Nri::disabled(),
+            encoded_pods: Default::default(),
         }
     }
 

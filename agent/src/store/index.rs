@@ -9,7 +9,8 @@
 //! order. Next to the records it keeps the state each container's backend last
 //! reported, with the backend's generation it was read at
 //! ([`runtimes::Runtime::state_generation`]; not persisted: unknown after a restart
-//! until a listing asks).
+//! until a listing asks), and likewise the generation at which each pod recorded
+//! ready was last seen ready by its backend.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -70,11 +71,17 @@ pub struct Index {
     pub(super) sandboxes: Indexed<SandboxRecord>,
     pub(super) containers: Indexed<ContainerRecord>,
     states: HashMap<String, KnownState>,
+    /// The backend's state generation at which each pod (by CRI id) recorded ready
+    /// was last seen ready by it; dropped with any change of its record.
+    ready_at: HashMap<String, u64>,
 }
 
 impl Index {
     /// Puts `record` in place of what was indexed under its CRI id.
     pub(super) fn put<R: Record>(&mut self, record: R) {
+        if R::TABLE == Table::Sandboxes {
+            self.ready_at.remove(record.id());
+        }
         let part = R::part_mut(self);
         part.unlink(record.id());
         part.link(Arc::new(record));
@@ -83,8 +90,13 @@ impl Index {
     /// Drops the record `id` of kind `R` (and a container's state).
     pub(super) fn drop_record<R: Record>(&mut self, id: &str) {
         R::part_mut(self).unlink(id);
-        if R::TABLE == Table::Containers {
-            self.states.remove(id);
+        match R::TABLE {
+            Table::Containers => {
+                self.states.remove(id);
+            }
+            Table::Sandboxes => {
+                self.ready_at.remove(id);
+            }
         }
     }
 
@@ -96,6 +108,15 @@ impl Index {
     /// The last state recorded for container `id`.
     pub(super) fn state(&self, id: &str) -> Option<KnownState> {
         self.states.get(id).copied()
+    }
+
+    /// True when the pod `id` is indexed as this very version of its record, so what
+    /// its backend said about it was said about what is committed.
+    fn is_current(&self, id: &str, record: &Arc<SandboxRecord>) -> bool {
+        self.sandboxes
+            .records
+            .get(id)
+            .is_some_and(|r| Arc::ptr_eq(r, record))
     }
 
     /// Records `state`, read at `generation`, for container `id`, if it is indexed.
@@ -297,6 +318,28 @@ impl Store {
     pub fn container_states(&self, ids: &[&str]) -> Vec<Option<KnownState>> {
         let index = self.index();
         ids.iter().map(|id| index.state(id)).collect()
+    }
+
+    /// For each of the pods `records`, true when that version of its record (still
+    /// the one indexed) was seen ready by its backend at `generation`, the backend's
+    /// state generation now: nothing it depends on moved since, so it still is.
+    pub fn pods_ready_at(&self, records: &[Arc<SandboxRecord>], generation: u64) -> Vec<bool> {
+        let index = self.index();
+        records
+            .iter()
+            .map(|r| index.is_current(&r.id, r) && index.ready_at.get(&r.id) == Some(&generation))
+            .collect()
+    }
+
+    /// Records that the backend saw the pod `record` ready at its state `generation`
+    /// (read before asking); ignored unless `record` is still what is indexed (a
+    /// change or removal raced the listing that asked).
+    pub fn set_pod_ready_at(&self, record: &Arc<SandboxRecord>, generation: u64) {
+        self.indexed(|index| {
+            if index.is_current(&record.id, record) {
+                index.ready_at.insert(record.id.clone(), generation);
+            }
+        });
     }
 
     /// Records the state the backend reported for container `id`, read at the

@@ -300,6 +300,12 @@ impl Runtime for CompositeRuntime {
         backend.pod_sandbox_stats(id).instrument(span).await
     }
 
+    async fn pod_sandbox_metrics(&self, id: &ContainerId) -> Result<SandboxStats> {
+        let backend = self.owner(id)?;
+        let span = traced(&backend, "PodSandboxMetrics", Some(id));
+        backend.pod_sandbox_metrics(id).instrument(span).await
+    }
+
     async fn stop_pod_sandbox(&self, id: &ContainerId) -> Result<()> {
         self.teardown(id, |b| {
             let span = traced(&b, "StopPodSandbox", Some(id));
@@ -449,6 +455,12 @@ impl Runtime for CompositeRuntime {
         let backend = self.owner(id)?;
         let span = traced(&backend, "ContainerStats", Some(id));
         backend.container_stats(id).instrument(span).await
+    }
+
+    async fn container_metrics(&self, id: &ContainerId) -> Result<ContainerStats> {
+        let backend = self.owner(id)?;
+        let span = traced(&backend, "ContainerMetrics", Some(id));
+        backend.container_metrics(id).instrument(span).await
     }
 
     async fn exec(&self, id: &ContainerId, request: &ExecStreamRequest) -> Result<StreamSession> {

@@ -50,6 +50,7 @@ use crate::types::{
     ExecStreamRequest, Features, FsUsage, ImageInfo, Inspection, PortStream, PullRequest,
     SandboxSpec, SandboxStats, SandboxStatus, StreamSession,
 };
+use crate::youki::stats::Depth;
 use crate::youki::{Sandboxes, YoukiConfig};
 use records::Record;
 
@@ -382,7 +383,11 @@ impl Runtime for ContainerdRuntime {
     }
 
     async fn pod_sandbox_stats(&self, id: &ContainerId) -> Result<SandboxStats> {
-        self.inner.sandboxes.stats(id).await
+        self.inner.sandboxes.stats(id, Depth::Stats).await
+    }
+
+    async fn pod_sandbox_metrics(&self, id: &ContainerId) -> Result<SandboxStats> {
+        self.inner.sandboxes.stats(id, Depth::Metrics).await
     }
 
     /// A pod as youki made it (its supervisor, cgroup and netns); a container's
@@ -450,7 +455,11 @@ impl Runtime for ContainerdRuntime {
     }
 
     async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats> {
-        self.inner.container_stats(id).await
+        self.inner.container_stats(id, Depth::Stats).await
+    }
+
+    async fn container_metrics(&self, id: &ContainerId) -> Result<ContainerStats> {
+        self.inner.container_stats(id, Depth::Metrics).await
     }
 
     async fn exec(&self, id: &ContainerId, request: &ExecStreamRequest) -> Result<StreamSession> {

@@ -8,13 +8,17 @@ use super::Containerd;
 use crate::error::Result;
 use crate::id::ContainerId;
 use crate::types::ContainerStats;
+use crate::youki::stats::Depth;
 
 impl Containerd {
-    /// ContainerStats.
-    pub async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats> {
+    /// ContainerStats, read to `depth`.
+    pub async fn container_stats(&self, id: &ContainerId, depth: Depth) -> Result<ContainerStats> {
         let record = self.record(id)?;
-        let (usage, upper, layer) = self.sandboxes.usage(id, &record.cgroup).await?;
-        let detail = crate::image::usage::with_fs_capacity(usage.detail, &upper);
+        let (usage, upper, layer) = self.sandboxes.usage(id, &record.cgroup, depth).await?;
+        let detail = match depth {
+            Depth::Stats => usage.detail,
+            Depth::Metrics => crate::image::usage::with_fs_capacity(usage.detail, &upper),
+        };
         Ok(ContainerStats {
             timestamp: SystemTime::now(),
             cpu_usage_ns: usage.cpu_ns,

@@ -1,15 +1,15 @@
 //! Getting content: small documents (manifests, configs) are written into `blobs/`
-//! once verified; layer blobs are streamed to a temp file in `tmp/` while hashed and
-//! checked against the descriptor's size and digest. A layer blob only lives until it
-//! is unpacked: the temp file is deleted when its last user drops it, also when a
-//! download fails or is cancelled.
+//! once verified; layer blobs are never stored: each is streamed, as it arrives, to
+//! the thread unpacking it (through a channel of a few chunks: what a slow unpack
+//! holds back is the download, not memory), hashed on the way and checked against
+//! the descriptor's size and digest at its end. The unpack keeps its result only
+//! once the download says the whole blob was right ([`Chunk::Verified`]).
 
-use std::io::Write;
-use std::sync::Arc;
+use std::io::{Read, Write};
 
+use bytes::Bytes;
 use futures::StreamExt;
-use tempfile::TempPath;
-use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
 
 use super::digest::{verify, Hasher};
 use super::layout::Layout;
@@ -42,22 +42,27 @@ pub(crate) fn write_blob(layout: &Layout, digest: &str, bytes: &[u8]) -> Result<
     Ok(())
 }
 
-/// Downloads layer blob `desc` from `source` into a verified temp file in `tmp/`.
-pub(crate) async fn download(
-    layout: Layout,
-    source: Arc<Source>,
-    desc: Descriptor,
-    progress: Arc<Progress>,
-) -> Result<Arc<TempPath>> {
-    let tmp_dir = layout.tmp();
-    let (file, tmp_path) = tempfile::Builder::new()
-        .prefix("download-")
-        .tempfile_in(&tmp_dir)
-        .io_context(|| format!("creating a temp file in {}", tmp_dir.display()))?
-        .into_parts();
-    let mut file = tokio::fs::File::from_std(file);
-    let context = || format!("writing blob {} to {}", desc.digest, tmp_path.display());
-    let mut stream = source.blob_stream(&desc).await?;
+/// What a layer's download hands its unpack, in order.
+pub(crate) enum Chunk {
+    /// The next bytes of the blob.
+    Data(Bytes),
+    /// The blob ended with the size and digest the manifest declares (sent after the
+    /// last bytes; a download that fails ends without it).
+    Verified,
+}
+
+/// Streams layer blob `desc` from `source` into `tx` as it arrives, hashing it and
+/// checking it against the descriptor's size and digest; sends [`Chunk::Verified`]
+/// after the last bytes when both are right. A failure ends the stream without it
+/// (dropping `tx`), so the unpack reading it fails too and keeps nothing. False when
+/// the unpack stopped reading first (it failed: its error is the pull's).
+pub(crate) async fn stream_blob(
+    source: &Source,
+    desc: &Descriptor,
+    progress: &Progress,
+    tx: mpsc::Sender<Chunk>,
+) -> Result<bool> {
+    let mut stream = source.blob_stream(desc).await?;
     let mut hasher = Hasher::default();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
@@ -65,10 +70,11 @@ pub(crate) async fn download(
         if hasher.len() > desc.size {
             return Err(too_long(&desc.digest, desc.size));
         }
-        file.write_all(&chunk).await.io_context(context)?;
         progress.downloaded(chunk.len() as u64);
+        if tx.send(Chunk::Data(chunk)).await.is_err() {
+            return Ok(false);
+        }
     }
-    file.flush().await.io_context(context)?;
     if hasher.len() != desc.size {
         return Err(Error::DataLoss {
             what: format!("blob {}", desc.digest),
@@ -90,5 +96,51 @@ pub(crate) async fn download(
             ),
         });
     }
-    Ok(Arc::new(tmp_path))
+    Ok(tx.send(Chunk::Verified).await.is_ok())
+}
+
+/// The blob a download streams, read on a blocking thread (the unpack's).
+pub(crate) struct BlobReader {
+    rx: mpsc::Receiver<Chunk>,
+    chunk: Bytes,
+    verified: bool,
+}
+
+impl BlobReader {
+    pub(crate) fn new(rx: mpsc::Receiver<Chunk>) -> Self {
+        BlobReader {
+            rx,
+            chunk: Bytes::new(),
+            verified: false,
+        }
+    }
+
+    /// Reads what is left of the blob (a decompressor may stop before its end): Ok
+    /// once all of it arrived and it was verified.
+    pub(crate) fn finish(&mut self) -> std::io::Result<()> {
+        std::io::copy(self, &mut std::io::sink()).map(drop)
+    }
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            if self.verified {
+                return Ok(0);
+            }
+            match self.rx.blocking_recv() {
+                Some(Chunk::Data(bytes)) => self.chunk = bytes,
+                Some(Chunk::Verified) => self.verified = true,
+                None => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the layer's download stopped",
+                    ))
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
 }

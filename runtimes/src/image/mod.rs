@@ -22,12 +22,13 @@
 //! image. `open` also drops any image whose content is missing.
 //!
 //! # Concurrency and deadlines
-//! Pulls of the same reference with the same credentials share one run; layer
-//! downloads are shared by digest and unpacks by chain id across all pulls. A pull
+//! Pulls of the same reference with the same credentials share one run; a layer's
+//! fetch (its download streamed into its unpack) is shared by chain id across all
+//! pulls. A pull
 //! runs as its own task: when the caller's future is dropped (a gRPC deadline), the
 //! pull carries on to completion (bounded by the registry timeouts) and a retry joins
-//! it instead of starting over. Downloads and unpacks nobody waits for any more are
-//! cancelled and their temp files removed. Leases keep the sweep away from content
+//! it instead of starting over. Layer fetches nobody waits for any more are
+//! cancelled and their temp directories removed. Leases keep the sweep away from content
 //! an in-flight pull relies on.
 
 mod auth;
@@ -54,7 +55,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::FutureExt;
-use tempfile::TempPath;
 use tracing::Instrument;
 
 pub use config::RegistryConfig;
@@ -84,7 +84,6 @@ pub(crate) struct Inner {
     platform: Platform,
     leases: Arc<Leases>,
     pulls: Coalescer<ImageInfo>,
-    downloads: Coalescer<Arc<TempPath>>,
     unpacks: Coalescer<()>,
 }
 
@@ -105,7 +104,6 @@ impl ImageStore {
             platform: Platform::host(),
             leases: Arc::default(),
             pulls: Coalescer::default(),
-            downloads: Coalescer::default(),
             unpacks: Coalescer::default(),
         };
         let dropped = inner.drop_incomplete()?;

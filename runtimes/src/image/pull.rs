@@ -4,29 +4,28 @@
 //!    registry); pick the host platform's manifest from an index.
 //! 2. Fetch and verify the config; check platform and `rootfs.diff_ids`.
 //! 3. Lease every blob and layer the image will reference.
-//! 4. Download missing layers concurrently (each download coalesced by digest across
-//!    pulls, in its own task so it keeps streaming while earlier layers unpack), then
-//!    unpack bottom-up (coalesced by chain id), checking each diff id.
+//! 4. Fetch every missing layer at once, each streamed through its decompressor into
+//!    a temp directory as it downloads (coalesced by chain id across pulls), checking
+//!    its digest and diff id before it is renamed into place.
 //! 5. Store manifests and config, `syncfs`, and commit the index in one transaction:
 //!    only now is the image visible.
 //!
-//! Any failure drops the downloads still running (their temp files go with them),
-//! releases the leases and sweeps what no image references, so a failed pull keeps
-//! nothing.
+//! Any failure drops the layers still being fetched (their temp directories go with
+//! them), releases the leases and sweeps what no image references, so a failed pull
+//! keeps nothing.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::FutureExt;
-use tempfile::TempPath;
-use tracing::Instrument;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 
 use super::digest::{chain_ids, sha256, verify};
-use super::fetch::{download, write_blob};
+use super::fetch::write_blob;
 use super::gc::{blob_key, layer_key, sweep};
 use super::index::{ImageRecord, LayerRecord};
-use super::layer::{unpack_layer, LayerJob};
+use super::layer::{fetch_layer, LayerJob};
 use super::manifest::{self, ConfigFile, Descriptor, Document};
 use super::progress::{reporting, Progress};
 use super::reference::{validate_digest, Reference};
@@ -265,8 +264,8 @@ fn check_digest(image: &str, digest: &str) -> Result<()> {
     })
 }
 
-/// Aborts a spawned download when the pull that started it goes away.
-struct AbortOnDrop(tokio::task::JoinHandle<Result<Arc<TempPath>>>);
+/// Aborts a spawned layer fetch when the pull that started it goes away.
+struct AbortOnDrop(tokio::task::JoinHandle<Result<()>>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -274,6 +273,9 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Fetches and unpacks every missing layer, all at once (each coalesced by chain id
+/// across pulls, in its own task); the first failure fails the pull and drops the
+/// others.
 async fn store(
     inner: &Arc<Inner>,
     image: &Reference,
@@ -284,54 +286,47 @@ async fn store(
 ) -> Result<()> {
     let layout = &inner.layout;
     let name = image.to_string();
-    let mut downloads: Vec<Option<AbortOnDrop>> = Vec::with_capacity(r.layers.len());
-    for (layer, chain_id) in r.layers.iter().zip(chain) {
+    let mut fetches = FuturesUnordered::new();
+    for (i, (layer, chain_id)) in r.layers.iter().zip(chain).enumerate() {
         if layout.layer(chain_id).exists() {
             progress.layer_done(layer.size);
-            downloads.push(None);
             continue;
         }
-        let (layout, source, desc) = (layout.clone(), r.source.clone(), layer.clone());
-        // A download another pull started counts its bytes in that pull's progress.
-        let counted = progress.clone();
-        let span = tracing::debug_span!(
-            "image.layer.download",
-            otel.name = "download layer",
-            digest = %layer.digest,
-            size = layer.size,
-        );
-        let shared = inner.downloads.run(&layer.digest, false, move || {
-            download(layout, source, desc, counted)
-                .instrument(span)
-                .boxed()
-        });
-        downloads.push(Some(AbortOnDrop(tokio::spawn(shared))));
-    }
-    for (i, download) in downloads.iter_mut().enumerate() {
-        let Some(download) = download else { continue };
-        let blob = (&mut download.0)
-            .await
-            .map_err(|e| Error::internal("image store", "download task failed", e))??;
         let job = LayerJob {
-            blob,
-            digest: r.layers[i].digest.clone(),
+            source: r.source.clone(),
+            desc: layer.clone(),
             diff_id: diff_ids[i].clone(),
-            chain_id: chain[i].clone(),
+            chain_id: chain_id.clone(),
             lowers: chain[..i].iter().rev().map(|c| layout.layer(c)).collect(),
             image: name.clone(),
+            progress: progress.clone(),
+            spans: (
+                tracing::debug_span!(
+                    "image.layer.download",
+                    otel.name = "download layer",
+                    digest = %layer.digest,
+                    size = layer.size,
+                ),
+                tracing::debug_span!(
+                    "image.layer.unpack",
+                    otel.name = "unpack layer",
+                    digest = %layer.digest,
+                ),
+            ),
         };
         let inner2 = inner.clone();
-        let span = tracing::debug_span!(
-            "image.layer.unpack",
-            otel.name = "unpack layer",
-            digest = %r.layers[i].digest,
-        );
-        inner
+        let shared = inner
             .unpacks
-            .run(&chain[i], false, move || {
-                unpack_layer(inner2, job).instrument(span).boxed()
-            })
-            .await?;
+            .run(chain_id, false, move || fetch_layer(inner2, job).boxed());
+        let mut task = AbortOnDrop(tokio::spawn(shared));
+        fetches.push(async move {
+            (&mut task.0)
+                .await
+                .map_err(|e| Error::internal("image store", "layer task failed", e))?
+        });
+    }
+    while let Some(fetched) = fetches.next().await {
+        fetched?;
         progress.layer_done(0);
     }
     Ok(())

@@ -7,8 +7,8 @@
 //! resolved through a symlink (a layer's symlinks are stored, never followed). The
 //! caller unpacks into a fresh temp directory and renames it into place afterwards.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read};
+use std::fs::{self, OpenOptions};
+use std::io::{self, BufReader, Read};
 use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,25 +25,43 @@ const OPAQUE_MARKER: &str = ".wh..wh..opq";
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 const XATTR_PAX_PREFIX: &str = "SCHILY.xattr.";
 
-/// Unpacks the layer blob at `blob` into the empty directory `dest` and returns the
-/// digest of the uncompressed tar (its diff id). `lowers` are the unpacked parent
-/// layers, topmost first: a hard link to a file only they hold copies the file up.
-/// `what` names the layer in errors; `cancel` stops the work between entries.
+/// The parent layers of a layer, topmost first: a hard link to a file only they hold
+/// copies the file up. They may still be unpacking (a pull unpacks its layers in
+/// parallel): `wait` returns once they are all in place.
+pub(crate) struct Lowers<'a> {
+    pub dirs: &'a [PathBuf],
+    pub wait: &'a dyn Fn() -> Result<()>,
+}
+
+/// Unpacks the layer blob `blob` (gzip, zstd or plain tar, read as it comes) into the
+/// empty directory `dest` and returns the digest of the uncompressed tar (its diff
+/// id). `what` names the layer in errors; `cancel` stops the work between entries.
 pub(crate) fn unpack(
     what: &str,
-    blob: &Path,
+    blob: impl Read,
     dest: &Path,
-    lowers: &[PathBuf],
+    lowers: &Lowers<'_>,
     cancel: &AtomicBool,
 ) -> Result<String> {
     let corrupt = |e: io::Error| Error::DataLoss {
         what: what.to_string(),
         message: format!("unreadable layer: {e}"),
     };
-    let file = File::open(blob).io_context(|| format!("opening {}", blob.display()))?;
-    let mut reader = BufReader::with_capacity(1 << 16, file);
-    let magic = reader.fill_buf().map_err(corrupt)?;
-    let decoder: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
+    // The first bytes tell the compression; a stream may hand them over in pieces.
+    let mut blob = blob;
+    let mut head = [0u8; 4];
+    let mut seen = 0;
+    while seen < head.len() {
+        match blob.read(&mut head[seen..]) {
+            Ok(0) => break,
+            Ok(n) => seen += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(corrupt(e)),
+        }
+    }
+    let magic = &head[..seen];
+    let reader = BufReader::with_capacity(1 << 16, magic.chain(blob));
+    let decoder: Box<dyn Read + '_> = if magic.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::MultiGzDecoder::new(reader))
     } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Box::new(ZstdFrames::new(reader))
@@ -82,7 +100,7 @@ struct Meta {
 struct LayerWriter<'a> {
     what: &'a str,
     root: PathBuf,
-    lowers: &'a [PathBuf],
+    lowers: &'a Lowers<'a>,
     /// Directory mtimes, applied last: writing into a directory changes its mtime.
     dir_times: Vec<(PathBuf, (i64, u32))>,
 }
@@ -360,7 +378,8 @@ impl LayerWriter<'_> {
         if here.symlink_metadata().is_ok() {
             return Ok(here);
         }
-        for lower in self.lowers {
+        (self.lowers.wait)()?;
+        for lower in self.lowers.dirs {
             let candidate = lower.join(target);
             let Ok(meta) = candidate.symlink_metadata() else {
                 continue;

@@ -10,7 +10,7 @@ use tar::{EntryType, Header};
 
 use super::super::digest::sha256;
 use super::super::unpack_fs::lgetxattr;
-use super::unpack;
+use super::{unpack, Lowers};
 use crate::error::Error;
 
 fn require_root() {
@@ -93,7 +93,17 @@ fn unpack_with(blob_bytes: &[u8], lowers: &[PathBuf]) -> Unpacked {
     std::fs::write(&blob, blob_bytes).unwrap();
     let root = tmp.path().join("layer");
     std::fs::create_dir(&root).unwrap();
-    let result = unpack("layer test", &blob, &root, lowers, &AtomicBool::new(false));
+    let lowers = Lowers {
+        dirs: lowers,
+        wait: &|| Ok(()),
+    };
+    let result = unpack(
+        "layer test",
+        std::fs::File::open(&blob).unwrap(),
+        &root,
+        &lowers,
+        &AtomicBool::new(false),
+    );
     Unpacked {
         _tmp: tmp,
         root,
@@ -300,6 +310,16 @@ fn garbage_is_data_loss_and_cancel_stops() {
     let tmp = tempfile::tempdir().unwrap();
     let blob = tmp.path().join("blob");
     std::fs::write(&blob, tar_of(|b| file(b, "f", b"x"))).unwrap();
-    let result = unpack("layer", &blob, tmp.path(), &[], &AtomicBool::new(true));
+    let lowers = Lowers {
+        dirs: &[],
+        wait: &|| Ok(()),
+    };
+    let result = unpack(
+        "layer",
+        std::fs::File::open(&blob).unwrap(),
+        tmp.path(),
+        &lowers,
+        &AtomicBool::new(true),
+    );
     assert!(matches!(result, Err(Error::Backend { .. })), "{result:?}");
 }

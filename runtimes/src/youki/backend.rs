@@ -147,10 +147,14 @@ impl Backend {
         Ok(())
     }
 
-    /// The generation of the containers' states ([`Changes`]): moves whenever a
-    /// container's state may have (a record written, an exit recorded, a supervisor
-    /// gone); `None` when a change could go unseen.
+    /// The generation of the pods' and containers' states ([`Changes`]): moves
+    /// whenever a pod's or a container's state may have (a record written, an exit
+    /// recorded, a supervisor gone); `None` when a change could go unseen (a
+    /// directory or a supervisor that could not be watched).
     pub fn state_generation(&self) -> Option<u64> {
+        if self.supervisors.blind() {
+            return None;
+        }
         let changes = self.changes.generation()?;
         Some(changes + self.supervisors.deaths())
     }

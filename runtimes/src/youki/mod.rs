@@ -31,7 +31,7 @@ mod recover;
 mod remap;
 mod rootfs;
 mod sandboxes;
-mod stats;
+pub(crate) mod stats;
 mod user;
 mod watch;
 
@@ -54,6 +54,7 @@ use crate::types::{
 use backend::Backend;
 use cgroups::Hierarchy;
 use layout::Layout;
+use stats::Depth;
 
 pub use container::{stop_signal, Prepared};
 pub use sandboxes::{CgroupUsage, Sandboxes};
@@ -225,7 +226,11 @@ impl Runtime for YoukiRuntime {
     }
 
     async fn pod_sandbox_stats(&self, id: &ContainerId) -> Result<SandboxStats> {
-        self.backend.pod_stats(id).await
+        self.backend.pod_stats(id, Depth::Stats).await
+    }
+
+    async fn pod_sandbox_metrics(&self, id: &ContainerId) -> Result<SandboxStats> {
+        self.backend.pod_stats(id, Depth::Metrics).await
     }
 
     async fn stop_pod_sandbox(&self, id: &ContainerId) -> Result<()> {
@@ -290,7 +295,11 @@ impl Runtime for YoukiRuntime {
     }
 
     async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats> {
-        self.backend.container_stats(id).await
+        self.backend.container_stats(id, Depth::Stats).await
+    }
+
+    async fn container_metrics(&self, id: &ContainerId) -> Result<ContainerStats> {
+        self.backend.container_stats(id, Depth::Metrics).await
     }
 
     async fn exec(&self, id: &ContainerId, request: &ExecStreamRequest) -> Result<StreamSession> {

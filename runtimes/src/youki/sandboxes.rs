@@ -24,7 +24,7 @@ use super::records::PodPhase;
 use super::{open_backend, stats, YoukiConfig};
 
 /// The cgroup usage numbers of a container (see [`Sandboxes::usage`]).
-pub use super::stats::CgroupUsage;
+pub use super::stats::{CgroupUsage, Depth};
 
 /// Pods made by youki, for a backend that runs its containers elsewhere.
 #[derive(Clone)]
@@ -62,8 +62,8 @@ impl Sandboxes {
     }
 
     /// The pod's resource usage (its cgroup holds every container).
-    pub async fn stats(&self, id: &ContainerId) -> Result<SandboxStats> {
-        self.backend.pod_stats(id).await
+    pub async fn stats(&self, id: &ContainerId, depth: Depth) -> Result<SandboxStats> {
+        self.backend.pod_stats(id, depth).await
     }
 
     /// Takes the pod's network down (its containers must be stopped already).
@@ -168,16 +168,17 @@ impl Sandboxes {
         self.backend.hierarchy.oom_kills(cgroup)
     }
 
-    /// The usage of `cgroup` and the size of the writable layer of `id`.
+    /// The usage of `cgroup` (to `depth`) and the size of the writable layer of `id`.
     pub async fn usage(
         &self,
         id: &ContainerId,
         cgroup: &str,
+        depth: Depth,
     ) -> Result<(CgroupUsage, PathBuf, crate::types::FsUsage)> {
         let me = self.backend.clone();
         let (k, cgroup) = (key(id), cgroup.to_string());
         blocking(move || {
-            let usage = stats::read(&me.hierarchy, &cgroup);
+            let usage = stats::read(&me.hierarchy, &cgroup, depth);
             let upper = super::rootfs::upper(&me.layout.rootfs(&k));
             let layer = crate::image::usage::usage(&upper)?;
             Ok((usage, upper, layer))

@@ -21,11 +21,24 @@ pub struct CgroupUsage {
     pub detail: UsageDetail,
 }
 
+/// How much a read of a cgroup's usage covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    /// What CRI's container and pod stats show (CPU, memory, processes): the few
+    /// files kubelet's stats listings need, read every few seconds.
+    Stats,
+    /// Also [`CgroupUsage::detail`], for CRI metrics (`ListPodSandboxMetrics`): CFS,
+    /// cache, failures, OOM kills, limits, and the open files and sockets of every
+    /// process (a walk of each one's `/proc/<pid>/fd`).
+    Metrics,
+}
+
 /// USER_HZ: the unit of `cpuacct.stat` (100 on every Linux kernel of note).
 const TICK_NS: u64 = 10_000_000;
 
-/// Reads the usage of `cgroup` (zeros for what is missing: a cgroup not made yet).
-pub fn read(h: &Hierarchy, cgroup: &str) -> CgroupUsage {
+/// Reads the usage of `cgroup` to `depth` (zeros for what is missing: a cgroup not
+/// made yet; `detail` stays zero at [`Depth::Stats`]).
+pub fn read(h: &Hierarchy, cgroup: &str, depth: Depth) -> CgroupUsage {
     let file = |controller: &str, name: &str| h.dir(controller, cgroup).map(|d| d.join(name));
     let number = |controller: &str, name: &str| {
         file(controller, name)
@@ -45,6 +58,18 @@ pub fn read(h: &Hierarchy, cgroup: &str) -> CgroupUsage {
     let stat_value = |key: &str| parse_keyed(&stat, key).unwrap_or(0);
     match h {
         Hierarchy::V1 { .. } => {
+            usage.cpu_ns = number("cpuacct", "cpuacct.usage");
+            usage.memory.usage = number("memory", "memory.usage_in_bytes");
+            usage.memory.working_set = usage
+                .memory
+                .usage
+                .saturating_sub(stat_value("total_inactive_file"));
+            usage.memory.rss = stat_value("total_rss");
+            usage.memory.page_faults = stat_value("total_pgfault");
+            usage.memory.major_page_faults = stat_value("total_pgmajfault");
+            if depth == Depth::Stats {
+                return usage;
+            }
             let cpu_stat = text("cpu", "cpu.stat");
             let acct = text("cpuacct", "cpuacct.stat");
             let d = &mut usage.detail;
@@ -61,19 +86,22 @@ pub fn read(h: &Hierarchy, cgroup: &str) -> CgroupUsage {
             d.memory_max_usage = number("memory", "memory.max_usage_in_bytes");
             d.oom_events =
                 parse_keyed(&text("memory", "memory.oom_control"), "oom_kill").unwrap_or(0);
-            usage.cpu_ns = number("cpuacct", "cpuacct.usage");
-            usage.memory.usage = number("memory", "memory.usage_in_bytes");
-            usage.memory.working_set = usage
-                .memory
-                .usage
-                .saturating_sub(stat_value("total_inactive_file"));
-            usage.memory.rss = stat_value("total_rss");
-            usage.memory.page_faults = stat_value("total_pgfault");
-            usage.memory.major_page_faults = stat_value("total_pgmajfault");
         }
         Hierarchy::V2 { .. } => {
             let cpu_stat = text("cpu", "cpu.stat");
             let cpu = |key: &str| parse_keyed(&cpu_stat, key).unwrap_or(0);
+            usage.cpu_ns = cpu("usage_usec") * 1000;
+            usage.memory.usage = number("memory", "memory.current");
+            usage.memory.working_set = usage
+                .memory
+                .usage
+                .saturating_sub(stat_value("inactive_file"));
+            usage.memory.rss = stat_value("anon");
+            usage.memory.page_faults = stat_value("pgfault");
+            usage.memory.major_page_faults = stat_value("pgmajfault");
+            if depth == Depth::Stats {
+                return usage;
+            }
             let d = &mut usage.detail;
             d.cpu_user_ns = cpu("user_usec") * 1000;
             d.cpu_system_ns = cpu("system_usec") * 1000;
@@ -86,15 +114,6 @@ pub fn read(h: &Hierarchy, cgroup: &str) -> CgroupUsage {
             d.memory_swap = number("memory", "memory.swap.current");
             d.memory_max_usage = number("memory", "memory.peak");
             d.oom_events = parse_keyed(&text("memory", "memory.events"), "oom_kill").unwrap_or(0);
-            usage.cpu_ns = cpu("usage_usec") * 1000;
-            usage.memory.usage = number("memory", "memory.current");
-            usage.memory.working_set = usage
-                .memory
-                .usage
-                .saturating_sub(stat_value("inactive_file"));
-            usage.memory.rss = stat_value("anon");
-            usage.memory.page_faults = stat_value("pgfault");
-            usage.memory.major_page_faults = stat_value("pgmajfault");
         }
     }
     usage.detail.threads = usage.processes;
@@ -159,7 +178,7 @@ mod tests {
                 .collect(),
         };
         assert_eq!(
-            read(&h, "/b/c"),
+            read(&h, "/b/c", Depth::Metrics),
             CgroupUsage {
                 cpu_ns: 17029756,
                 memory: MemoryStats {
@@ -193,7 +212,7 @@ mod tests {
         let h = Hierarchy::V2 {
             root: PathBuf::from(r),
         };
-        let u = read(&h, "/b/c");
+        let u = read(&h, "/b/c", Depth::Stats);
         assert_eq!(u.cpu_ns, 1_500_000);
         assert_eq!(
             (u.memory.usage, u.memory.working_set, u.memory.rss),
@@ -214,6 +233,44 @@ mod tests {
         let h = Hierarchy::V2 {
             root: "/nonexistent".into(),
         };
-        assert_eq!(read(&h, "/gone"), CgroupUsage::default());
+        assert_eq!(read(&h, "/gone", Depth::Metrics), CgroupUsage::default());
+    }
+
+    /// Stats read what CRI's stats show and leave the detail (open files: a walk of
+    /// every process's fds) to metrics.
+    #[test]
+    fn only_metrics_read_the_detail() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        write(
+            r,
+            "b/c/cpu.stat",
+            "usage_usec 1500\nuser_usec 1000\nnr_periods 4\n",
+        );
+        write(r, "b/c/memory.current", "4096\n");
+        write(r, "b/c/memory.events", "oom_kill 2\n");
+        write(r, "b/c/pids.current", "1\n");
+        // This test's own process, whose fds are open.
+        write(r, "b/c/cgroup.procs", &format!("{}\n", std::process::id()));
+        let h = Hierarchy::V2 {
+            root: PathBuf::from(r),
+        };
+        let stats = read(&h, "/b/c", Depth::Stats);
+        assert_eq!(
+            (stats.cpu_ns, stats.memory.usage, stats.processes),
+            (1_500_000, 4096, 1)
+        );
+        assert_eq!(stats.detail, UsageDetail::default());
+        let metrics = read(&h, "/b/c", Depth::Metrics);
+        assert_eq!(
+            (metrics.cpu_ns, metrics.memory, metrics.processes),
+            (stats.cpu_ns, stats.memory, stats.processes)
+        );
+        let d = metrics.detail;
+        assert_eq!(
+            (d.cpu_user_ns, d.cfs_periods, d.oom_events, d.threads),
+            (1_000_000, 4, 2, 1)
+        );
+        assert!(d.file_descriptors >= 3, "{d:?}");
     }
 }

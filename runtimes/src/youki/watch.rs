@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -40,6 +40,9 @@ pub struct Supervisors {
     /// How many watched supervisors were seen gone (a part of the listings'
     /// generation: `Backend::state_generation`).
     deaths: AtomicU64,
+    /// A supervisor could not be watched: its death would go unseen by the
+    /// generation, which is unknown from then on.
+    unwatched: AtomicBool,
 }
 
 impl Supervisors {
@@ -49,8 +52,16 @@ impl Supervisors {
 
     /// Watches the supervisor of `pod` whose runtime directory is `dir`. False when it
     /// could not be (it is not running, or no pidfd): its state stays unknown then
-    /// unless it is gone already.
+    /// unless it is gone already, and [`Supervisors::deaths`] cannot count it.
     pub fn watch(&self, pod: &ContainerId, dir: &Path) -> bool {
+        let watched = self.try_watch(pod, dir);
+        if !watched && !self.unwatched.swap(true, Ordering::SeqCst) {
+            tracing::warn!(pod = %pod, "youki: cannot watch the pod's supervisor; listings ask about every pod and container from now on");
+        }
+        watched
+    }
+
+    fn try_watch(&self, pod: &ContainerId, dir: &Path) -> bool {
         let Some(pid) = supervisor_pid(dir) else {
             return false;
         };
@@ -64,6 +75,11 @@ impl Supervisors {
         }
         self.known().insert(pod.clone(), Known::Watched(pidfd));
         true
+    }
+
+    /// True once a supervisor could not be watched (its death may go unseen).
+    pub fn blind(&self) -> bool {
+        self.unwatched.load(Ordering::SeqCst)
     }
 
     /// Records that the supervisor of `pod` is gone.
@@ -175,6 +191,7 @@ mod tests {
         assert_eq!(supervisors.running(&pod), None);
         let dir = tempfile::tempdir().unwrap();
         assert!(!supervisors.watch(&pod, dir.path()), "no pid file");
+        assert!(supervisors.blind(), "a death it cannot see");
         supervisors.exited(&pod);
         assert_eq!(supervisors.running(&pod), Some(false));
         supervisors.forget(&pod);

@@ -521,6 +521,16 @@ impl FakeContent {
         self
     }
 
+    /// Serves `blob` for `digest` instead of the blob of that digest.
+    pub fn replace_blob(mut self, digest: &str, blob: Vec<u8>) -> FakeContent {
+        let served = self
+            .blobs
+            .get_mut(digest)
+            .expect("replace a blob that is served");
+        *served = blob;
+        self
+    }
+
     /// Serves `image` as `repo:tag` (the repo is not checked) and by digest.
     pub fn with_image(mut self, tag: &str, image: &Image) -> FakeContent {
         let manifest = (image.media_type.to_string(), image.manifest.clone());

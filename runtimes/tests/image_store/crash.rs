@@ -23,21 +23,22 @@ fn big_image(seed: u64) -> Image {
     )
 }
 
-/// Waits until a download in `root/tmp` has received some bytes.
-async fn wait_for_partial_download(root: &std::path::Path) -> String {
+/// Waits until the big layer's unpack in `root/tmp` has written some of `big.bin`
+/// (the layer streams in as it downloads).
+async fn wait_for_partial_unpack(root: &std::path::Path) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         for name in names(&root.join("tmp")) {
-            let len = std::fs::metadata(root.join("tmp").join(&name))
+            let len = std::fs::metadata(root.join("tmp").join(&name).join("big.bin"))
                 .map(|m| m.len())
                 .unwrap_or(0);
-            if name.starts_with("download-") && len > 0 {
+            if name.starts_with("unpack-") && len > 0 {
                 return name;
             }
         }
         assert!(
             Instant::now() < deadline,
-            "no download started in {}",
+            "no unpack started in {}",
             root.display()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -78,7 +79,7 @@ async fn a_killed_pull_leaves_nothing_visible() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let partial = wait_for_partial_download(&root).await;
+    let partial = wait_for_partial_unpack(&root).await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGKILL,
@@ -87,7 +88,7 @@ async fn a_killed_pull_leaves_nothing_visible() {
     child.wait().unwrap();
     assert!(
         root.join("tmp").join(&partial).exists(),
-        "the kill left a partial download behind"
+        "the kill left a partial unpack behind"
     );
 
     fake.delay_ms.store(0, Ordering::Relaxed);
@@ -121,7 +122,7 @@ async fn a_pull_whose_caller_gave_up_finishes_and_the_retry_joins_it() {
         let pull = store.pull(&request);
         tokio::select! {
             _ = pull => panic!("the pull should still be running"),
-            _ = wait_for_partial_download(tmp.path()) => {}
+            _ = wait_for_partial_unpack(tmp.path()) => {}
         }
     });
     deadline.await.unwrap();

@@ -1,7 +1,7 @@
 //! Failures: each maps to its error kind, names what failed, and keeps nothing.
 
 use berth_testkit::images::{
-    image, image_with_diff_ids, layer, push, push_as, sha256, DOCKER_MANIFEST,
+    image, image_with_diff_ids, layer, noise, push, push_as, sha256, DOCKER_MANIFEST,
 };
 use berth_testkit::servers::{free_port, FakeContent, FakeRegistry, Registry};
 use runtimes::types::RegistryAuth;
@@ -74,6 +74,39 @@ async fn corrupt_blobs_are_data_loss_and_leave_nothing() {
     match store.pull(&req(&format!("{}/lies/app:1", fake.addr))).await {
         Err(Error::DataLoss { what, message }) => {
             assert!(what.contains(&bad.digest), "{what}: {message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(store.list().unwrap().is_empty());
+    assert_empty(tmp.path());
+}
+
+/// A layer whose bytes all unpack fine (the same tar, its gzip header's mtime
+/// changed) but whose digest is not the manifest's: the pull fails with the blob's
+/// digest named once the download ends, and the layer unpacked meanwhile is not kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_with_another_digest_is_data_loss_even_when_it_unpacks() {
+    let good = layer(&[("ok", b"fine")]);
+    let swapped = layer(&[("f", &noise(256 * 1024, 5))]);
+    let img = image(
+        vec![good, swapped.clone()],
+        crate::host_arch(),
+        &["x"],
+        DOCKER_MANIFEST,
+    );
+    let mut other = swapped.blob.clone();
+    // Bytes 4 to 7 of a gzip member are its MTIME, which decompression ignores.
+    other[4] ^= 0x01;
+    let content = FakeContent::default()
+        .with_image("1", &img)
+        .replace_blob(&swapped.digest, other);
+    let fake = FakeRegistry::start(content).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open_insecure(tmp.path(), &[&fake.addr]);
+    match store.pull(&req(&format!("{}/lies/app:1", fake.addr))).await {
+        Err(Error::DataLoss { what, message }) => {
+            assert!(what.contains(&swapped.digest), "{what}: {message}");
+            assert!(message.contains("digest"), "{what}: {message}");
         }
         other => panic!("{other:?}"),
     }

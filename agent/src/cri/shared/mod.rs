@@ -2,10 +2,11 @@
 //! rules for names and paths) and [`sandbox_spec`]. Records and answers out:
 //! [`objects`] (finding records, filters, ids, timestamps) and the
 //! CRI views of a [`container`], [`sandbox`], [`image`] and their [`stats`] and [`metrics`];
-//! [`batches`] for the `Stream*` listings.
+//! [`batches`] for the `Stream*` listings, [`entries`] for the listings kubelet polls.
 
 pub(super) mod batches;
 pub(super) mod container;
+pub(super) mod entries;
 pub(super) mod events;
 pub(super) mod fields;
 pub(super) mod image;

@@ -15,6 +15,7 @@ use super::super::client::{unexpected, CallError};
 use super::super::clock::from_nanos;
 use super::super::layout::key;
 use super::super::records::{self, ContainerPhase, ContainerRecord, ExitRecord};
+use super::super::stats::Depth;
 use super::super::{rootfs, stats};
 use super::reason;
 
@@ -147,15 +148,22 @@ impl Backend {
         Ok(status)
     }
 
-    /// Resource usage of the container `id` and its writable layer.
-    pub async fn container_stats(self: &Arc<Self>, id: &ContainerId) -> Result<ContainerStats> {
+    /// Resource usage of the container `id` (to `depth`) and its writable layer.
+    pub async fn container_stats(
+        self: &Arc<Self>,
+        id: &ContainerId,
+        depth: Depth,
+    ) -> Result<ContainerStats> {
         let record = self.container(id)?;
         let me = self.clone();
         blocking(move || {
-            let usage = stats::read(&me.hierarchy, &record.cgroup);
+            let usage = stats::read(&me.hierarchy, &record.cgroup, depth);
             let upper = rootfs::upper(&me.layout.rootfs(&key(&record.id)));
             let layer = crate::image::usage::usage(&upper)?;
-            let detail = crate::image::usage::with_fs_capacity(usage.detail, &upper);
+            let detail = match depth {
+                Depth::Stats => usage.detail,
+                Depth::Metrics => crate::image::usage::with_fs_capacity(usage.detail, &upper),
+            };
             Ok(ContainerStats {
                 timestamp: SystemTime::now(),
                 cpu_usage_ns: usage.cpu_ns,

@@ -12,7 +12,7 @@ use super::super::backend::{blocking, Backend};
 use super::super::client::CallError;
 use super::super::layout::key;
 use super::super::records::PodPhase;
-use super::super::stats;
+use super::super::stats::{self, Depth};
 
 impl Backend {
     /// The pod `id`: ready while it is set up and its supervisor runs. A supervisor
@@ -58,12 +58,17 @@ impl Backend {
         .await
     }
 
-    /// Resource usage of the pod's cgroup (all its containers) and its interface.
-    pub async fn pod_stats(self: &Arc<Self>, id: &ContainerId) -> Result<SandboxStats> {
+    /// Resource usage of the pod's cgroup (all its containers) to `depth`, and its
+    /// interface.
+    pub async fn pod_stats(
+        self: &Arc<Self>,
+        id: &ContainerId,
+        depth: Depth,
+    ) -> Result<SandboxStats> {
         let record = self.pod(id)?;
         let me = self.clone();
         blocking(move || {
-            let usage = stats::read(&me.hierarchy, &record.cgroup);
+            let usage = stats::read(&me.hierarchy, &record.cgroup, depth);
             let network = record
                 .netns
                 .as_deref()
