@@ -28,6 +28,7 @@ mod non_go_clients;
 mod pod_cidr;
 mod pod_http;
 mod pods;
+mod resize;
 mod shared_pid;
 mod streams;
 mod supervisor_death;

@@ -254,6 +254,7 @@ runtime_service! {
         list_containers: ListContainersRequest => ListContainersResponse;
         container_status: ContainerStatusRequest => ContainerStatusResponse;
         update_container_resources: UpdateContainerResourcesRequest => UpdateContainerResourcesResponse;
+        update_pod_sandbox_resources: UpdatePodSandboxResourcesRequest => UpdatePodSandboxResourcesResponse;
         reopen_container_log: ReopenContainerLogRequest => ReopenContainerLogResponse;
         exec_sync: ExecSyncRequest => ExecSyncResponse;
         container_stats: ContainerStatsRequest => ContainerStatsResponse;
@@ -274,9 +275,5 @@ runtime_service! {
             CheckpointPodRequest => CheckpointPodResponse, not_in_this_version;
         restore_pod = "RestorePod":
             RestorePodRequest => RestorePodResponse, not_in_this_version;
-        // In-place resize of the pod's own cgroup; kubelet resizes the containers
-        // with UpdateContainerResources either way and tolerates this refusal.
-        update_pod_sandbox_resources = "UpdatePodSandboxResources":
-            UpdatePodSandboxResourcesRequest => UpdatePodSandboxResourcesResponse, not_in_this_version;
     }
 }
