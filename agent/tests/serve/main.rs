@@ -14,6 +14,7 @@ mod events;
 mod health;
 mod image_crash;
 mod image_errors;
+mod image_in_use;
 mod image_pull;
 mod image_verbs;
 mod inspect;

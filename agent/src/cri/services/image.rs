@@ -54,7 +54,7 @@ impl ImageService for Cri {
         &self,
         request: Request<RemoveImageRequest>,
     ) -> Result<Response<RemoveImageResponse>, Status> {
-        answer(remove_image::remove_image(self.runtime.as_ref(), request.into_inner()).await)
+        answer(remove_image::remove_image(self, request.into_inner()).await)
     }
 
     async fn image_fs_info(
