@@ -43,6 +43,8 @@ struct State {
     /// Sandbox → its state, in creation order of their ids.
     sandboxes: BTreeMap<ContainerId, SandboxState>,
     containers: BTreeMap<ContainerId, MockContainer>,
+    /// Sandbox → the pod-level resources last applied to it.
+    pod_resources: BTreeMap<ContainerId, oci_spec::runtime::LinuxResources>,
     /// The pid the next started container gets.
     next_pid: u32,
     failures: HashMap<&'static str, Failure>,
@@ -147,6 +149,11 @@ impl MockRuntime {
             .containers
             .get(id)
             .and_then(|c| c.resources.clone())
+    }
+
+    /// The pod-level resources last applied to the sandbox `id`.
+    pub fn pod_resources(&self, id: &ContainerId) -> Option<oci_spec::runtime::LinuxResources> {
+        self.state().pod_resources.get(id).cloned()
     }
 
     /// Makes the running container `id` exit with `code`, as if its process ended.
@@ -362,7 +369,21 @@ impl Runtime for MockRuntime {
     async fn remove_pod_sandbox(&self, id: &ContainerId) -> Result<()> {
         let mut state = self.enter("remove_pod_sandbox", id)?;
         state.sandboxes.remove(id);
+        state.pod_resources.remove(id);
         state.containers.retain(|_, c| c.sandbox != *id);
+        Ok(())
+    }
+
+    async fn update_pod_sandbox_resources(
+        &self,
+        id: &ContainerId,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        let mut state = self.enter("update_pod_sandbox_resources", id)?;
+        if !state.sandboxes.contains_key(id) {
+            return Err(Error::not_found("pod sandbox", id));
+        }
+        state.pod_resources.insert(id.clone(), resources.clone());
         Ok(())
     }
 

@@ -165,6 +165,18 @@ pub trait Runtime: Send + Sync {
         Err(self.unsupported("UpdateContainerResources"))
     }
 
+    /// Applies new limits to the pod sandbox `id`'s own cgroup (in-place pod resize):
+    /// `resources` is the pod's overhead plus the sum of its containers'. Nothing
+    /// restarts.
+    async fn update_pod_sandbox_resources(
+        &self,
+        id: &ContainerId,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        let _ = (id, resources);
+        Err(self.unsupported("UpdatePodSandboxResources"))
+    }
+
     /// Reopens the container's log file (after kubelet rotated it).
     async fn reopen_container_log(&self, id: &ContainerId) -> Result<()> {
         let _ = id;

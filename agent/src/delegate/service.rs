@@ -297,6 +297,21 @@ impl Delegate for DelegateService {
         )
     }
 
+    async fn update_pod_sandbox_resources(
+        &self,
+        request: Request<UpdateResourcesRequest>,
+    ) -> Answer<Empty> {
+        let request = request.into_inner();
+        let pod = some_id(request.id)?;
+        let resources: oci_spec::runtime::LinuxResources =
+            from_json("LinuxResources", request.resources).map_err(from_runtime)?;
+        empty(
+            self.runtime
+                .update_pod_sandbox_resources(&pod, &resources)
+                .await,
+        )
+    }
+
     async fn reopen_container_log(&self, request: Request<Id>) -> Answer<Empty> {
         let container = id(request.into_inner())?;
         empty(self.runtime.reopen_container_log(&container).await)

@@ -407,6 +407,22 @@ async fn wsl2_pods_run_on_the_delegate_and_survive_its_loss() -> Result<()> {
         );
     }
 
+    // In-place pod resize reaches the delegate's pod over the delegate protocol.
+    for (name, pod, _) in &pods {
+        let resized = client
+            .update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest {
+                pod_sandbox_id: pod.clone(),
+                overhead: None,
+                resources: Some(LinuxContainerResources {
+                    cpu_shares: 300,
+                    memory_limit_in_bytes: 200 << 20,
+                    ..Default::default()
+                }),
+            })
+            .await;
+        ensure!(resized.is_ok(), "{name}: {resized:?}");
+    }
+
     // Interactive exec through the node's streaming server, bridged to the delegate's
     // gRPC stream: stdin, its close, stdout, stderr, the exit code.
     let crictl = berth_testkit::crictl::Crictl::new(world.home.dir.path(), &world.home.socket());

@@ -439,6 +439,19 @@ impl Runtime for CompositeRuntime {
             .await
     }
 
+    async fn update_pod_sandbox_resources(
+        &self,
+        id: &ContainerId,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        let backend = self.owner(id)?;
+        let span = traced(&backend, "UpdatePodSandboxResources", Some(id));
+        backend
+            .update_pod_sandbox_resources(id, resources)
+            .instrument(span)
+            .await
+    }
+
     async fn reopen_container_log(&self, id: &ContainerId) -> Result<()> {
         let backend = self.owner(id)?;
         let span = traced(&backend, "ReopenContainerLog", Some(id));

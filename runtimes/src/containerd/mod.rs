@@ -413,6 +413,16 @@ impl Runtime for ContainerdRuntime {
         self.inner.remove_pod(id).await
     }
 
+    /// The pod is youki's (its cgroup the parent of the containers' runc cgroups), so
+    /// youki's resize applies as is.
+    async fn update_pod_sandbox_resources(
+        &self,
+        id: &ContainerId,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        self.inner.sandboxes.update_resources(id, resources).await
+    }
+
     async fn create_container(
         &self,
         sandbox: &ContainerId,

@@ -196,6 +196,14 @@ impl Runtime for DelegateRuntime {
         self.remove_pod(id).await
     }
 
+    async fn update_pod_sandbox_resources(
+        &self,
+        id: &ContainerId,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        self.update_pod(id, resources).await
+    }
+
     async fn create_container(
         &self,
         sandbox: &ContainerId,

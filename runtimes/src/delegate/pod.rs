@@ -1,6 +1,6 @@
 //! Pod sandbox verbs.
 
-use berth_proto::delegate::RunPodSandboxRequest;
+use berth_proto::delegate::{RunPodSandboxRequest, UpdateResourcesRequest};
 
 use super::wire::{from_json, id, json};
 use super::DelegateRuntime;
@@ -43,6 +43,20 @@ impl DelegateRuntime {
 
     pub(super) async fn stop_pod(&self, pod: &ContainerId) -> Result<()> {
         let answer = self.client()?.stop_pod_sandbox(id(pod)).await;
+        answer.map_err(|s| self.error(s))?;
+        Ok(())
+    }
+
+    pub(super) async fn update_pod(
+        &self,
+        pod: &ContainerId,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        let message = UpdateResourcesRequest {
+            id: Some(id(pod)),
+            resources: Some(json(resources)?),
+        };
+        let answer = self.client()?.update_pod_sandbox_resources(message).await;
         answer.map_err(|s| self.error(s))?;
         Ok(())
     }

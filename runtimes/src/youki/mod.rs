@@ -241,6 +241,14 @@ impl Runtime for YoukiRuntime {
         self.backend.remove_pod(id).await
     }
 
+    async fn update_pod_sandbox_resources(
+        &self,
+        id: &ContainerId,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        self.backend.update_pod_resources(id, resources).await
+    }
+
     async fn create_container(
         &self,
         sandbox: &ContainerId,

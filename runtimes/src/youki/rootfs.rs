@@ -294,6 +294,89 @@ mod tests {
         assert!(err.to_string().contains("/file/sub"), "{err}");
     }
 
+    /// Unmounts the image volumes of a test's rootfs directory, also when it fails.
+    struct Volumes(PathBuf);
+
+    impl Drop for Volumes {
+        fn drop(&mut self) {
+            unmount_volumes(&self.0).unwrap();
+        }
+    }
+
+    #[test]
+    fn an_image_volume_sub_path_through_a_link_never_leads_to_the_host() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test mounts overlays: run the tests as root, as CI does"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        // What an attacker's image would reach: a host directory with a secret, and
+        // the host's /etc.
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(outside.join("secret")).unwrap();
+        assert!(Path::new("/etc/passwd").is_file());
+        // The image: /etc and /data of its own, and links out of it.
+        let layer = dir.path().join("layer");
+        fs::create_dir_all(layer.join("etc")).unwrap();
+        fs::write(layer.join("etc/passwd"), b"the image's\n").unwrap();
+        fs::create_dir_all(layer.join("data")).unwrap();
+        let links: [(&str, PathBuf); 7] = [
+            ("abs-etc", "/etc".into()),
+            ("rel-up", "../../..".into()),
+            ("rel-etc", "../../../../../../../etc".into()),
+            ("abs-outside", outside.clone()),
+            // From a volume's mount point (rootfs/volumes/<n>) up to `outside`.
+            ("rel-outside", "../../../outside".into()),
+            ("magic", "/proc/self/root/etc".into()),
+            ("file", "etc/passwd".into()),
+        ];
+        for (name, target) in &links {
+            std::os::unix::fs::symlink(target, layer.join(name)).unwrap();
+        }
+        let rootfs = dir.path().join("rootfs");
+        let _mounted = Volumes(rootfs.clone());
+        let image = volumes(&rootfs);
+        let layers = [layer];
+        let mounted = |n: usize, sub: &str| mount_image_volume(&layers, &rootfs, n, Path::new(sub));
+
+        // Links resolve inside the image: its own /etc, its own root.
+        for (n, sub, inside) in [
+            (0, "abs-etc", "etc"),
+            (1, "rel-etc", "etc"),
+            (2, "rel-up", ""),
+            (3, "rel-up/data", "data"),
+            (4, "abs-etc/../../../etc", "etc"),
+        ] {
+            let got = mounted(n, sub).unwrap();
+            let volume = image.join(n.to_string());
+            assert_eq!(got, volume.join(inside), "{sub}");
+            assert!(got.starts_with(&image), "{sub}: {}", got.display());
+            if inside == "etc" {
+                assert_eq!(
+                    fs::read(got.join("passwd")).unwrap(),
+                    b"the image's\n",
+                    "{sub}"
+                );
+            }
+        }
+        // What exists only outside the image, a magic link and a file are refused.
+        for (n, sub) in [
+            (5, "abs-outside/secret"),
+            (6, "rel-outside/secret"),
+            (7, "abs-etc/ssl"),
+            (8, "magic"),
+            (9, "file"),
+            (10, "missing"),
+        ] {
+            let err = mounted(n, sub).unwrap_err();
+            assert!(matches!(err, Error::InvalidSpec(_)), "{sub}: {err:?}");
+            assert!(
+                err.to_string().contains("is not a directory of the image"),
+                "{sub}: {err}"
+            );
+        }
+    }
+
     #[test]
     fn removing_twice_is_fine() {
         let dir = tempfile::tempdir().unwrap();

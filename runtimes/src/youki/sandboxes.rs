@@ -66,6 +66,15 @@ impl Sandboxes {
         self.backend.pod_stats(id, depth).await
     }
 
+    /// New limits for the pod's cgroup (in-place pod resize).
+    pub async fn update_resources(
+        &self,
+        id: &ContainerId,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        self.backend.update_pod_resources(id, resources).await
+    }
+
     /// Takes the pod's network down (its containers must be stopped already).
     pub async fn stop(&self, id: &ContainerId) -> Result<()> {
         self.backend.stop_pod(id).await

@@ -8,7 +8,8 @@ use berth_proto::cri::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::cri::shared::batches::{batches, BatchStream};
+use super::streamed::streamed;
+use crate::cri::shared::batches::BatchStream;
 use crate::cri::{image_fs_info, image_status, list_images, pull_image, remove_image, Cri};
 use crate::status::answer;
 
@@ -28,12 +29,13 @@ impl ImageService for Cri {
         request: Request<StreamImagesRequest>,
     ) -> Result<Response<Self::StreamImagesStream>, Status> {
         let filter = request.into_inner().filter;
-        let all = answer(
-            list_images::list_images(self.runtime.as_ref(), ListImagesRequest { filter }).await,
-        )?;
-        Ok(Response::new(batches(all.into_inner().images, |images| {
-            StreamImagesResponse { images }
-        })))
+        let listed =
+            list_images::list_images(self.runtime.as_ref(), ListImagesRequest { filter }).await;
+        streamed(
+            listed,
+            |all| all.images,
+            |images| StreamImagesResponse { images },
+        )
     }
 
     async fn image_status(
@@ -54,7 +56,7 @@ impl ImageService for Cri {
         &self,
         request: Request<RemoveImageRequest>,
     ) -> Result<Response<RemoveImageResponse>, Status> {
-        answer(remove_image::remove_image(self.runtime.as_ref(), request.into_inner()).await)
+        answer(remove_image::remove_image(self, request.into_inner()).await)
     }
 
     async fn image_fs_info(

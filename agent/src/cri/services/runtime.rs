@@ -7,25 +7,46 @@ use berth_proto::cri::v1::runtime_service_server::RuntimeService;
 use berth_proto::cri::v1::*;
 use tonic::{Request, Response, Status};
 
+use super::streamed::streamed;
 use super::unimplemented::not_in_this_version;
-use crate::cri::shared::batches::{batches, BatchStream};
+use crate::cri::shared::batches::BatchStream;
 use crate::cri::shared::events::{container_target, pod_target, EventStream, Target};
 use crate::cri::*;
 use crate::status::answer;
 
 /// The `RuntimeService` impl: the verbs written out in `answered`, one method per
 /// `verb: Request => Response;` line of `delegated` that calls `verb::verb(self,
-/// request)`, and one per line of `unimplemented` that answers `$why(name)`. (The
-/// impl is built whole inside the macro so `async_trait` sees the generated methods.)
+/// request)`, one `Stream*` verb (and its stream type) per line of `streamed` that
+/// answers its `List*` twin's items in batches (the stream request's `filter`, when
+/// the line names it, goes into the list request), and one per line of
+/// `unimplemented` that answers `$why(name)`. (The impl is built whole inside the
+/// macro so `async_trait` sees the generated methods.)
 macro_rules! runtime_service {
     (
         answered { $($answered:tt)* }
         delegated { $($verb:ident : $req:ty => $resp:ty;)* }
+        streamed {
+            $($stream:ident : $stream_type:ident, $sreq:ty => $sresp:ident . $field:ident
+                = $list:ident($lreq:ident { $($filter:ident)? }) . $items:ident;)*
+        }
         unimplemented { $($missing:ident = $name:literal : $mreq:ty => $mresp:ty, $why:ident;)* }
     ) => {
         #[tonic::async_trait]
         impl RuntimeService for Cri {
             $($answered)*
+
+            $(
+                type $stream_type = BatchStream<$sresp>;
+
+                async fn $stream(
+                    &self,
+                    request: Request<$sreq>,
+                ) -> Result<Response<BatchStream<$sresp>>, Status> {
+                    let _request = request.into_inner();
+                    let listed = $list::$list(self, $lreq { $($filter: _request.$filter)? }).await;
+                    streamed(listed, |all| all.$items, |$field| $sresp { $field })
+                }
+            )*
 
             $(
                 async fn $verb(&self, request: Request<$req>) -> Result<Response<$resp>, Status> {
@@ -183,70 +204,6 @@ runtime_service! {
             evented!(self, container_target(self, &request.container_id),
                 remove_container::remove_container(self, request).await, [ContainerDeletedEvent])
         }
-
-        type StreamPodSandboxesStream = BatchStream<StreamPodSandboxesResponse>;
-
-        async fn stream_pod_sandboxes(
-            &self,
-            request: Request<StreamPodSandboxesRequest>,
-        ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
-            let filter = request.into_inner().filter;
-            let all = answer(list_pod_sandbox::list_pod_sandbox(self, ListPodSandboxRequest { filter }).await)?;
-            Ok(Response::new(batches(all.into_inner().items, |pod_sandboxes| {
-                StreamPodSandboxesResponse { pod_sandboxes }
-            })))
-        }
-
-        type StreamContainersStream = BatchStream<StreamContainersResponse>;
-
-        async fn stream_containers(
-            &self,
-            request: Request<StreamContainersRequest>,
-        ) -> Result<Response<Self::StreamContainersStream>, Status> {
-            let filter = request.into_inner().filter;
-            let all = answer(list_containers::list_containers(self, ListContainersRequest { filter }).await)?;
-            Ok(Response::new(batches(all.into_inner().containers, |containers| {
-                StreamContainersResponse { containers }
-            })))
-        }
-
-        type StreamContainerStatsStream = BatchStream<StreamContainerStatsResponse>;
-
-        async fn stream_container_stats(
-            &self,
-            request: Request<StreamContainerStatsRequest>,
-        ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
-            let filter = request.into_inner().filter;
-            let all = answer(list_container_stats::list_container_stats(self, ListContainerStatsRequest { filter }).await)?;
-            Ok(Response::new(batches(all.into_inner().stats, |container_stats| {
-                StreamContainerStatsResponse { container_stats }
-            })))
-        }
-
-        type StreamPodSandboxStatsStream = BatchStream<StreamPodSandboxStatsResponse>;
-
-        async fn stream_pod_sandbox_stats(
-            &self,
-            request: Request<StreamPodSandboxStatsRequest>,
-        ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
-            let filter = request.into_inner().filter;
-            let all = answer(list_pod_sandbox_stats::list_pod_sandbox_stats(self, ListPodSandboxStatsRequest { filter }).await)?;
-            Ok(Response::new(batches(all.into_inner().stats, |pod_sandbox_stats| {
-                StreamPodSandboxStatsResponse { pod_sandbox_stats }
-            })))
-        }
-
-        type StreamPodSandboxMetricsStream = BatchStream<StreamPodSandboxMetricsResponse>;
-
-        async fn stream_pod_sandbox_metrics(
-            &self,
-            _: Request<StreamPodSandboxMetricsRequest>,
-        ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
-            let all = answer(list_pod_sandbox_metrics::list_pod_sandbox_metrics(self, ListPodSandboxMetricsRequest {}).await)?;
-            Ok(Response::new(batches(all.into_inner().pod_metrics, |pod_sandbox_metrics| {
-                StreamPodSandboxMetricsResponse { pod_sandbox_metrics }
-            })))
-        }
     }
     delegated {
         pod_sandbox_status: PodSandboxStatusRequest => PodSandboxStatusResponse;
@@ -254,6 +211,7 @@ runtime_service! {
         list_containers: ListContainersRequest => ListContainersResponse;
         container_status: ContainerStatusRequest => ContainerStatusResponse;
         update_container_resources: UpdateContainerResourcesRequest => UpdateContainerResourcesResponse;
+        update_pod_sandbox_resources: UpdatePodSandboxResourcesRequest => UpdatePodSandboxResourcesResponse;
         reopen_container_log: ReopenContainerLogRequest => ReopenContainerLogResponse;
         exec_sync: ExecSyncRequest => ExecSyncResponse;
         container_stats: ContainerStatsRequest => ContainerStatsResponse;
@@ -267,6 +225,23 @@ runtime_service! {
         list_metric_descriptors: ListMetricDescriptorsRequest => ListMetricDescriptorsResponse;
         list_pod_sandbox_metrics: ListPodSandboxMetricsRequest => ListPodSandboxMetricsResponse;
     }
+    streamed {
+        stream_pod_sandboxes: StreamPodSandboxesStream,
+            StreamPodSandboxesRequest => StreamPodSandboxesResponse.pod_sandboxes
+            = list_pod_sandbox(ListPodSandboxRequest { filter }).items;
+        stream_containers: StreamContainersStream,
+            StreamContainersRequest => StreamContainersResponse.containers
+            = list_containers(ListContainersRequest { filter }).containers;
+        stream_container_stats: StreamContainerStatsStream,
+            StreamContainerStatsRequest => StreamContainerStatsResponse.container_stats
+            = list_container_stats(ListContainerStatsRequest { filter }).stats;
+        stream_pod_sandbox_stats: StreamPodSandboxStatsStream,
+            StreamPodSandboxStatsRequest => StreamPodSandboxStatsResponse.pod_sandbox_stats
+            = list_pod_sandbox_stats(ListPodSandboxStatsRequest { filter }).stats;
+        stream_pod_sandbox_metrics: StreamPodSandboxMetricsStream,
+            StreamPodSandboxMetricsRequest => StreamPodSandboxMetricsResponse.pod_sandbox_metrics
+            = list_pod_sandbox_metrics(ListPodSandboxMetricsRequest {}).pod_metrics;
+    }
     unimplemented {
         checkpoint_container = "CheckpointContainer":
             CheckpointContainerRequest => CheckpointContainerResponse, not_in_this_version;
@@ -274,9 +249,5 @@ runtime_service! {
             CheckpointPodRequest => CheckpointPodResponse, not_in_this_version;
         restore_pod = "RestorePod":
             RestorePodRequest => RestorePodResponse, not_in_this_version;
-        // In-place resize of the pod's own cgroup; kubelet resizes the containers
-        // with UpdateContainerResources either way and tolerates this refusal.
-        update_pod_sandbox_resources = "UpdatePodSandboxResources":
-            UpdatePodSandboxResourcesRequest => UpdatePodSandboxResourcesResponse, not_in_this_version;
     }
 }

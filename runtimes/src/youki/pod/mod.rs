@@ -10,6 +10,7 @@
 
 mod files;
 mod remove;
+mod resize;
 mod run;
 mod status;
 mod stop;
