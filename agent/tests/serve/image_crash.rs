@@ -38,16 +38,19 @@ fn expected_files() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-/// Waits until the pull is well under way: a layer is unpacked into `layers/`, a
-/// download in `tmp/` has received bytes, and the proxy has passed on part of a big
-/// blob.
+/// Waits until the pull is well under way: a layer is unpacked into `layers/`, a big
+/// layer streaming into its unpack in `tmp/` has written part of its file, and the
+/// proxy has passed on part of a big blob.
 async fn wait_until_mid_pull(root: &Path, proxy: &Proxy) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let unpacked = !names(&root.join("layers")).is_empty();
         let downloading = names(&root.join("tmp")).iter().any(|n| {
-            n.starts_with("download-")
-                && std::fs::metadata(root.join("tmp").join(n)).is_ok_and(|m| m.len() > 0)
+            let dir = root.join("tmp").join(n);
+            n.starts_with("unpack-")
+                && ["big1.bin", "big2.bin"]
+                    .iter()
+                    .any(|f| std::fs::metadata(dir.join(f)).is_ok_and(|m| m.len() > 0))
         });
         if unpacked && downloading && proxy.blob_bytes() > 64 * 1024 {
             return Ok(());
@@ -95,8 +98,8 @@ async fn a_berth_killed_mid_pull_restarts_clean_and_pulls_again() -> Result<()> 
     assert!(
         names(&root.join("tmp"))
             .iter()
-            .any(|n| n.starts_with("download-")),
-        "no partial download left: {:?}",
+            .any(|n| n.starts_with("unpack-")),
+        "no partial unpack left: {:?}",
         names(&root.join("tmp"))
     );
     assert!(!names(&root.join("layers")).is_empty());
