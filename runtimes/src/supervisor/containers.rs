@@ -88,6 +88,7 @@ fn keeping_our_oom_score<T>(build: impl FnOnce() -> Result<T>) -> Result<T> {
 pub fn create(id: &str, root: &Path, bundle: &Path, io: Io) -> Result<Pid> {
     let container = keeping_our_oom_score(|| {
         builder(id, root, io)?
+            .with_executor(FilteredExecutor::default())
             .as_init(bundle)
             .with_systemd(false)
             .with_detach(true)
@@ -193,14 +194,23 @@ fn exec_process(spec: &Spec, args: Vec<String>, user: ExecUser, tty: bool) -> Re
     Ok(process)
 }
 
-/// Runs an exec'd process under its container's seccomp filter. libcontainer's tenant
+/// Starts a container's process with every signal at its default action and none
+/// blocked, and runs an exec'd process under its container's seccomp filter.
+///
+/// An ignored signal stays ignored across exec, and the supervisor ignores SIGPIPE (as
+/// every Rust program does) and whatever berth's own parent ignored (SIGHUP under
+/// nohup; SIGINT and SIGQUIT from a shell without job control): without the reset a
+/// container's `sh` could not trap its stop signal, and a pipe's reader closing would
+/// not end its writer. runc resets them too.
+///
+/// libcontainer's tenant
 /// builder keeps the container's capabilities and namespaces but drops its filter, so
 /// this executor loads it in the new process right before the `execvp`. It runs after
 /// the capabilities are dropped: without CAP_SYS_ADMIN the kernel accepts a filter only
 /// under no_new_privs, so a container whose own process runs without it gets its
 /// exec'd processes with it (they cannot gain privileges through setuid binaries)
 /// rather than without a filter.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 struct FilteredExecutor {
     seccomp: Option<LinuxSeccomp>,
     no_new_privileges: bool,
@@ -208,6 +218,7 @@ struct FilteredExecutor {
 
 impl Executor for FilteredExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        reset_signals();
         if let Some(filter) = &self.seccomp {
             if !self.no_new_privileges && !has_cap_sys_admin() {
                 // SAFETY: prctl with integer arguments on our own process.
@@ -235,6 +246,37 @@ impl Executor for FilteredExecutor {
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
         DefaultExecutor {}.validate(spec)
     }
+}
+
+/// Every signal back to its default action, none blocked. Runs in the new,
+/// single-threaded process right before it execs. Through the raw system call: glibc's
+/// `sigaction` refuses the two real-time signals it keeps for itself (32 and 33),
+/// which the supervisor's children otherwise start with ignored. An all-zero kernel
+/// `struct sigaction` is SIG_DFL with no flags and an empty mask on every
+/// architecture's layout. Best effort: a container's seccomp filter may refuse the
+/// calls, and the process then starts as it would have without the reset.
+fn reset_signals() {
+    let default = [0u64; 4];
+    for signal in 1..=libc::SIGRTMAX() {
+        if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+            // SAFETY: installs SIG_DFL from a zeroed kernel sigaction of the right
+            // size for the 8-byte kernel sigset; no handler, no old action written.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    default.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8usize,
+                )
+            };
+        }
+    }
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
 }
 
 /// CAP_SYS_ADMIN's bit number (linux/capability.h).

@@ -14,6 +14,7 @@ mod features;
 mod images;
 mod pods;
 mod restart;
+mod signals;
 mod stop;
 
 use std::path::{Path, PathBuf};
