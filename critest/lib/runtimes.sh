@@ -182,14 +182,9 @@ case "$delegate_mode" in netns | unix) ;; *) die "BERTH_CRITEST_DELEGATE=$delega
 # With the delegate in a network namespace of its own, a pod's host network is
 # the delegate's, not the node's, as for pods in a WSL2 VM: "HostNetwork is
 # true" looks in the pod for a port critest listens on in the node's.
-# berth's containerd backend answers an image volume UNIMPLEMENTED (containerd
-# mounts them only through its own CRI plugin), so critest skips those specs.
 runtime_apart() {
   if [ "${handler:-}" = wsl2 ] && [ "$delegate_mode" = netns ]; then
     echo '[k8s.io] Security Context NamespaceOption runtime should support HostNetwork is true'
-  fi
-  if [ "${handler:-}" = containerd ]; then
-    grep -F '[k8s.io] Image Volume [Feature:ImageVolume] ' "$critest_dir/expected-pass.txt"
   fi
 }
 

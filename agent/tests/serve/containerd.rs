@@ -14,12 +14,13 @@ use berth_testkit::host::processes_mentioning;
 
 use crate::world::{
     container_status, create_and_start, exec, list_containers, pod_ip, remove_all_pods, run_on,
-    wait_exited, World,
+    wait_exited, Client, HostState, World,
 };
+use crate::Berth;
 
 /// The ids `ctr <what> ls -q` lists in berth's namespace of `containerd` (`snapshots
 /// ls` has no `-q`: its table's header is left out).
-fn in_containerd(containerd: &Containerd, what: &str) -> Vec<String> {
+pub(crate) fn in_containerd(containerd: &Containerd, what: &str) -> Vec<String> {
     let table = what == "snapshots";
     let mut args = vec!["--namespace", "berth", what, "ls"];
     if !table {
@@ -35,8 +36,31 @@ fn in_containerd(containerd: &Containerd, what: &str) -> Vec<String> {
         .collect()
 }
 
+/// Removes every pod, checks that `containerd` is left with no container or task of
+/// berth's and, `berth` stopped, that the host is as it was `before`.
+pub(crate) async fn remove_all_and_compare(
+    client: &mut Client,
+    containerd: &Containerd,
+    berth: Berth,
+    world: &World,
+    before: &HostState,
+) -> Result<()> {
+    remove_all_pods(client).await?;
+    for what in ["containers", "tasks"] {
+        let left = in_containerd(containerd, what);
+        ensure!(left.is_empty(), "containerd still holds {what}: {left:?}");
+    }
+    drop(berth);
+    let after = world.host();
+    ensure!(
+        after == *before,
+        "host changed:\nbefore {before:#?}\nafter {after:#?}"
+    );
+    Ok(())
+}
+
 /// The config lines serving `handler` containerd at `socket`.
-fn backend_config(socket: &Path) -> String {
+pub(crate) fn backend_config(socket: &Path) -> String {
     format!(
         "backends:\n  containerd:\n    handler: containerd\n    address: {}\n",
         socket.display()
@@ -136,18 +160,7 @@ async fn youki_and_containerd_pods_run_side_by_side() -> Result<()> {
         "exits {exits:?}"
     );
 
-    remove_all_pods(&mut client).await?;
-    for what in ["containers", "tasks"] {
-        let left = in_containerd(&containerd, what);
-        ensure!(left.is_empty(), "containerd still holds {what}: {left:?}");
-    }
-    drop(berth);
-    let after = world.host();
-    ensure!(
-        after == before,
-        "host changed:\nbefore {before:#?}\nafter {after:#?}"
-    );
-    Ok(())
+    remove_all_and_compare(&mut client, &containerd, berth, &world, &before).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,22 +340,11 @@ async fn containerd_pods_survive_kill_9_of_berth_and_of_containerd() -> Result<(
     )
     .await?;
 
-    remove_all_pods(&mut client).await?;
-    for what in ["containers", "tasks"] {
-        let left = in_containerd(&containerd, what);
-        ensure!(left.is_empty(), "containerd still holds {what}: {left:?}");
-    }
-    drop(berth);
-    let after = world.host();
-    ensure!(
-        after == before,
-        "host changed:\nbefore {before:#?}\nafter {after:#?}"
-    );
-    Ok(())
+    remove_all_and_compare(&mut client, &containerd, berth, &world, &before).await
 }
 
 /// Every file named `name` below `dir`.
-fn files_named(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
+pub(crate) fn files_named(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(dir) = todo.pop() {

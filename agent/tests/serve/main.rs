@@ -17,6 +17,7 @@ mod image_errors;
 mod image_in_use;
 mod image_pull;
 mod image_verbs;
+mod image_volumes;
 mod inspect;
 mod lifecycle;
 mod listing;

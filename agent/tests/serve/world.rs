@@ -25,7 +25,7 @@ pub type Client = RuntimeServiceClient<Channel>;
 /// One test's registry, berth home, network and cgroup parent.
 pub struct World {
     pub home: Home,
-    _registry: Registry,
+    registry: Registry,
     /// The busybox image's reference.
     pub image: String,
     /// Unique to the test: in its node id (hence in every CNI container id), bridge and
@@ -66,12 +66,17 @@ impl World {
         Ok(World {
             home,
             image,
-            _registry: registry,
+            registry,
             tag,
             prefix: format!("10.{x}."),
             bridge,
             cgroup_parent,
         })
+    }
+
+    /// The test registry's address (`127.0.0.1:<port>`), to push more images to.
+    pub fn registry(&self) -> &str {
+        &self.registry.addr
     }
 
     /// Starts berth and pulls the busybox image through it.

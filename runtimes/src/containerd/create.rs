@@ -1,7 +1,11 @@
 //! CreateContainer: record the container (intent), have the pod's sandbox mount its
-//! rootfs and finish its spec, then create the container and its task in containerd
+//! rootfs and image volumes and finish its spec (youki's own code: an image volume is
+//! the same read-only overlay of berth's image store, its subPath resolved inside the
+//! image, bound read-only), then create the container and its task in containerd
 //! (runc shim v2), its stdout and stderr going to the log shim. A failure undoes all
-//! of it.
+//! of it; the image volumes go with the rootfs ([`Sandboxes::discard`]).
+//!
+//! [`Sandboxes::discard`]: crate::youki::Sandboxes::discard
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -57,13 +61,6 @@ impl Containerd {
         id: &ContainerId,
         spec: &ContainerSpec,
     ) -> Result<()> {
-        if !spec.image_volumes.is_empty() {
-            // containerd mounts image volumes through its own CRI plugin only.
-            return Err(Error::Unsupported {
-                backend: super::NAME.to_string(),
-                operation: "CreateContainer with an image volume",
-            });
-        }
         let signal = stop_signal(spec.stop_signal.as_deref())
             .map_err(|m| Error::InvalidSpec(format!("CreateContainer {id}: {m}")))?;
         let _guard = self.lock(id).await;

@@ -120,9 +120,9 @@ impl Sandboxes {
             .collect())
     }
 
-    /// Mounts the rootfs of the container `id` of the ready pod `sandbox` and finishes
-    /// its spec for runc (the native cgroup mount is kept: runc makes it right). On
-    /// failure nothing is left.
+    /// Mounts the rootfs and the image volumes of the container `id` of the ready pod
+    /// `sandbox` and finishes its spec for runc (the native cgroup mount is kept: runc
+    /// makes it right). On failure nothing is left.
     pub async fn prepare(
         &self,
         sandbox: &ContainerId,
@@ -153,7 +153,8 @@ impl Sandboxes {
         .await
     }
 
-    /// Unmounts and removes the container `id`'s rootfs and its directory; idempotent.
+    /// Unmounts and removes the container `id`'s rootfs, its image volumes and its
+    /// directory; idempotent.
     pub async fn discard(&self, id: &ContainerId) -> Result<()> {
         let me = self.backend.clone();
         let k = key(id);

@@ -44,6 +44,12 @@ fn header(kind: tar::EntryType, size: usize, mode: u32) -> tar::Header {
 
 /// A gzip layer of regular files (and the directories they need).
 pub fn layer(files: &[(&str, &[u8])]) -> Layer {
+    layer_with_links(files, &[])
+}
+
+/// A gzip layer of regular files and of symlinks (`(path, target)`), the targets
+/// kept as written (absolute or with `..`: what an attacker's image would ship).
+pub fn layer_with_links(files: &[(&str, &[u8])], links: &[(&str, &str)]) -> Layer {
     layer_with(|b| {
         for (path, data) in files {
             b.append_data(
@@ -52,6 +58,10 @@ pub fn layer(files: &[(&str, &[u8])]) -> Layer {
                 *data,
             )
             .unwrap();
+        }
+        for (path, target) in links {
+            b.append_link(&mut header(tar::EntryType::Symlink, 0, 0o777), path, target)
+                .unwrap();
         }
     })
 }
