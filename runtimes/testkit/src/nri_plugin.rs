@@ -7,6 +7,8 @@
 //!   `NRI_INJECTED=<name>` and the annotation `nri.berth.test/injected=<name>`.
 //! - [`Mode::Reject`]: every `CreateContainer` is answered with an error naming the
 //!   container.
+//! - [`Mode::Limit`]: every container gets a memory limit of [`LIMIT_MEMORY`], an
+//!   `RLIMIT_NOFILE` of [`LIMIT_NOFILE`] and the device `/dev/fuse` (10:229).
 //!
 //! Each request it answered is reported as a line: `synchronized`, `CreateContainer
 //! <container name>`, or the method's name. The `nri-plugin` binary prints them.
@@ -33,7 +35,14 @@ pub enum Mode {
     Inject,
     /// Refuses every container.
     Reject,
+    /// Limits every container's memory and open files, and gives it `/dev/fuse`.
+    Limit,
 }
+
+/// The memory limit [`Mode::Limit`] sets: 48 MiB.
+pub const LIMIT_MEMORY: i64 = 48 << 20;
+/// The `RLIMIT_NOFILE` (soft and hard) [`Mode::Limit`] sets.
+pub const LIMIT_NOFILE: u64 = 1234;
 
 /// Runs the plugin `idx-name` on `socket`, sending a line per request answered to
 /// `events`, until the runtime hangs up (`Ok`) or breaks the protocol.
@@ -154,6 +163,41 @@ fn answer(
             let container = event.container.unwrap_or_default().name;
             let message = format!("nri-plugin {name} rejects container {container}");
             (Some(ttrpc::Status { code: 2, message }), Vec::new())
+        }
+        "CreateContainer" if mode == Mode::Limit => {
+            let adjust = api::ContainerAdjustment {
+                rlimits: vec![api::PosixRlimit {
+                    r#type: "RLIMIT_NOFILE".into(),
+                    hard: LIMIT_NOFILE,
+                    soft: LIMIT_NOFILE,
+                }],
+                linux: Some(api::LinuxContainerAdjustment {
+                    resources: Some(api::LinuxResources {
+                        memory: Some(api::LinuxMemory {
+                            limit: Some(api::OptionalInt64 {
+                                value: LIMIT_MEMORY,
+                            }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    devices: vec![api::LinuxDevice {
+                        path: "/dev/fuse".into(),
+                        r#type: "c".into(),
+                        major: 10,
+                        minor: 229,
+                        file_mode: Some(api::OptionalFileMode { value: 0o666 }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let reply = api::CreateContainerResponse {
+                adjust: Some(adjust),
+                ..Default::default()
+            };
+            (None, reply.encode_to_vec())
         }
         "CreateContainer" => {
             let adjust = api::ContainerAdjustment {
