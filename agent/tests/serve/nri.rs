@@ -153,24 +153,46 @@ async fn plugin_limits_and_devices_reach_the_container() -> Result<()> {
         let pod = run_on(&mut client, &pod_config, handler).await?;
         let app = world.container("limited", &["sleep", "60"]);
         let id = create_and_start(&mut client, &pod, &pod_config, &app).await?;
-        let memory = limits_of(&mut client, &id)
+        let cgroups = limits_of(&mut client, &id)
             .await
             .with_context(|| format!("handler {handler:?}"))?;
-        let limit = std::fs::read_to_string(&memory).with_context(|| memory.clone())?;
+        let memory_limit = || cgroup_value(&cgroups, "memory", "memory.limit_in_bytes");
         assert_eq!(
-            limit.trim(),
+            memory_limit()?,
             nri_plugin::LIMIT_MEMORY.to_string(),
-            "handler {handler:?}: {memory}"
+            "handler {handler:?}"
+        );
+        // An update: the plugin keeps its memory limit, the rest is applied as asked.
+        client
+            .update_container_resources(UpdateContainerResourcesRequest {
+                container_id: id.clone(),
+                linux: Some(LinuxContainerResources {
+                    memory_limit_in_bytes: 96 << 20,
+                    cpu_shares: 512,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await?;
+        assert_eq!(
+            memory_limit()?,
+            nri_plugin::LIMIT_MEMORY.to_string(),
+            "handler {handler:?}"
+        );
+        assert_eq!(
+            cgroup_value(&cgroups, "cpu", "cpu.shares")?,
+            "512",
+            "handler {handler:?}"
         );
         stop_and_remove_pod(&mut client, &pod).await?;
     }
     Ok(())
 }
 
-/// Checks the container `id`'s open-files limit and `/dev/fuse`; returns the host
-/// path of its memory limit (no cgroup namespace on v1: `/proc/self/cgroup` names
-/// the host's path; on v2 the unified line does).
-async fn limits_of(client: &mut crate::world::Client, id: &str) -> Result<String> {
+/// Checks the container `id`'s open-files limit and `/dev/fuse`; returns its
+/// `/proc/self/cgroup` lines (no cgroup namespace on cgroup v1: they name the
+/// host's paths).
+async fn limits_of(client: &mut crate::world::Client, id: &str) -> Result<Vec<String>> {
     let out = exec(
         client,
         id,
@@ -186,17 +208,23 @@ async fn limits_of(client: &mut crate::world::Client, id: &str) -> Result<String
     let nofile = nri_plugin::LIMIT_NOFILE.to_string();
     anyhow::ensure!(lines.next() == Some(nofile.as_str()), "{stdout}");
     anyhow::ensure!(lines.next() == Some("fuse"), "{stdout}");
-    lines
+    Ok(lines.map(String::from).collect())
+}
+
+/// The value of the cgroup v1 file `file` of `controller` (the test hosts have v1)
+/// for the process whose `/proc/self/cgroup` is `cgroups`, as the host reads it.
+fn cgroup_value(cgroups: &[String], controller: &str, file: &str) -> Result<String> {
+    let path = cgroups
+        .iter()
         .find_map(|l| {
             let mut parts = l.splitn(3, ':');
             let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-            match controllers {
-                c if c.split(',').any(|c| c == "memory") => {
-                    Some(format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"))
-                }
-                "" => Some(format!("/sys/fs/cgroup{path}/memory.max")),
-                _ => None,
-            }
+            controllers
+                .split(',')
+                .any(|c| c == controller)
+                .then(|| format!("/sys/fs/cgroup/{controller}{path}/{file}"))
         })
-        .with_context(|| format!("no memory cgroup in {stdout}"))
+        .with_context(|| format!("no {controller} cgroup in {cgroups:?}"))?;
+    let value = std::fs::read_to_string(&path).with_context(|| path.clone())?;
+    Ok(value.trim().to_string())
 }

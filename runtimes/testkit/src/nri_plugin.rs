@@ -8,7 +8,9 @@
 //! - [`Mode::Reject`]: every `CreateContainer` is answered with an error naming the
 //!   container.
 //! - [`Mode::Limit`]: every container gets a memory limit of [`LIMIT_MEMORY`], an
-//!   `RLIMIT_NOFILE` of [`LIMIT_NOFILE`] and the device `/dev/fuse` (10:229).
+//!   `RLIMIT_NOFILE` of [`LIMIT_NOFILE`] and the device `/dev/fuse` (10:229); an
+//!   `UpdateContainer` keeps the container's memory limit at [`LIMIT_MEMORY`]
+//!   whatever the update asks.
 //!
 //! Each request it answered is reported as a line: `synchronized`, `CreateContainer
 //! <container name>`, or the method's name. The `nri-plugin` binary prints them.
@@ -172,15 +174,7 @@ fn answer(
                     soft: LIMIT_NOFILE,
                 }],
                 linux: Some(api::LinuxContainerAdjustment {
-                    resources: Some(api::LinuxResources {
-                        memory: Some(api::LinuxMemory {
-                            limit: Some(api::OptionalInt64 {
-                                value: LIMIT_MEMORY,
-                            }),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }),
+                    resources: Some(memory_limit()),
                     devices: vec![api::LinuxDevice {
                         path: "/dev/fuse".into(),
                         r#type: "c".into(),
@@ -214,6 +208,22 @@ fn answer(
             };
             (None, reply.encode_to_vec())
         }
+        "UpdateContainer" if mode == Mode::Limit => {
+            let request =
+                api::UpdateContainerRequest::decode(request.payload.as_slice()).map_err(invalid)?;
+            let update = api::ContainerUpdate {
+                container_id: request.container.unwrap_or_default().id,
+                linux: Some(api::LinuxContainerUpdate {
+                    resources: Some(memory_limit()),
+                }),
+                ignore_failure: false,
+            };
+            let reply = api::UpdateContainerResponse {
+                update: vec![update],
+                ..Default::default()
+            };
+            (None, reply.encode_to_vec())
+        }
         "UpdateContainer" => (
             None,
             api::UpdateContainerResponse::default().encode_to_vec(),
@@ -221,6 +231,19 @@ fn answer(
         "StopContainer" => (None, api::StopContainerResponse::default().encode_to_vec()),
         _ => (None, api::Empty {}.encode_to_vec()),
     })
+}
+
+/// Resources with [`LIMIT_MEMORY`] as the memory limit.
+fn memory_limit() -> api::LinuxResources {
+    api::LinuxResources {
+        memory: Some(api::LinuxMemory {
+            limit: Some(api::OptionalInt64 {
+                value: LIMIT_MEMORY,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 fn send(out: &mut impl Write, conn: u32, stream: u32, kind: u8, payload: &[u8]) -> io::Result<()> {
