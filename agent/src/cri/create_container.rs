@@ -114,17 +114,24 @@ pub(super) async fn create_container(
         let pod = crate::nri::pod_of(&sandbox);
         match cri.nri.create_container(pod, container).await {
             Err(err) => return Err(abandon_nri(&cri.store, &record, err, Ok(()))),
-            Ok(adjust) if !adjust.is_empty() => {
-                let mut annotations = record.config.annotations.clone();
-                adjust.apply(&mut spec.oci, &mut annotations);
-                let marked = mark::<ContainerRecord>(&cri.store, &id, |r| {
-                    r.config.annotations = annotations;
-                });
-                if let Err(err) = marked {
+            Ok((adjust, updates)) => {
+                if !adjust.is_empty() {
+                    let mut annotations = record.config.annotations.clone();
+                    if let Err(err) = adjust.apply(&mut spec.oci, &mut annotations, &cri.host) {
+                        return Err(abandon_nri(&cri.store, &record, err, Ok(())));
+                    }
+                    let marked = mark::<ContainerRecord>(&cri.store, &id, |r| {
+                        r.config.annotations = annotations;
+                    });
+                    if let Err(err) = marked {
+                        return Err(abandon(&cri.store, &record, err, Ok(())).into());
+                    }
+                }
+                // Other containers' updates, before this one exists (containerd's order).
+                if let Err(err) = cri.apply_nri_updates(METHOD, &updates).await {
                     return Err(abandon(&cri.store, &record, err, Ok(())).into());
                 }
             }
-            Ok(_) => {}
         }
     }
     let created = cri

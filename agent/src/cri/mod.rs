@@ -190,6 +190,49 @@ impl Cri {
         ))
     }
 
+    /// Applies NRI plugins' resource updates of containers (other than the one whose
+    /// event asked them) through the backend, as containerd does. One that fails
+    /// fails the call unless every plugin asking it let failures be ignored.
+    async fn apply_nri_updates(
+        &self,
+        method: &str,
+        updates: &crate::nri::Updates,
+    ) -> runtimes::Result<()> {
+        for (id, resources, ignore_failure) in &updates.updates {
+            if resources.is_empty() {
+                continue;
+            }
+            let applied = async {
+                let record = self
+                    .store
+                    .get::<crate::store::ContainerRecord>(id)?
+                    .ok_or_else(|| runtimes::Error::not_found("container", id))?;
+                let oci = resources
+                    .to_oci(self.host.swap_controller)
+                    .map_err(|e| runtimes::Error::InvalidSpec(e.to_string()))?;
+                runtimes::Runtime::update_container_resources(
+                    self.runtime.as_ref(),
+                    &record.container_id,
+                    &oci,
+                )
+                .await
+            }
+            .await;
+            match applied {
+                Ok(()) => {}
+                Err(err) if *ignore_failure => {
+                    tracing::warn!(container = id, error = %err, "NRI update of a container failed (ignored)");
+                }
+                Err(err) => {
+                    return Err(runtimes::Error::FailedPrecondition(format!(
+                        "{method}: an NRI plugin's update of container {id} failed: {err}"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The tonic services to add to a server.
     pub fn into_services(self) -> (RuntimeServer, ImageServiceServer<Cri>) {
         let cri = Arc::new(self);

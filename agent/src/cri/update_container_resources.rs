@@ -26,15 +26,28 @@ pub(super) async fn update_container_resources(
         }
         return Ok(UpdateContainerResourcesResponse {});
     };
-    let resources = crate::spec::resources(&linux, &cri.host)?;
+    let mut resources = crate::spec::resources(&linux, &cri.host)?;
     let _nri = cri.nri.block().await;
     let nri = cri.nri_objects(&record);
     if let Some((pod, container)) = nri.clone() {
-        // A plugin may refuse the update; nothing changed yet.
-        cri.nri
-            .update_container(pod, container, None)
+        // A plugin may refuse the update or change it; nothing changed yet.
+        let refused = |e: crate::nri::NriError| Error::FailedPrecondition(format!("{METHOD}: {e}"));
+        let requested = crate::nri::resources_of(&resources);
+        let mut updates = cri
+            .nri
+            .update_container(pod, container, Some(requested))
             .await
-            .map_err(|e| Error::FailedPrecondition(format!("{METHOD}: {e}")))?;
+            .map_err(refused)?;
+        if let Some(at) = updates
+            .updates
+            .iter()
+            .position(|(id, _, _)| id == &record.id)
+        {
+            let (_, own, _) = updates.updates.remove(at);
+            own.apply_to(&mut resources, cri.host.swap_controller)
+                .map_err(refused)?;
+        }
+        cri.apply_nri_updates(METHOD, &updates).await?;
     }
     cri.runtime
         .update_container_resources(&record.container_id, &resources)

@@ -27,12 +27,28 @@ pub(super) async fn update_pod_sandbox_resources(
     let overhead = request.overhead.unwrap_or_default();
     let resources = request.resources.unwrap_or_default();
     // Each part is checked on its own first, so an error names the field as sent.
+    let mut parts = Vec::new();
     for (name, part) in [("overhead", &overhead), ("resources", &resources)] {
-        crate::spec::resources(part, &cri.host)
+        let oci = crate::spec::resources(part, &cri.host)
             .map_err(|e| in_method(&format!("{METHOD} ({name})"), e))?;
+        parts.push(crate::nri::resources_of(&oci));
     }
     let pod = crate::spec::resources(&pod_total(&overhead, &resources)?, &cri.host)
         .map_err(|e| in_method(METHOD, e))?;
+    let _nri = cri.nri.block().await;
+    let nri = cri.nri.active();
+    if nri {
+        // A plugin may refuse the change; nothing changed yet.
+        let (resources, overhead) = (parts.pop(), parts.pop());
+        cri.nri
+            .update_pod_sandbox(
+                crate::nri::pod_of(&record),
+                overhead.unwrap_or_default(),
+                resources.unwrap_or_default(),
+            )
+            .await
+            .map_err(|e| Error::FailedPrecondition(format!("{METHOD}: {e}")))?;
+    }
     if record.phase == SandboxPhase::Ready {
         cri.runtime
             .update_pod_sandbox_resources(&record.container_id, &pod)
@@ -43,6 +59,13 @@ pub(super) async fn update_pod_sandbox_resources(
         linux.overhead = Some(overhead);
         linux.resources = Some(resources);
     })?;
+    if nri {
+        if let Ok(Some(updated)) = cri.store.get::<SandboxRecord>(&record.id) {
+            cri.nri
+                .post_update_pod_sandbox(crate::nri::pod_of(&updated))
+                .await;
+        }
+    }
     Ok(UpdatePodSandboxResourcesResponse {})
 }
 

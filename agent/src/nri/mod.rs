@@ -30,7 +30,7 @@ use tokio::net::UnixListener;
 
 use crate::store::{ContainerRecord, Query, Record, SandboxRecord, Store};
 
-pub use adjust::Adjustment;
+pub use adjust::{Adjustment, Resources, Updates};
 use plugin::Plugin;
 
 /// The runtime name berth gives plugins in `Configure`.
@@ -274,6 +274,39 @@ impl Nri {
         .await
     }
 
+    /// `UpdatePodSandbox`, before a pod's resources change: a plugin error fails
+    /// the change.
+    pub async fn update_pod_sandbox(
+        &self,
+        pod: api::PodSandbox,
+        overhead: api::LinuxResources,
+        resources: api::LinuxResources,
+    ) -> Result<(), NriError> {
+        let request = api::UpdatePodSandboxRequest {
+            pod: Some(pod),
+            overhead_linux_resources: Some(overhead),
+            linux_resources: Some(resources),
+        };
+        self.dispatch::<_, api::Empty>(
+            api::Event::UpdatePodSandbox,
+            "UpdatePodSandbox",
+            &request,
+            |_, _| Ok(()),
+        )
+        .await
+    }
+
+    /// `PostUpdatePodSandbox`, once a pod's resources changed.
+    pub async fn post_update_pod_sandbox(&self, pod: api::PodSandbox) {
+        let request = api::PodSandboxEvent { pod: Some(pod) };
+        self.notify(
+            api::Event::PostUpdatePodSandbox,
+            "PostUpdatePodSandbox",
+            &request,
+        )
+        .await;
+    }
+
     /// `StopPodSandbox`, after the pod's containers stopped.
     pub async fn stop_pod_sandbox(&self, pod: api::PodSandbox) {
         let request = api::PodSandboxEvent { pod: Some(pod) };
@@ -288,29 +321,36 @@ impl Nri {
             .await;
     }
 
-    /// `CreateContainer`: the plugins' adjustments, merged in plugin order; a plugin
-    /// error (or two plugins setting the same thing) fails the creation.
+    /// `CreateContainer`: the plugins' adjustments, merged in plugin order, and the
+    /// resource updates they ask for other containers; a plugin error (or two
+    /// plugins setting the same thing) fails the creation. Evictions are logged, not
+    /// acted on (NRI's own adaptation only counts them).
     pub async fn create_container(
         &self,
         pod: api::PodSandbox,
         container: api::Container,
-    ) -> Result<Adjustment, NriError> {
+    ) -> Result<(Adjustment, Updates), NriError> {
+        let id = container.id.clone();
         let request = api::ContainerEvent {
             pod: Some(pod),
             container: Some(container),
         };
         let mut merged = Adjustment::default();
+        let mut updates = Updates::default();
         self.dispatch::<_, api::CreateContainerResponse>(
             api::Event::CreateContainer,
             "CreateContainer",
             &request,
-            |plugin, answer| match answer.adjust {
-                Some(adjust) => merged.merge(plugin, adjust),
-                None => Ok(()),
+            |plugin, answer| {
+                evictions(plugin, &answer.evict);
+                if let Some(adjust) = answer.adjust {
+                    merged.merge(plugin, adjust)?;
+                }
+                updates.merge(plugin, Some(&id), answer.update)
             },
         )
         .await?;
-        Ok(merged)
+        Ok((merged, updates))
     }
 
     /// A container event whose plugin errors are only logged: `PostCreateContainer`,
@@ -367,25 +407,32 @@ impl Nri {
         lock(&self.stopped).contains(id)
     }
 
-    /// `UpdateContainer`: a plugin error fails the update.
+    /// `UpdateContainer`: the plugins' updates, merged in plugin order (the
+    /// container's own among them changes what is applied to it); a plugin error
+    /// fails the update.
     pub async fn update_container(
         &self,
         pod: api::PodSandbox,
         container: api::Container,
         resources: Option<api::LinuxResources>,
-    ) -> Result<(), NriError> {
+    ) -> Result<Updates, NriError> {
         let request = api::UpdateContainerRequest {
             pod: Some(pod),
             container: Some(container),
             linux_resources: resources,
         };
+        let mut updates = Updates::default();
         self.dispatch::<_, api::UpdateContainerResponse>(
             api::Event::UpdateContainer,
             "UpdateContainer",
             &request,
-            |_, _| Ok(()),
+            |plugin, answer| {
+                evictions(plugin, &answer.evict);
+                updates.merge(plugin, None, answer.update)
+            },
         )
-        .await
+        .await?;
+        Ok(updates)
     }
 
     /// Registers, configures and synchronizes a connected plugin, then adds it.
@@ -465,6 +512,19 @@ impl Nri {
             .map(|p| pod_of(p))
             .collect();
         (pods, containers)
+    }
+}
+
+/// Logs the evictions a plugin asked for: NRI's adaptation (v0.12) does not act on
+/// them either, and stopping containers on a plugin's word is kubelet's call.
+fn evictions(plugin: &str, evict: &[api::ContainerEviction]) {
+    for e in evict {
+        tracing::warn!(
+            plugin,
+            container = e.container_id,
+            reason = e.reason,
+            "NRI plugin asked an eviction; not acted on"
+        );
     }
 }
 
@@ -570,6 +630,43 @@ pub fn container_of(record: &ContainerRecord) -> api::Container {
             .map(|kv| format!("{}={}", kv.key, String::from_utf8_lossy(&kv.value)))
             .collect(),
         created_at: record.created_at,
+        ..Default::default()
+    }
+}
+
+/// OCI resources as NRI describes them (what an `UpdateContainer` asks).
+pub fn resources_of(r: &oci_spec::runtime::LinuxResources) -> api::LinuxResources {
+    let i64s = |v: Option<i64>| v.map(|value| api::OptionalInt64 { value });
+    let u64s = |v: Option<u64>| v.map(|value| api::OptionalUInt64 { value });
+    api::LinuxResources {
+        memory: r.memory().as_ref().map(|m| api::LinuxMemory {
+            limit: i64s(m.limit()),
+            reservation: i64s(m.reservation()),
+            swap: i64s(m.swap()),
+            ..Default::default()
+        }),
+        cpu: r.cpu().as_ref().map(|c| api::LinuxCpu {
+            shares: u64s(c.shares()),
+            quota: i64s(c.quota()),
+            period: u64s(c.period()),
+            cpus: c.cpus().clone().unwrap_or_default(),
+            mems: c.mems().clone().unwrap_or_default(),
+            ..Default::default()
+        }),
+        hugepage_limits: r
+            .hugepage_limits()
+            .iter()
+            .flatten()
+            .map(|h| api::HugepageLimit {
+                page_size: h.page_size().clone(),
+                limit: h.limit().max(0) as u64,
+            })
+            .collect(),
+        unified: r.unified().clone().unwrap_or_default(),
+        pids: r
+            .pids()
+            .as_ref()
+            .map(|p| api::LinuxPids { limit: p.limit() }),
         ..Default::default()
     }
 }

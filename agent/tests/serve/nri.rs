@@ -2,7 +2,8 @@
 //! one that injects an environment variable and an annotation into every container,
 //! which the container's process and its status show; one that rejects every
 //! container, which fails `CreateContainer` with FAILED_PRECONDITION and leaves no
-//! container behind.
+//! container behind; one that sets a memory limit, an rlimit and a device, which the
+//! container gets on youki and on containerd.
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -11,7 +12,9 @@ use anyhow::{bail, Context, Result};
 use berth_proto::cri::v1::*;
 use berth_testkit::nri_plugin::{self, Mode};
 
-use crate::world::{create, create_and_start, exec, run_pod, stop_and_remove_pod, World};
+use berth_testkit::containerd::Containerd;
+
+use crate::world::{create, create_and_start, exec, run_on, run_pod, stop_and_remove_pod, World};
 
 /// Connects the plugin `idx-name` in a thread and waits until berth synchronized it.
 fn plugin(socket: &str, mode: Mode, name: &str, idx: &str) -> Result<mpsc::Receiver<String>> {
@@ -125,4 +128,103 @@ async fn plugins_adjust_and_reject_containers() -> Result<()> {
 
     stop_and_remove_pod(&mut client, &pod).await?;
     Ok(())
+}
+
+/// A plugin's resource, rlimit and device adjustments reach the container on both
+/// backends (youki and a real containerd): its cgroup's memory limit, its open-files
+/// limit and its `/dev/fuse` are the plugin's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_limits_and_devices_reach_the_container() -> Result<()> {
+    let containerd = Containerd::start();
+    let dir = tempfile::tempdir()?;
+    let socket = dir.path().join("nri.sock");
+    let socket = socket.to_str().context("socket path")?.to_string();
+    let world = World::with_config(&format!(
+        "nri:\n  enable: true\n  socket_path: {socket}\n  plugin_request_timeout_ms: 5000\n\
+         backends:\n  containerd:\n    handler: containerd\n    address: {}\n",
+        containerd.socket().display()
+    ))
+    .await?;
+    let berth = world.start().await?;
+    let mut client = berth.runtime().await?;
+    let _limit = plugin(&socket, Mode::Limit, "limiter", "10")?;
+    for handler in ["", "containerd"] {
+        let pod_config = world.pod(&format!("nri-limit{handler}"), &[]);
+        let pod = run_on(&mut client, &pod_config, handler).await?;
+        let app = world.container("limited", &["sleep", "60"]);
+        let id = create_and_start(&mut client, &pod, &pod_config, &app).await?;
+        let cgroups = limits_of(&mut client, &id)
+            .await
+            .with_context(|| format!("handler {handler:?}"))?;
+        let memory_limit = || cgroup_value(&cgroups, "memory", "memory.limit_in_bytes");
+        assert_eq!(
+            memory_limit()?,
+            nri_plugin::LIMIT_MEMORY.to_string(),
+            "handler {handler:?}"
+        );
+        // An update: the plugin keeps its memory limit, the rest is applied as asked.
+        client
+            .update_container_resources(UpdateContainerResourcesRequest {
+                container_id: id.clone(),
+                linux: Some(LinuxContainerResources {
+                    memory_limit_in_bytes: 96 << 20,
+                    cpu_shares: 512,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await?;
+        assert_eq!(
+            memory_limit()?,
+            nri_plugin::LIMIT_MEMORY.to_string(),
+            "handler {handler:?}"
+        );
+        assert_eq!(
+            cgroup_value(&cgroups, "cpu", "cpu.shares")?,
+            "512",
+            "handler {handler:?}"
+        );
+        stop_and_remove_pod(&mut client, &pod).await?;
+    }
+    Ok(())
+}
+
+/// Checks the container `id`'s open-files limit and `/dev/fuse`; returns its
+/// `/proc/self/cgroup` lines (no cgroup namespace on cgroup v1: they name the
+/// host's paths).
+async fn limits_of(client: &mut crate::world::Client, id: &str) -> Result<Vec<String>> {
+    let out = exec(
+        client,
+        id,
+        &[
+            "sh",
+            "-c",
+            "ulimit -n; test -c /dev/fuse && echo fuse; cat /proc/self/cgroup",
+        ],
+    )
+    .await?;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut lines = stdout.lines();
+    let nofile = nri_plugin::LIMIT_NOFILE.to_string();
+    anyhow::ensure!(lines.next() == Some(nofile.as_str()), "{stdout}");
+    anyhow::ensure!(lines.next() == Some("fuse"), "{stdout}");
+    Ok(lines.map(String::from).collect())
+}
+
+/// The value of the cgroup v1 file `file` of `controller` (the test hosts have v1)
+/// for the process whose `/proc/self/cgroup` is `cgroups`, as the host reads it.
+fn cgroup_value(cgroups: &[String], controller: &str, file: &str) -> Result<String> {
+    let path = cgroups
+        .iter()
+        .find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            controllers
+                .split(',')
+                .any(|c| c == controller)
+                .then(|| format!("/sys/fs/cgroup/{controller}{path}/{file}"))
+        })
+        .with_context(|| format!("no {controller} cgroup in {cgroups:?}"))?;
+    let value = std::fs::read_to_string(&path).with_context(|| path.clone())?;
+    Ok(value.trim().to_string())
 }

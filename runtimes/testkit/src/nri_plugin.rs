@@ -7,6 +7,10 @@
 //!   `NRI_INJECTED=<name>` and the annotation `nri.berth.test/injected=<name>`.
 //! - [`Mode::Reject`]: every `CreateContainer` is answered with an error naming the
 //!   container.
+//! - [`Mode::Limit`]: every container gets a memory limit of [`LIMIT_MEMORY`], an
+//!   `RLIMIT_NOFILE` of [`LIMIT_NOFILE`] and the device `/dev/fuse` (10:229); an
+//!   `UpdateContainer` keeps the container's memory limit at [`LIMIT_MEMORY`]
+//!   whatever the update asks.
 //!
 //! Each request it answered is reported as a line: `synchronized`, `CreateContainer
 //! <container name>`, or the method's name. The `nri-plugin` binary prints them.
@@ -33,7 +37,14 @@ pub enum Mode {
     Inject,
     /// Refuses every container.
     Reject,
+    /// Limits every container's memory and open files, and gives it `/dev/fuse`.
+    Limit,
 }
+
+/// The memory limit [`Mode::Limit`] sets: 48 MiB.
+pub const LIMIT_MEMORY: i64 = 48 << 20;
+/// The `RLIMIT_NOFILE` (soft and hard) [`Mode::Limit`] sets.
+pub const LIMIT_NOFILE: u64 = 1234;
 
 /// Runs the plugin `idx-name` on `socket`, sending a line per request answered to
 /// `events`, until the runtime hangs up (`Ok`) or breaks the protocol.
@@ -155,6 +166,33 @@ fn answer(
             let message = format!("nri-plugin {name} rejects container {container}");
             (Some(ttrpc::Status { code: 2, message }), Vec::new())
         }
+        "CreateContainer" if mode == Mode::Limit => {
+            let adjust = api::ContainerAdjustment {
+                rlimits: vec![api::PosixRlimit {
+                    r#type: "RLIMIT_NOFILE".into(),
+                    hard: LIMIT_NOFILE,
+                    soft: LIMIT_NOFILE,
+                }],
+                linux: Some(api::LinuxContainerAdjustment {
+                    resources: Some(memory_limit()),
+                    devices: vec![api::LinuxDevice {
+                        path: "/dev/fuse".into(),
+                        r#type: "c".into(),
+                        major: 10,
+                        minor: 229,
+                        file_mode: Some(api::OptionalFileMode { value: 0o666 }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let reply = api::CreateContainerResponse {
+                adjust: Some(adjust),
+                ..Default::default()
+            };
+            (None, reply.encode_to_vec())
+        }
         "CreateContainer" => {
             let adjust = api::ContainerAdjustment {
                 annotations: [("nri.berth.test/injected".to_string(), name.to_string())].into(),
@@ -170,6 +208,22 @@ fn answer(
             };
             (None, reply.encode_to_vec())
         }
+        "UpdateContainer" if mode == Mode::Limit => {
+            let request =
+                api::UpdateContainerRequest::decode(request.payload.as_slice()).map_err(invalid)?;
+            let update = api::ContainerUpdate {
+                container_id: request.container.unwrap_or_default().id,
+                linux: Some(api::LinuxContainerUpdate {
+                    resources: Some(memory_limit()),
+                }),
+                ignore_failure: false,
+            };
+            let reply = api::UpdateContainerResponse {
+                update: vec![update],
+                ..Default::default()
+            };
+            (None, reply.encode_to_vec())
+        }
         "UpdateContainer" => (
             None,
             api::UpdateContainerResponse::default().encode_to_vec(),
@@ -177,6 +231,19 @@ fn answer(
         "StopContainer" => (None, api::StopContainerResponse::default().encode_to_vec()),
         _ => (None, api::Empty {}.encode_to_vec()),
     })
+}
+
+/// Resources with [`LIMIT_MEMORY`] as the memory limit.
+fn memory_limit() -> api::LinuxResources {
+    api::LinuxResources {
+        memory: Some(api::LinuxMemory {
+            limit: Some(api::OptionalInt64 {
+                value: LIMIT_MEMORY,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 fn send(out: &mut impl Write, conn: u32, stream: u32, kind: u8, payload: &[u8]) -> io::Result<()> {

@@ -2,7 +2,7 @@
 //! program, printing a line per request it answered.
 //!
 //! ```text
-//! nri-plugin --socket PATH --mode inject|reject [--name NAME] [--idx NN]
+//! nri-plugin --socket PATH --mode inject|reject|limit [--name NAME] [--idx NN]
 //! ```
 
 use berth_testkit::nri_plugin::{run, Mode};
@@ -28,7 +28,8 @@ fn main() {
     let mode = match mode.as_str() {
         "inject" => Mode::Inject,
         "reject" => Mode::Reject,
-        _ => usage("--mode is inject or reject"),
+        "limit" => Mode::Limit,
+        _ => usage("--mode is inject, reject or limit"),
     };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -43,6 +44,6 @@ fn main() {
 }
 
 fn usage(why: &str) -> ! {
-    eprintln!("nri-plugin: {why}\nusage: nri-plugin --socket PATH --mode inject|reject [--name NAME] [--idx NN]");
+    eprintln!("nri-plugin: {why}\nusage: nri-plugin --socket PATH --mode inject|reject|limit [--name NAME] [--idx NN]");
     std::process::exit(2);
 }
