@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::types::RegistryAuth;
 
 /// How berth reaches registries. Embedded as is in the agent's YAML config.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
     /// Registry host → mirror endpoints tried in order before the host itself
@@ -25,6 +25,29 @@ pub struct RegistryConfig {
     /// (base64 `user:password`), `identity_token` or `registry_token`.
     #[serde(deserialize_with = "partial_credentials")]
     pub credentials: BTreeMap<String, RegistryAuth>,
+    /// Layers downloaded (each streamed into its unpack) at once, over all pulls
+    /// (containerd's `max_concurrent_downloads`): a node's cores decompress, and more
+    /// streams than that only share them and the link while holding more memory.
+    pub max_concurrent_downloads: usize,
+}
+
+/// The default of `max_concurrent_downloads`, containerd's too: enough to keep a
+/// link busy while one layer's unpack waits on the disk, few enough for two cores.
+pub const DEFAULT_MAX_CONCURRENT_DOWNLOADS: usize = 3;
+
+/// More than this is a typo, not a tuning: each layer in flight holds a connection,
+/// a thread and its buffers.
+const MAX_CONCURRENT_DOWNLOADS: usize = 64;
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            mirrors: BTreeMap::new(),
+            insecure: Vec::new(),
+            credentials: BTreeMap::new(),
+            max_concurrent_downloads: DEFAULT_MAX_CONCURRENT_DOWNLOADS,
+        }
+    }
 }
 
 /// One place a pull may fetch from.
@@ -50,6 +73,12 @@ impl Endpoint {
 impl RegistryConfig {
     /// Checks every mirror endpoint and host name; the error names the bad entry.
     pub fn validate(&self) -> Result<()> {
+        if !(1..=MAX_CONCURRENT_DOWNLOADS).contains(&self.max_concurrent_downloads) {
+            return Err(Error::InvalidSpec(format!(
+                "registries.max_concurrent_downloads: {} is not between 1 and {MAX_CONCURRENT_DOWNLOADS}",
+                self.max_concurrent_downloads
+            )));
+        }
         for (host, endpoints) in &self.mirrors {
             if host.is_empty() || host.contains('/') {
                 return Err(Error::InvalidSpec(format!(
@@ -220,6 +249,23 @@ mod tests {
             let c = config(serde_json::json!({"mirrors": {"docker.io": [bad]}}));
             match c.validate() {
                 Err(Error::InvalidSpec(m)) => assert!(m.contains(bad), "{m}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn concurrent_downloads_default_to_three_and_stay_in_bounds() {
+        assert_eq!(config(serde_json::json!({})).max_concurrent_downloads, 3);
+        config(serde_json::json!({"max_concurrent_downloads": 1}))
+            .validate()
+            .unwrap();
+        for bad in [0, 65] {
+            let c = config(serde_json::json!({"max_concurrent_downloads": bad}));
+            match c.validate() {
+                Err(Error::InvalidSpec(m)) => {
+                    assert!(m.contains("max_concurrent_downloads"), "{m}")
+                }
                 other => panic!("{bad}: {other:?}"),
             }
         }

@@ -3,8 +3,9 @@
 //! the tar into a temp directory as it arrives, hashing the tar for its diff id; the
 //! directory is renamed into place under the lease lock (so a concurrent sweep sees
 //! either no layer or a leased one) only once the download verified the blob's digest
-//! and the diff id is the one the config promises. Every layer of a pull runs so at
-//! once; the blob never touches the disk.
+//! and the diff id is the one the config promises. Up to
+//! `registries.max_concurrent_downloads` layers run so at once (the pull hands out
+//! the permits); the blob never touches the disk.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -141,7 +142,9 @@ fn unpack_blocking(
 }
 
 /// Waits until every parent layer `dirs` is in place (they unpack in parallel with
-/// this one); only a hard link into them needs it.
+/// this one); only a hard link into them needs it. Each parent is in place or held
+/// a download permit before this layer got its own (permits go in layer order), so
+/// the wait ends however few permits there are.
 fn wait_for(dirs: &[PathBuf], cancel: &AtomicBool, what: &str) -> Result<()> {
     while !dirs.iter().all(|d| d.exists()) {
         if cancel.load(Ordering::Relaxed) {

@@ -24,7 +24,8 @@
 //! # Concurrency and deadlines
 //! Pulls of the same reference with the same credentials share one run; a layer's
 //! fetch (its download streamed into its unpack) is shared by chain id across all
-//! pulls. A pull
+//! pulls. At most `registries.max_concurrent_downloads` layers are fetched at once
+//! over all pulls, each pull taking its permits in layer order. A pull
 //! runs as its own task: when the caller's future is dropped (a gRPC deadline), the
 //! pull carries on to completion (bounded by the registry timeouts) and a retry joins
 //! it instead of starting over. Layer fetches nobody waits for any more are
@@ -85,6 +86,9 @@ pub(crate) struct Inner {
     leases: Arc<Leases>,
     pulls: Coalescer<ImageInfo>,
     unpacks: Coalescer<()>,
+    /// Permits for layers being fetched, `registries.max_concurrent_downloads` of
+    /// them over all pulls: a pull takes them in layer order.
+    downloads: Arc<tokio::sync::Semaphore>,
 }
 
 impl ImageStore {
@@ -97,10 +101,14 @@ impl ImageStore {
         let layout = Layout::create(root)?;
         let index = Index::open(&layout.index())?;
         let leftovers = gc::clean_tmp(&layout)?;
+        let downloads = Arc::new(tokio::sync::Semaphore::new(
+            registries.max_concurrent_downloads,
+        ));
         let inner = Inner {
             layout,
             index,
             registries,
+            downloads,
             platform: Platform::host(),
             leases: Arc::default(),
             pulls: Coalescer::default(),

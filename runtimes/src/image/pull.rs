@@ -4,9 +4,10 @@
 //!    registry); pick the host platform's manifest from an index.
 //! 2. Fetch and verify the config; check platform and `rootfs.diff_ids`.
 //! 3. Lease every blob and layer the image will reference.
-//! 4. Fetch every missing layer at once, each streamed through its decompressor into
-//!    a temp directory as it downloads (coalesced by chain id across pulls), checking
-//!    its digest and diff id before it is renamed into place.
+//! 4. Fetch the missing layers, `registries.max_concurrent_downloads` at once in
+//!    layer order, each streamed through its decompressor into a temp directory as it
+//!    downloads (coalesced by chain id across pulls), checking its digest and diff id
+//!    before it is renamed into place.
 //! 5. Store manifests and config, `syncfs`, and commit the index in one transaction:
 //!    only now is the image visible.
 //!
@@ -14,12 +15,14 @@
 //! them), releases the leases and sweeps what no image references, so a failed pull
 //! keeps nothing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::digest::{chain_ids, sha256, verify};
 use super::fetch::write_blob;
@@ -273,9 +276,11 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Fetches and unpacks every missing layer, all at once (each coalesced by chain id
-/// across pulls, in its own task); the first failure fails the pull and drops the
-/// others.
+/// Fetches and unpacks every missing layer, each in its own task (coalesced by chain
+/// id across pulls) once it holds one of the store's download permits; the permits
+/// go to the layers in order, so the bottom layers finish first and a layer waiting
+/// on its parents (a hard link into them) only ever waits on layers that hold
+/// permits themselves. The first failure fails the pull and drops the others.
 async fn store(
     inner: &Arc<Inner>,
     image: &Reference,
@@ -286,48 +291,93 @@ async fn store(
 ) -> Result<()> {
     let layout = &inner.layout;
     let name = image.to_string();
-    let mut fetches = FuturesUnordered::new();
+    let mut waiting: VecDeque<usize> = VecDeque::new();
     for (i, (layer, chain_id)) in r.layers.iter().zip(chain).enumerate() {
         if layout.layer(chain_id).exists() {
             progress.layer_done(layer.size);
-            continue;
+        } else {
+            waiting.push_back(i);
         }
-        let job = LayerJob {
-            source: r.source.clone(),
-            desc: layer.clone(),
-            diff_id: diff_ids[i].clone(),
-            chain_id: chain_id.clone(),
-            lowers: chain[..i].iter().rev().map(|c| layout.layer(c)).collect(),
-            image: name.clone(),
-            progress: progress.clone(),
-            spans: (
-                tracing::debug_span!(
-                    "image.layer.download",
-                    otel.name = "download layer",
-                    digest = %layer.digest,
-                    size = layer.size,
-                ),
-                tracing::debug_span!(
-                    "image.layer.unpack",
-                    otel.name = "unpack layer",
-                    digest = %layer.digest,
-                ),
+    }
+    let mut fetches = FuturesUnordered::new();
+    // The next layer's place in the semaphore's queue, kept across loop turns so a
+    // finished fetch does not cost it its turn.
+    let mut permit: Option<BoxFuture<'static, _>> = None;
+    loop {
+        if permit.is_none() && !waiting.is_empty() {
+            permit = Some(inner.downloads.clone().acquire_owned().boxed());
+        }
+        if permit.is_none() && fetches.is_empty() {
+            return Ok(());
+        }
+        tokio::select! {
+            Some(fetched) = fetches.next(), if !fetches.is_empty() => {
+                fetched?;
+                progress.layer_done(0);
+            }
+            granted = async { permit.as_mut().expect("guarded").await }, if permit.is_some() => {
+                permit = None;
+                let granted: OwnedSemaphorePermit = granted
+                    .map_err(|e| Error::internal("image store", "download permits closed", e))?;
+                let Some(i) = waiting.pop_front() else {
+                    continue;
+                };
+                let job = layer_job(inner, &name, r, diff_ids, chain, progress, i);
+                let inner2 = inner.clone();
+                let shared = inner
+                    .unpacks
+                    .run(&chain[i], false, move || fetch_layer(inner2, job).boxed());
+                // The permit goes with the task: held until this pull no longer waits
+                // for the layer (done, failed, or the pull dropped).
+                let mut task = AbortOnDrop(tokio::spawn(async move {
+                    let _permit = granted;
+                    shared.await
+                }));
+                fetches.push(async move {
+                    (&mut task.0)
+                        .await
+                        .map_err(|e| Error::internal("image store", "layer task failed", e))?
+                });
+            }
+        }
+    }
+}
+
+/// What fetching layer `i` of `r` takes.
+fn layer_job(
+    inner: &Inner,
+    name: &str,
+    r: &Resolved,
+    diff_ids: &[String],
+    chain: &[String],
+    progress: &Arc<Progress>,
+    i: usize,
+) -> LayerJob {
+    let layer = &r.layers[i];
+    LayerJob {
+        source: r.source.clone(),
+        desc: layer.clone(),
+        diff_id: diff_ids[i].clone(),
+        chain_id: chain[i].clone(),
+        lowers: chain[..i]
+            .iter()
+            .rev()
+            .map(|c| inner.layout.layer(c))
+            .collect(),
+        image: name.to_string(),
+        progress: progress.clone(),
+        spans: (
+            tracing::debug_span!(
+                "image.layer.download",
+                otel.name = "download layer",
+                digest = %layer.digest,
+                size = layer.size,
             ),
-        };
-        let inner2 = inner.clone();
-        let shared = inner
-            .unpacks
-            .run(chain_id, false, move || fetch_layer(inner2, job).boxed());
-        let mut task = AbortOnDrop(tokio::spawn(shared));
-        fetches.push(async move {
-            (&mut task.0)
-                .await
-                .map_err(|e| Error::internal("image store", "layer task failed", e))?
-        });
+            tracing::debug_span!(
+                "image.layer.unpack",
+                otel.name = "unpack layer",
+                digest = %layer.digest,
+            ),
+        ),
     }
-    while let Some(fetched) = fetches.next().await {
-        fetched?;
-        progress.layer_done(0);
-    }
-    Ok(())
 }

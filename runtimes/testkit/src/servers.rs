@@ -154,6 +154,31 @@ pub struct Proxy {
     /// Milliseconds of pause per 8 KiB of blob body.
     pub delay_ms: Arc<AtomicU64>,
     blob_bytes: Arc<AtomicU64>,
+    blob_streams: Arc<Streams>,
+}
+
+/// Blob downloads under way, and the most there were at once.
+#[derive(Default)]
+struct Streams {
+    now: AtomicU64,
+    peak: AtomicU64,
+}
+
+/// Counts one blob download for as long as it lives.
+struct Streaming<'a>(&'a Streams);
+
+impl<'a> Streaming<'a> {
+    fn new(streams: &'a Streams) -> Self {
+        let now = streams.now.fetch_add(1, Ordering::SeqCst) + 1;
+        streams.peak.fetch_max(now, Ordering::SeqCst);
+        Streaming(streams)
+    }
+}
+
+impl Drop for Streaming<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// What every connection of a proxy shares.
@@ -163,6 +188,7 @@ struct ProxyState {
     requests: Arc<Mutex<Vec<String>>>,
     delay_ms: Arc<AtomicU64>,
     blob_bytes: Arc<AtomicU64>,
+    blob_streams: Arc<Streams>,
 }
 
 impl Proxy {
@@ -175,12 +201,14 @@ impl Proxy {
             requests: Arc::default(),
             delay_ms: Arc::default(),
             blob_bytes: Arc::default(),
+            blob_streams: Arc::default(),
         };
         let proxy = Proxy {
             addr,
             requests: state.requests.clone(),
             delay_ms: state.delay_ms.clone(),
             blob_bytes: state.blob_bytes.clone(),
+            blob_streams: state.blob_streams.clone(),
         };
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
@@ -199,6 +227,11 @@ impl Proxy {
     /// Request lines seen so far.
     pub fn requests(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()
+    }
+
+    /// The most blob downloads that were under way at once so far.
+    pub fn peak_blob_streams(&self) -> u64 {
+        self.blob_streams.peak.load(Ordering::SeqCst)
     }
 
     /// How many times blob `digest` was fetched.
@@ -262,6 +295,11 @@ async fn proxy_one(mut client: TcpStream, state: &ProxyState) {
         return;
     }
     let slow = request_line.contains("/blobs/");
+    // Counted until the last byte of the body is passed on (the Content-Length the
+    // response declares), not until the connection closes after it: by then the
+    // client may be on its next download already.
+    let mut streaming = slow.then(|| Streaming::new(&state.blob_streams));
+    let mut body_left: Option<u64> = None;
     // The response head as far as it has come; `None` once the body started.
     let mut head: Option<Vec<u8>> = Some(Vec::new());
     let mut buf = vec![0u8; 8192];
@@ -280,6 +318,7 @@ async fn proxy_one(mut client: TcpStream, state: &ProxyState) {
                 match seen.windows(4).position(|w| w == b"\r\n\r\n") {
                     Some(end) => {
                         let body = seen.len() - end - 4;
+                        body_left = content_length(&seen[..end]);
                         head = None;
                         body
                     }
@@ -290,11 +329,27 @@ async fn proxy_one(mut client: TcpStream, state: &ProxyState) {
         if slow {
             state.blob_bytes.fetch_add(body as u64, Ordering::SeqCst);
         }
+        if let Some(left) = body_left.as_mut() {
+            *left = left.saturating_sub(body as u64);
+            if *left == 0 {
+                drop(streaming.take());
+            }
+        }
         let ms = state.delay_ms.load(Ordering::Relaxed);
         if slow && ms > 0 {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
     }
+}
+
+/// The Content-Length of a response head, when it declares one.
+fn content_length(head: &[u8]) -> Option<u64> {
+    String::from_utf8_lossy(head).lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse().ok())?
+    })
 }
 
 /// What the hand-written registry serves.

@@ -406,3 +406,73 @@ async fn mirrors_are_tried_in_order_before_the_registry() {
         .unwrap();
     assert_eq!(only.id, from_upstream.config_digest);
 }
+
+/// More layers than download permits, every one above the first hard-linking a file
+/// of the first (so its unpack waits for that layer): the pull completes, never has
+/// more blob downloads under way than the store allows, and starts them in layer
+/// order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layers_download_a_few_at_a_time_in_order_even_when_they_wait_on_parents() {
+    const PERMITS: usize = 2;
+    let registry = Registry::start().await;
+    let mut layers = vec![layer(&[("base.bin", &noise(64 * 1024, 1))])];
+    for i in 1..8u64 {
+        layers.push(images::layer_with(|b| {
+            let mut link = tar::Header::new_gnu();
+            link.set_entry_type(tar::EntryType::Link);
+            link.set_size(0);
+            link.set_mode(0o644);
+            b.append_link(&mut link, format!("link-{i}"), "base.bin")
+                .unwrap();
+            let data = noise(64 * 1024, i + 1);
+            let mut file = tar::Header::new_gnu();
+            file.set_size(data.len() as u64);
+            file.set_mode(0o644);
+            b.append_data(&mut file, format!("data-{i}"), &data[..])
+                .unwrap();
+        }));
+    }
+    let img = image(layers, host_arch(), &["sh"], OCI_MANIFEST);
+    push(&registry.addr, "test/many", "1", &img).await;
+    let proxy = Proxy::start(&registry.addr).await;
+    // Each blob takes a while, so downloads overlap whenever they may.
+    proxy
+        .delay_ms
+        .store(5, std::sync::atomic::Ordering::Relaxed);
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(
+        tmp.path(),
+        serde_json::json!({ "insecure": [&proxy.addr], "max_concurrent_downloads": PERMITS }),
+    );
+    let reference = format!("{}/test/many:1", proxy.addr);
+    store.pull(&req(&reference)).await.unwrap();
+
+    assert_eq!(
+        proxy.peak_blob_streams(),
+        PERMITS as u64,
+        "downloads at once: {:?}",
+        proxy.requests()
+    );
+    let gets: Vec<usize> = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("GET ") && r.contains("/blobs/"))
+        .filter_map(|r| img.layers.iter().position(|l| r.contains(&l.digest)))
+        .collect();
+    assert_eq!(gets.len(), img.layers.len(), "{:?}", proxy.requests());
+    for (at, layer) in gets.iter().enumerate() {
+        assert!(
+            at.abs_diff(*layer) < PERMITS,
+            "layer {layer} fetched as blob {at}: {gets:?}"
+        );
+    }
+    let dirs = store.layer_dirs(&reference).unwrap();
+    assert_eq!(dirs.len(), 8);
+    for (i, dir) in dirs.iter().rev().enumerate().skip(1) {
+        assert_eq!(
+            std::fs::read(dir.join(format!("link-{i}"))).unwrap(),
+            noise(64 * 1024, 1),
+            "layer {i}'s hard link copied the base file up"
+        );
+    }
+}
