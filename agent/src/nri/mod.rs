@@ -15,6 +15,7 @@
 //! it joins the plugins, so an object is either in its snapshot or its events.
 
 mod adjust;
+mod launch;
 mod plugin;
 pub mod wire;
 
@@ -27,6 +28,7 @@ use std::time::Duration;
 use berth_proto::nri as api;
 use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::store::{ContainerRecord, Query, Record, SandboxRecord, Store};
 
@@ -49,6 +51,12 @@ pub struct NriConfig {
     /// How long a plugin has to answer one request, in milliseconds; default 2000. A
     /// plugin that does not answer in time is dropped.
     pub plugin_request_timeout_ms: u64,
+    /// Pre-installed plugins berth launches at start (`<2-digit index>-<name>`, owned
+    /// by root, not group/other writable); default `/opt/nri/plugins`. Missing: none.
+    pub plugin_path: PathBuf,
+    /// Their configs (`<index>-<name>.conf` or `<name>.conf`, given in `Configure`);
+    /// default `/etc/nri/conf.d`.
+    pub plugin_config_path: PathBuf,
 }
 
 impl Default for NriConfig {
@@ -58,6 +66,8 @@ impl Default for NriConfig {
             socket_path: PathBuf::from("/var/run/nri/nri.sock"),
             plugin_registration_timeout_ms: 5000,
             plugin_request_timeout_ms: 2000,
+            plugin_path: PathBuf::from("/opt/nri/plugins"),
+            plugin_config_path: PathBuf::from("/etc/nri/conf.d"),
         }
     }
 }
@@ -71,6 +81,14 @@ impl NriConfig {
                 "socket_path: `{}` must be an absolute socket path of at most 107 bytes",
                 self.socket_path.display()
             ));
+        }
+        for (field, path) in [
+            ("plugin_path", &self.plugin_path),
+            ("plugin_config_path", &self.plugin_config_path),
+        ] {
+            if !path.is_absolute() {
+                return Err(format!("{field}: `{}` must be absolute", path.display()));
+            }
         }
         for (field, ms) in [
             (
@@ -166,6 +184,10 @@ pub struct Nri {
     /// Containers whose `StopContainer` was sent (it is sent once, by whichever of
     /// `StopContainer`, `StopPodSandbox` or the exit watcher sees the stop first).
     stopped: Mutex<HashSet<String>>,
+    /// Cancelled when berth stops: the launched plugins are killed and reaped.
+    stopping: CancellationToken,
+    /// One task per launched plugin, owning its process until it is reaped.
+    launched: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Nri {
@@ -177,6 +199,8 @@ impl Nri {
             plugins: RwLock::default(),
             sync: tokio::sync::RwLock::new(()),
             stopped: Mutex::default(),
+            stopping: CancellationToken::new(),
+            launched: Mutex::default(),
         })
     }
 
@@ -193,10 +217,85 @@ impl Nri {
             plugins: RwLock::default(),
             sync: tokio::sync::RwLock::new(()),
             stopped: Mutex::default(),
+            stopping: CancellationToken::new(),
+            launched: Mutex::default(),
         });
         tracing::info!(socket = %config.socket_path.display(), "serving NRI");
         tokio::spawn(accept(Arc::downgrade(&nri), listener));
         Ok(nri)
+    }
+
+    /// Launches the pre-installed plugins in `plugin_path` and waits until each
+    /// registered and was synchronized, or failed (then it is killed and reaped), so
+    /// that the first CRI call already meets them, as in containerd.
+    pub async fn launch_plugins(self: &Arc<Self>) {
+        if !self.config.enable {
+            return;
+        }
+        let found = launch::discover(&self.config.plugin_path, &self.config.plugin_config_path);
+        let mut admitted = Vec::new();
+        for plugin in found {
+            let file = plugin.path.display().to_string();
+            let (mut child, stream) = match launch::launch(&plugin) {
+                Ok(launched) => launched,
+                Err(err) => {
+                    tracing::warn!(file, error = %err, "launching an NRI plugin");
+                    continue;
+                }
+            };
+            let pid = child.id();
+            let (done, result) = tokio::sync::oneshot::channel();
+            let nri = Arc::downgrade(self);
+            let stopping = self.stopping.clone();
+            let task = tokio::spawn(async move {
+                let admission = async {
+                    match nri.upgrade() {
+                        Some(nri) => nri.admit(stream, plugin.config).await,
+                        None => Err(NriError::Registration("berth is stopping".into())),
+                    }
+                };
+                let admission = tokio::select! {
+                    a = admission => a,
+                    () = stopping.cancelled() => Err(NriError::Registration("berth is stopping".into())),
+                };
+                match admission {
+                    Ok(()) => {
+                        let _ = done.send(());
+                        tokio::select! {
+                            status = child.wait() => {
+                                tracing::warn!(file, pid, status = ?status, "launched NRI plugin exited");
+                                return;
+                            }
+                            () = stopping.cancelled() => {}
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(file, pid, error = %err, "launched NRI plugin not admitted; killing it");
+                    }
+                }
+                // Killed through the child's own handle (its pid, not a name) and
+                // reaped: no zombie. Dropped unsent on failure, `done` then tells.
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            });
+            lock(&self.launched).push(task);
+            admitted.push(result);
+        }
+        for result in admitted {
+            let _ = result.await;
+        }
+    }
+
+    /// Stops the launched plugins (killed and reaped) and closes every connection.
+    pub async fn stop(&self) {
+        self.stopping.cancel();
+        for plugin in read(&self.plugins).iter() {
+            plugin.close();
+        }
+        let tasks = std::mem::take(&mut *lock(&self.launched));
+        for task in tasks {
+            let _ = task.await;
+        }
     }
 
     /// Whether any plugin is connected (a verb may skip building NRI's messages).
@@ -436,12 +535,14 @@ impl Nri {
     }
 
     /// Registers, configures and synchronizes a connected plugin, then adds it.
-    async fn admit(&self, stream: tokio::net::UnixStream) -> Result<(), NriError> {
+    /// `config` is the plugin's config file for a launched one, empty for one that
+    /// connected.
+    async fn admit(&self, stream: tokio::net::UnixStream, config: String) -> Result<(), NriError> {
         let registration = Duration::from_millis(self.config.plugin_registration_timeout_ms);
         let plugin = Plugin::connect(stream, registration).await?;
         let timeout = self.config.request_timeout();
         let configure = api::ConfigureRequest {
-            config: String::new(),
+            config,
             runtime_name: RUNTIME_NAME.into(),
             runtime_version: env!("CARGO_PKG_VERSION").into(),
             registration_timeout: self.config.plugin_registration_timeout_ms as i64,
@@ -546,7 +647,7 @@ async fn accept(nri: std::sync::Weak<Nri>, listener: UnixListener) {
             _ => continue,
         }
         tokio::spawn(async move {
-            if let Err(err) = nri.admit(stream).await {
+            if let Err(err) = nri.admit(stream, String::new()).await {
                 tracing::warn!(error = %err, "NRI plugin not admitted");
             }
         });

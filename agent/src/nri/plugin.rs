@@ -343,7 +343,7 @@ fn hung_up(err: std::io::Error) -> NriError {
 
 /// NRI's rules for a plugin's name and index: a two-digit index, a name that can be
 /// part of a file name.
-fn checked(request: &api::RegisterPluginRequest) -> Result<(), NriError> {
+pub(super) fn checked(request: &api::RegisterPluginRequest) -> Result<(), NriError> {
     let idx = &request.plugin_idx;
     if idx.len() != 2 || !idx.bytes().all(|b| b.is_ascii_digit()) {
         return Err(NriError::Registration(format!(

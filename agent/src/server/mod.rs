@@ -75,8 +75,9 @@ pub async fn serve(config: Config) -> Result<()> {
     };
     let cidr_network = network.clone();
     let nri = crate::nri::Nri::serve(&config.nri, store.clone())?;
+    nri.launch_plugins().await;
     let cri = Cri::new(backends.runtime, store, &config)
-        .with_nri(nri)
+        .with_nri(nri.clone())
         .with_network_readiness(Arc::new(move || network.status()))
         .with_pod_cidr(Arc::new(move |cidr: &str| cidr_network.set_pod_cidr(cidr)))
         .with_streaming(streaming.clone());
@@ -90,6 +91,8 @@ pub async fn serve(config: Config) -> Result<()> {
     );
     let served = serve_until_signal(listener, cri, signals, SHUTDOWN_GRACE).await;
     socket.remove_socket();
+    // Launched NRI plugins die with berth (containerd stops them too).
+    nri.stop().await;
     if let Some(task) = metrics {
         task.abort();
     }

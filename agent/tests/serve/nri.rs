@@ -228,3 +228,104 @@ fn cgroup_value(cgroups: &[String], controller: &str, file: &str) -> Result<Stri
     let value = std::fs::read_to_string(&path).with_context(|| path.clone())?;
     Ok(value.trim().to_string())
 }
+
+/// The env var that makes [`launched_plugin_helper`] act as a plugin.
+const HELPER: &str = "BERTH_TEST_LAUNCHED_NRI_PLUGIN";
+
+/// Not a test of its own: the launched plugin of [`berth_launches_preinstalled_plugins`]
+/// (berth runs this test binary filtered to this function). Outside it, it returns.
+#[test]
+fn launched_plugin_helper() -> Result<()> {
+    if std::env::var(HELPER).is_err() {
+        return Ok(());
+    }
+    use std::os::fd::FromRawFd;
+    let fd: i32 = std::env::var("NRI_PLUGIN_SOCKET")?.parse()?;
+    // SAFETY: berth passed this fd open, for the plugin alone.
+    let conn = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+    let (name, idx) = (
+        std::env::var("NRI_PLUGIN_NAME")?,
+        std::env::var("NRI_PLUGIN_IDX")?,
+    );
+    let (tx, _rx) = mpsc::channel();
+    nri_plugin::run_on(conn, Mode::Inject, &name, &idx, tx)?;
+    Ok(())
+}
+
+/// Whether process `pid` exists (a zombie counts: nobody reaped it).
+fn alive(pid: &str) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Pre-installed plugins: berth launches `10-inject` from its plugin dir with its
+/// config (the value it injects) before serving, and the container shows it; it kills
+/// and reaps `20-silent`, which never registers; a file not root's alone is not run;
+/// when berth stops, the launched plugin is killed (its script would otherwise
+/// outlive it in a `sleep`).
+#[tokio::test]
+async fn berth_launches_preinstalled_plugins() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir()?;
+    let (plugins, conf) = (dir.path().join("plugins"), dir.path().join("conf.d"));
+    std::fs::create_dir(&plugins)?;
+    std::fs::create_dir(&conf)?;
+    let script = |name: &str, body: &str, mode: u32| -> Result<()> {
+        let path = plugins.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho $$ > {}/{name}.pid\n{body}\n",
+                dir.path().display()
+            ),
+        )?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+        Ok(())
+    };
+    let test_binary = std::env::current_exe()?;
+    script(
+        "10-inject",
+        &format!(
+            "{HELPER}=1 {} --exact nri::launched_plugin_helper --test-threads=1 -q\nexec /bin/sleep 120",
+            test_binary.display()
+        ),
+        0o755,
+    )?;
+    script("20-silent", "exec /bin/sleep 120", 0o755)?;
+    script("30-writable", "exec /bin/sleep 120", 0o777)?;
+    std::fs::write(conf.join("inject.conf"), "from-config\n")?;
+    let socket = dir.path().join("nri.sock");
+    let world = World::with_config(&format!(
+        "nri:\n  enable: true\n  socket_path: {}\n  plugin_path: {}\n  plugin_config_path: {}\n  \
+         plugin_registration_timeout_ms: 2000\n  plugin_request_timeout_ms: 5000\n",
+        socket.display(),
+        plugins.display(),
+        conf.display()
+    ))
+    .await?;
+    let mut berth = world.start().await?;
+    let pid = |name: &str| std::fs::read_to_string(dir.path().join(format!("{name}.pid")));
+    // Serving means the launches are settled: the silent one killed and reaped.
+    let silent = pid("20-silent").context("20-silent was not launched")?;
+    assert!(!alive(silent.trim()), "20-silent ({silent}) left behind");
+    assert!(
+        pid("30-writable").is_err(),
+        "a group/other-writable plugin ran"
+    );
+
+    let mut client = berth.runtime().await?;
+    let pod_config = world.pod("nri-launched", &[]);
+    let pod = run_pod(&mut client, &pod_config).await?;
+    let app = world.container("app", &["sleep", "60"]);
+    let id = create_and_start(&mut client, &pod, &pod_config, &app).await?;
+    let out = exec(&mut client, &id, &["sh", "-c", "echo $NRI_INJECTED"]).await?;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "from-config");
+    stop_and_remove_pod(&mut client, &pod).await?;
+    drop(client);
+
+    let inject = pid("10-inject")?;
+    assert!(alive(inject.trim()), "10-inject ({inject}) not running");
+    berth.signal(nix::sys::signal::Signal::SIGTERM)?;
+    berth.wait(Duration::from_secs(30)).await?;
+    assert!(!alive(inject.trim()), "10-inject ({inject}) outlived berth");
+    Ok(())
+}

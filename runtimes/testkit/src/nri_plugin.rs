@@ -4,7 +4,8 @@
 //! and `Synchronize`, then every request, until the runtime hangs up.
 //!
 //! - [`Mode::Inject`]: every container gets the environment variable
-//!   `NRI_INJECTED=<name>` and the annotation `nri.berth.test/injected=<name>`.
+//!   `NRI_INJECTED=<value>` and the annotation `nri.berth.test/injected=<value>`,
+//!   the value being the config `Configure` gave (trimmed) or else the name.
 //! - [`Mode::Reject`]: every `CreateContainer` is answered with an error naming the
 //!   container.
 //! - [`Mode::Limit`]: every container gets a memory limit of [`LIMIT_MEMORY`], an
@@ -55,7 +56,19 @@ pub fn run(
     idx: &str,
     events: Sender<String>,
 ) -> io::Result<()> {
-    let mut conn = UnixStream::connect(socket)?;
+    run_on(UnixStream::connect(socket)?, mode, name, idx, events)
+}
+
+/// [`run`] on a connection already made: the socket a runtime that launched the
+/// plugin handed it (NRI's `NRI_PLUGIN_SOCKET`).
+pub fn run_on(
+    mut conn: UnixStream,
+    mode: Mode,
+    name: &str,
+    idx: &str,
+    events: Sender<String>,
+) -> io::Result<()> {
+    let mut injected = name.to_string();
     let mut writer = BufWriter::new(conn.try_clone()?);
     let register = ttrpc::Request {
         service: "nri.pkg.api.v1alpha1.Runtime".into(),
@@ -115,7 +128,14 @@ pub fn run(
                 }
                 (PLUGIN_CONN, REQUEST) => {
                     let request = ttrpc::Request::decode(body.as_slice()).map_err(invalid)?;
-                    let (status, answer) = answer(&request, mode, name)?;
+                    if request.method == "Configure" {
+                        let configure = api::ConfigureRequest::decode(request.payload.as_slice())
+                            .map_err(invalid)?;
+                        if !configure.config.trim().is_empty() {
+                            injected = configure.config.trim().to_string();
+                        }
+                    }
+                    let (status, answer) = answer(&request, mode, &injected)?;
                     let response = ttrpc::Response {
                         status,
                         payload: answer,

@@ -4,8 +4,15 @@
 //! ```text
 //! nri-plugin --socket PATH --mode inject|reject|limit [--name NAME] [--idx NN]
 //! ```
+//!
+//! Launched by the runtime (NRI's pre-installed plugins), it takes the connection
+//! from the fd `NRI_PLUGIN_SOCKET` names and its name and index from
+//! `NRI_PLUGIN_NAME` and `NRI_PLUGIN_IDX`, as NRI's Go stub does.
 
-use berth_testkit::nri_plugin::{run, Mode};
+use std::os::fd::FromRawFd;
+use std::os::unix::net::UnixStream;
+
+use berth_testkit::nri_plugin::{run, run_on, Mode};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -23,7 +30,19 @@ fn main() {
             other => usage(&format!("unknown flag {other}")),
         }
     }
-    let socket = socket.unwrap_or_else(|| usage("--socket is required"));
+    let launched = std::env::var("NRI_PLUGIN_SOCKET").ok();
+    if launched.is_some() {
+        if let (Ok(n), Ok(i)) = (
+            std::env::var("NRI_PLUGIN_NAME"),
+            std::env::var("NRI_PLUGIN_IDX"),
+        ) {
+            (name, idx) = (n, i);
+        }
+    }
+    let socket = match launched {
+        Some(_) => String::new(),
+        None => socket.unwrap_or_else(|| usage("--socket or NRI_PLUGIN_SOCKET is required")),
+    };
     let mode = mode.unwrap_or_else(|| usage("--mode is required"));
     let mode = match mode.as_str() {
         "inject" => Mode::Inject,
@@ -37,7 +56,18 @@ fn main() {
             println!("{line}");
         }
     });
-    if let Err(err) = run(&socket, mode, &name, &idx, tx) {
+    let result = match std::env::var("NRI_PLUGIN_SOCKET") {
+        Ok(fd) => {
+            let fd: i32 = fd
+                .parse()
+                .unwrap_or_else(|_| usage("NRI_PLUGIN_SOCKET is not an fd number"));
+            // SAFETY: the runtime that launched us passed this fd open, for us alone.
+            let conn = unsafe { UnixStream::from_raw_fd(fd) };
+            run_on(conn, mode, &name, &idx, tx)
+        }
+        Err(_) => run(&socket, mode, &name, &idx, tx),
+    };
+    if let Err(err) = result {
         eprintln!("nri-plugin: {err}");
         std::process::exit(1);
     }
