@@ -43,23 +43,16 @@ pub(crate) fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     out
 }
 
-/// Incremental sha256 with a byte count.
+/// Incremental sha256.
 #[derive(Default)]
 pub(crate) struct Hasher {
     sha: Sha256,
-    len: u64,
 }
 
 impl Hasher {
     /// Adds `bytes`.
     pub(crate) fn update(&mut self, bytes: &[u8]) {
         self.sha.update(bytes);
-        self.len += bytes.len() as u64;
-    }
-
-    /// Bytes seen so far.
-    pub(crate) fn len(&self) -> u64 {
-        self.len
     }
 
     /// `sha256:<hex>` of everything seen.

@@ -86,7 +86,8 @@ impl Source {
         Ok(bytes)
     }
 
-    /// The bytes of blob `desc` as they arrive (unverified: the caller hashes them).
+    /// The bytes of blob `desc` as they arrive; the stream ends with an error (a
+    /// DigestError, DATA_LOSS in [`stream_error`]) when they are not `desc.digest`.
     pub(crate) async fn blob_stream(
         &self,
         desc: &Descriptor,

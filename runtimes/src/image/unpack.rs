@@ -8,7 +8,7 @@
 //! caller unpacks into a fresh temp directory and renames it into place afterwards.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,14 +16,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tar::EntryType;
 
 use super::digest::HashingReader;
-use super::unpack_fs::{lsetxattr, mknod, set_times, Special};
-use super::zstd::ZstdFrames;
+use super::unpack_fs::{lsetxattr, mknod, set_times, start_writeback, Special};
 use crate::error::{Error, IoContext, Result};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 const XATTR_PAX_PREFIX: &str = "SCHILY.xattr.";
+/// Bytes of a file's contents read and written at a time.
+const COPY_BUF: usize = 256 << 10;
+/// Bytes of a file written between two starts of their writeback to disk.
+const WRITEBACK_STEP: u64 = 4 << 20;
 
 /// The parent layers of a layer, topmost first: a hard link to a file only they hold
 /// copies the file up. They may still be unpacking (a pull unpacks its layers in
@@ -64,7 +67,7 @@ pub(crate) fn unpack(
     let decoder: Box<dyn Read + '_> = if magic.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::MultiGzDecoder::new(reader))
     } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(ZstdFrames::new(reader))
+        Box::new(super::zstd::frames(reader).map_err(corrupt)?)
     } else {
         Box::new(reader)
     };
@@ -74,6 +77,7 @@ pub(crate) fn unpack(
         root: dest.to_path_buf(),
         lowers,
         dir_times: Vec::new(),
+        buf: vec![0; COPY_BUF],
     };
     for entry in archive.entries().map_err(corrupt)? {
         if cancel.load(Ordering::Relaxed) {
@@ -103,6 +107,9 @@ struct LayerWriter<'a> {
     lowers: &'a Lowers<'a>,
     /// Directory mtimes, applied last: writing into a directory changes its mtime.
     dir_times: Vec<(PathBuf, (i64, u32))>,
+    /// File contents pass through here: a large buffer makes few large writes (the
+    /// 8 KiB of `io::copy` made a large layer cost thousands of syscalls per file).
+    buf: Vec<u8>,
 }
 
 impl LayerWriter<'_> {
@@ -176,8 +183,27 @@ impl LayerWriter<'_> {
                     .mode(0o600)
                     .open(path)
                     .io_context(ctx)?;
-                io::copy(entry, &mut file)
-                    .map_err(|e| self.corrupt(format!("reading {}: {e}", rel.display())))?;
+                let (mut written, mut flushed) = (0u64, 0u64);
+                loop {
+                    let n = match entry.read(&mut self.buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            return Err(self.corrupt(format!("reading {}: {e}", rel.display())))
+                        }
+                    };
+                    // A write that fails is the node's disk, not the layer's data.
+                    file.write_all(&self.buf[..n]).io_context(ctx)?;
+                    written += n as u64;
+                    if written - flushed >= WRITEBACK_STEP {
+                        start_writeback(&file, flushed, written - flushed);
+                        flushed = written;
+                    }
+                }
+                if written > flushed {
+                    start_writeback(&file, flushed, written - flushed);
+                }
                 drop(file);
                 self.set_meta(path, meta, false)?;
             }

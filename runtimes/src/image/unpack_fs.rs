@@ -118,3 +118,19 @@ pub(crate) fn syncfs(path: &Path) -> io::Result<()> {
     let dir = std::fs::File::open(path)?;
     nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)).map_err(io::Error::from)
 }
+
+/// Starts writing `len` bytes of `file` from `offset` back to disk without waiting
+/// for it: the data of a layer goes to the disk while the rest of the pull still
+/// downloads, and the pull's one [`syncfs`] at its end finds little left to write (it
+/// waited ~130 ms for a 200 MiB image written only in the page cache). A hint: its
+/// failure changes nothing but when the bytes are written.
+pub(crate) fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: a plain syscall on an fd `file` keeps open; no memory is passed.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}

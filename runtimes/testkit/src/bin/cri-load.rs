@@ -45,7 +45,7 @@ use berth_proto::cri::v1::{
     LinuxPodSandboxConfig, ListContainerStatsRequest, ListContainersRequest, ListPodSandboxRequest,
     ListPodSandboxStatsRequest, PodSandboxConfig, PodSandboxMetadata, PullImageRequest,
     RemoveImageRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
-    StopPodSandboxRequest,
+    StopPodSandboxRequest, VersionRequest,
 };
 use serde_json::{json, Value};
 use tonic::transport::{Channel, Endpoint};
@@ -430,6 +430,18 @@ async fn load(args: &Args) -> Result<Vec<Value>> {
             samples,
         ));
     }
+    // The round trip of the cheapest call, no listing at all: the floor under every
+    // figure here, the client's and the transport's share of it included.
+    let samples = timed(calls, || {
+        let mut c = c.clone();
+        async move { c.version(VersionRequest::default()).await.map(|_| ()) }
+    })
+    .await?;
+    figures.push(figure(
+        format!("{size}: Version (round-trip floor)"),
+        "ms",
+        samples,
+    ));
     let samples = timed(calls, || {
         let mut c = c.clone();
         async move {
