@@ -5,9 +5,9 @@
 //! the descriptor's size and digest at its end. The unpack keeps its result only
 //! once the download says the whole blob was right ([`Chunk::Verified`]).
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
@@ -117,11 +117,11 @@ impl BlobReader {
     }
 }
 
-impl Read for BlobReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+impl BufRead for BlobReader {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
         while self.chunk.is_empty() {
             if self.verified {
-                return Ok(0);
+                break;
             }
             match self.rx.blocking_recv() {
                 Some(Chunk::Data(bytes)) => self.chunk = bytes,
@@ -134,8 +134,20 @@ impl Read for BlobReader {
                 }
             }
         }
-        let n = buf.len().min(self.chunk.len());
-        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(&self.chunk)
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.chunk.advance(amount.min(self.chunk.len()));
+    }
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let chunk = self.fill_buf()?;
+        let n = buf.len().min(chunk.len());
+        buf[..n].copy_from_slice(&chunk[..n]);
+        self.consume(n);
         Ok(n)
     }
 }

@@ -8,7 +8,7 @@
 //! caller unpacks into a fresh temp directory and renames it into place afterwards.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +23,8 @@ const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 const XATTR_PAX_PREFIX: &str = "SCHILY.xattr.";
+/// Bytes that tell a blob's compression (zstd's magic number; gzip's is 2).
+const MAGIC_LEN: usize = 4;
 /// Bytes of a file's contents read and written at a time.
 const COPY_BUF: usize = 256 << 10;
 /// Bytes of a file written between two starts of their writeback to disk.
@@ -39,9 +41,9 @@ pub(crate) struct Lowers<'a> {
 /// Unpacks the layer blob `blob` (gzip, zstd or plain tar, read as it comes) into the
 /// empty directory `dest` and returns the digest of the uncompressed tar (its diff
 /// id). `what` names the layer in errors; `cancel` stops the work between entries.
-pub(crate) fn unpack(
+pub(crate) fn unpack<'b>(
     what: &str,
-    blob: impl Read,
+    blob: impl BufRead + 'b,
     dest: &Path,
     lowers: &Lowers<'_>,
     cancel: &AtomicBool,
@@ -50,22 +52,25 @@ pub(crate) fn unpack(
         what: what.to_string(),
         message: format!("unreadable layer: {e}"),
     };
-    // The first bytes tell the compression; a stream may hand them over in pieces.
+    // The first bytes tell the compression. The decoders read the blob's own
+    // buffers (a download's chunks), not a copy of them; a stream that hands its
+    // first bytes over in pieces smaller than the magic is read through a buffer.
     let mut blob = blob;
-    let mut head = [0u8; 4];
-    let mut seen = 0;
-    while seen < head.len() {
-        match blob.read(&mut head[seen..]) {
-            Ok(0) => break,
-            Ok(n) => seen += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(corrupt(e)),
-        }
-    }
-    let magic = &head[..seen];
-    let reader = BufReader::with_capacity(1 << 16, magic.chain(blob));
-    let decoder: Box<dyn Read + '_> = if magic.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::MultiGzDecoder::new(reader))
+    let whole = blob.fill_buf().map_err(corrupt)?.len() >= MAGIC_LEN;
+    let mut reader: Box<dyn BufRead + 'b> = if whole {
+        Box::new(blob)
+    } else {
+        let mut head = Vec::with_capacity(MAGIC_LEN);
+        (&mut blob)
+            .take(MAGIC_LEN as u64)
+            .read_to_end(&mut head)
+            .map_err(corrupt)?;
+        Box::new(BufReader::new(io::Cursor::new(head).chain(blob)))
+    };
+    let head = reader.fill_buf().map_err(corrupt)?;
+    let magic = &head[..head.len().min(MAGIC_LEN)];
+    let decoder: Box<dyn Read + 'b> = if magic.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(reader))
     } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Box::new(super::zstd::frames(reader).map_err(corrupt)?)
     } else {

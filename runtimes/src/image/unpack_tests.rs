@@ -99,7 +99,7 @@ fn unpack_with(blob_bytes: &[u8], lowers: &[PathBuf]) -> Unpacked {
     };
     let result = unpack(
         "layer test",
-        std::fs::File::open(&blob).unwrap(),
+        std::io::BufReader::new(std::fs::File::open(&blob).unwrap()),
         &root,
         &lowers,
         &AtomicBool::new(false),
@@ -187,6 +187,32 @@ fn zstd_layers_unpack() {
     let u = unpack_with(&zstd, &[]);
     assert_eq!(u.result.unwrap(), sha256(&tar));
     assert_eq!(std::fs::read(u.root.join("z")).unwrap(), b"zstd");
+}
+
+#[test]
+fn a_blob_handed_over_a_byte_at_a_time_unpacks() {
+    require_root();
+    // Every kind of blob through a reader whose buffer holds one byte: the magic
+    // number arrives in pieces.
+    let tar = tar_of(|b| file(b, "f", b"pieces"));
+    let zstd = zstd::stream::encode_all(&tar[..], 3).unwrap();
+    for blob in [gzip(&tar), zstd, tar.clone()] {
+        let tmp = tempfile::tempdir().unwrap();
+        let lowers = Lowers {
+            dirs: &[],
+            wait: &|| Ok(()),
+        };
+        let diff_id = unpack(
+            "layer",
+            std::io::BufReader::with_capacity(1, &blob[..]),
+            tmp.path(),
+            &lowers,
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        assert_eq!(diff_id, sha256(&tar));
+        assert_eq!(std::fs::read(tmp.path().join("f")).unwrap(), b"pieces");
+    }
 }
 
 #[test]
@@ -315,7 +341,7 @@ fn garbage_is_data_loss_and_cancel_stops() {
     };
     let result = unpack(
         "layer",
-        std::fs::File::open(&blob).unwrap(),
+        std::io::BufReader::new(std::fs::File::open(&blob).unwrap()),
         tmp.path(),
         &lowers,
         &AtomicBool::new(true),
