@@ -88,7 +88,7 @@ mod tests {
 
     use super::*;
     use crate::cri::create_container::create_container;
-    use crate::cri::list_pod_sandbox::list_pod_sandbox;
+    use crate::cri::list_pod_sandbox::{list_pod_sandbox, list_pod_sandbox_encoded};
     use crate::cri::remove_container::remove_container;
     use crate::cri::remove_pod_sandbox::remove_pod_sandbox;
     use crate::cri::start_container::start_container;
@@ -484,6 +484,50 @@ mod tests {
         .unwrap();
         assert_eq!(same(&h, None).await, 2);
         assert_eq!(same(&h, None).await, 2);
+    }
+
+    /// A removed container's or pod's encoded entry goes with it, not only at the next
+    /// listing of everything (which a node without kubelet may never make): a burst
+    /// of pods leaves nothing of theirs behind.
+    #[tokio::test]
+    async fn removals_drop_their_encoded_entries() {
+        let h = Harness::new().await;
+        let web = h.run_pod("web").await;
+        let db = h.run_pod("db").await;
+        let front = h.create(&web, "front").await;
+        h.create(&web, "side").await;
+        h.create(&db, "pg").await;
+        assert_eq!(same(&h, None).await, 3);
+        let pods = cri::ListPodSandboxRequest { filter: None };
+        list_pod_sandbox_encoded(&h.cri, pods.clone())
+            .await
+            .unwrap();
+        assert_eq!(h.cri.encoded_containers.len(), 3);
+        assert_eq!(h.cri.encoded_pods.len(), 2);
+        remove_container(
+            &h.cri,
+            cri::RemoveContainerRequest {
+                container_id: front,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(h.cri.encoded_containers.len(), 2);
+        remove_pod_sandbox(
+            &h.cri,
+            cri::RemovePodSandboxRequest {
+                pod_sandbox_id: web,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(h.cri.encoded_containers.len(), 1);
+        assert_eq!(h.cri.encoded_pods.len(), 1);
+        // What is left is still what a listing answers.
+        assert_eq!(same(&h, None).await, 1);
+        let listed = list_pod_sandbox_encoded(&h.cri, pods).await.unwrap();
+        let listed = cri::ListPodSandboxResponse::decode(listed).unwrap();
+        assert_eq!(listed.items.len(), 1);
     }
 
     #[tokio::test]

@@ -54,7 +54,9 @@ async fn remove(cri: &Cri, record: &ContainerRecord) -> runtimes::Result<()> {
         _ => {}
     }
     cri.cpu.forget(&record.id);
-    cri.store.remove::<ContainerRecord>(&record.id)
+    cri.store.remove::<ContainerRecord>(&record.id)?;
+    cri.encoded_containers.forget([record.id.as_str()]);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -38,6 +38,9 @@ pub(super) async fn remove_pod_sandbox(
     for id in containers.iter().chain([&record.id]) {
         cri.cpu.forget(id);
     }
+    cri.encoded_containers
+        .forget(containers.iter().map(String::as_str));
+    cri.encoded_pods.forget([record.id.as_str()]);
     if cri.nri.active() {
         let pod = crate::nri::pod_of(&record);
         for container in &removed {

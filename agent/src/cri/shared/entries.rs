@@ -71,4 +71,24 @@ impl<R> Entries<R> {
         }
         out.freeze()
     }
+
+    /// Drops the entries of removed objects, so what a burst of pods left here goes
+    /// with them and not only at the next listing of everything (a node without
+    /// kubelet's PLEG may never make one). The table shrinks once it is a quarter full:
+    /// a thousand removed containers leave no table sized for them behind.
+    pub(in crate::cri) fn forget<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        let mut entries = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for id in ids {
+            entries.remove(id);
+        }
+        if entries.len() * 4 < entries.capacity() {
+            entries.shrink_to_fit();
+        }
+    }
+
+    /// How many entries are kept.
+    #[cfg(test)]
+    pub(in crate::cri) fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
 }
