@@ -71,8 +71,10 @@ pub struct ContainerdConfig {
 }
 
 /// The longest a single containerd call may take (StopContainer's grace periods and
-/// exec waits are separate).
-const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// exec waits are separate): kubelet's own default runtime request timeout, so berth
+/// does not give up on work (a task created while a loaded containerd makes a
+/// thousand, which took over 60 s here) that kubelet still waits for.
+const CALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The containerd backend: the `Runtime` trait's table of contents over [`Containerd`].
 pub struct ContainerdRuntime {
@@ -224,6 +226,10 @@ impl Containerd {
         let dropped = status.code() == tonic::Code::Unknown
             && status.message().starts_with("transport error");
         match status.code() {
+            _ if timed_out(status) => Error::DeadlineExceeded {
+                operation: what,
+                after: CALL_TIMEOUT,
+            },
             _ if dropped => Error::Unavailable {
                 service: format!("containerd at {}", self.config.address.display()),
                 message,
@@ -485,9 +491,16 @@ impl Runtime for ContainerdRuntime {
     }
 }
 
+/// Whether `status` is the client's own deadline ([`CALL_TIMEOUT`]) expiring: tonic
+/// reports it as Cancelled "Timeout expired", not as DEADLINE_EXCEEDED.
+fn timed_out(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Cancelled
+        && status.message() == tonic::TimeoutExpired(()).to_string()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::object_id;
+    use super::{object_id, timed_out};
     use crate::id::ContainerId;
 
     /// containerd's identifier rule.
@@ -515,5 +528,29 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), mapped.len(), "{mapped:?}");
+    }
+
+    #[tokio::test]
+    async fn the_clients_own_deadline_is_told_from_a_cancellation() {
+        // A real call that outlives its deadline: a server that accepts and never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _held = tokio::spawn(async move {
+            let mut kept = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                kept.push(conn);
+            }
+        });
+        let channel = tonic::transport::Endpoint::try_from(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy();
+        let mut client = super::VersionClient::new(channel);
+        let mut request = tonic::Request::new(());
+        request.set_timeout(std::time::Duration::from_millis(50));
+        let status = client.version(request).await.unwrap_err();
+        assert!(timed_out(&status), "{status:?}");
+        assert!(!timed_out(&tonic::Status::cancelled(
+            "the caller went away"
+        )));
     }
 }
