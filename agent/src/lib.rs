@@ -11,6 +11,7 @@ pub mod delegate;
 pub mod doctor;
 pub mod error;
 pub mod identity;
+pub mod memory;
 pub mod nri;
 pub mod reconcile;
 pub mod server;

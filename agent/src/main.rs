@@ -157,17 +157,7 @@ where
     };
     let result = runtime.block_on(async {
         // And what a burst freed goes back to the system (glibc keeps it otherwise).
-        #[cfg(target_env = "gnu")]
-        tokio::spawn(async {
-            let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
-            loop {
-                every.tick().await;
-                // SAFETY: malloc_trim only returns free memory; it is thread-safe.
-                unsafe {
-                    libc::malloc_trim(0);
-                }
-            }
-        });
+        tokio::spawn(berth::memory::give_back());
         run(config).await
     });
     // The runtime still runs the batch task: the last spans go out before exit.

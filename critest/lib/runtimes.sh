@@ -136,6 +136,16 @@ berth_stop() {
     log "stopping berth pid $(cat "$(berth_pidfile)")"
     stop_pid "$(berth_pidfile)" "$config" 30
   fi
+  # Pods that could not be removed (a load that failed half-way) keep their
+  # supervisors once berth is gone, and the dir is wiped below: end them with
+  # their children (pod init, containers). They carry our run dir in their
+  # command line, so they are ours.
+  local pid
+  for pid in $(pgrep -f -- "berth shim --pod-dir $rt_dir/" || true); do
+    log "ending leftover pod supervisor pid $pid"
+    pkill -KILL -P "$pid" || true
+    kill -KILL "$pid" 2>/dev/null || true
+  done
   delegate_stop
   if [ -d "$rt_dir/ctrd" ]; then
     cp "$rt_dir/ctrd/containerd.log" "$results/containerd.log" 2>/dev/null || true

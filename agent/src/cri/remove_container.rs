@@ -56,6 +56,7 @@ async fn remove(cri: &Cri, record: &ContainerRecord) -> runtimes::Result<()> {
     cri.cpu.forget(&record.id);
     cri.store.remove::<ContainerRecord>(&record.id)?;
     cri.encoded_containers.forget([record.id.as_str()]);
+    crate::memory::freed();
     Ok(())
 }
 

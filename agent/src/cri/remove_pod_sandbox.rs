@@ -41,6 +41,7 @@ pub(super) async fn remove_pod_sandbox(
     cri.encoded_containers
         .forget(containers.iter().map(String::as_str));
     cri.encoded_pods.forget([record.id.as_str()]);
+    crate::memory::freed();
     if cri.nri.active() {
         let pod = crate::nri::pod_of(&record);
         for container in &removed {
