@@ -163,6 +163,55 @@ async fn youki_and_containerd_pods_run_side_by_side() -> Result<()> {
     remove_all_and_compare(&mut client, &containerd, berth, &world, &before).await
 }
 
+/// The runc shims of `containerd` running now.
+fn shims_of(containerd: &Containerd) -> Vec<String> {
+    let socket = containerd.socket().display().to_string();
+    processes_mentioning(&format!("-address {socket}"))
+        .into_iter()
+        .filter(|p| p.contains("containerd-shim-runc-v2"))
+        .collect()
+}
+
+/// One runc shim serves all containers of a pod, as with containerd's own CRI: a shim
+/// a container made a burst of a thousand containers start a thousand shims.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pods_containers_share_one_shim() -> Result<()> {
+    let containerd = Containerd::start();
+    let world = World::with_config(&backend_config(containerd.socket())).await?;
+    let before = world.host();
+    let berth = world.start().await?;
+    let mut client = berth.runtime().await?;
+    ensure!(
+        shims_of(&containerd).is_empty(),
+        "{:?}",
+        shims_of(&containerd)
+    );
+
+    for pod_name in ["grouped-a", "grouped-b"] {
+        let pod_config = world.pod(pod_name, &[]);
+        let pod = run_on(&mut client, &pod_config, "containerd").await?;
+        for name in ["one", "two", "three"] {
+            let config = world.container(name, &["sleep", "1000"]);
+            create_and_start(&mut client, &pod, &pod_config, &config).await?;
+        }
+    }
+    ensure!(in_containerd(&containerd, "tasks").len() == 6);
+    let shims = shims_of(&containerd);
+    ensure!(shims.len() == 2, "one shim a pod, not {shims:#?}");
+
+    remove_all_and_compare(&mut client, &containerd, berth, &world, &before).await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !shims_of(&containerd).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ensure!(
+        shims_of(&containerd).is_empty(),
+        "{:?}",
+        shims_of(&containerd)
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_containerd_leaves_youki_serving_and_names_its_address() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -371,13 +420,7 @@ async fn twenty_containerd_pods_at_once_then_removed_leave_nothing_behind() -> R
     let before = world.host();
     let berth = world.start().await?;
     let client = berth.runtime().await?;
-    let socket = containerd.socket().display().to_string();
-    let shims = || {
-        processes_mentioning(&format!("-address {socket}"))
-            .into_iter()
-            .filter(|p| p.contains("containerd-shim-runc-v2"))
-            .collect::<Vec<_>>()
-    };
+    let shims = || shims_of(&containerd);
     ensure!(shims().is_empty(), "shims before the test: {:?}", shims());
 
     // Every other container keeps stdin open: those are served by a log shim of berth's.

@@ -30,6 +30,10 @@ use crate::youki::stop_signal;
 /// The type containerd files an OCI runtime spec under.
 pub const SPEC_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 
+/// The annotation by which containerd's runc shim serves a group of containers from
+/// one process.
+pub const SHIM_GROUP: &str = "io.containerd.runc.v2.group";
+
 /// The runc shim's type: the only runtime whose options berth knows.
 const RUNC_V2: &str = "io.containerd.runc.v2";
 
@@ -133,6 +137,12 @@ impl Containerd {
         if let Some(process) = oci.process_mut() {
             process.set_terminal(Some(spec.tty));
         }
+        // One runc shim serves every container of the pod, as containerd's CRI has it
+        // (its shim groups by io.kubernetes.cri.sandbox-id): a shim a container made a
+        // 1,000-container burst start a thousand shims, past any call deadline.
+        let mut annotations = oci.annotations().clone().unwrap_or_default();
+        annotations.insert(SHIM_GROUP.to_string(), key(&record.pod));
+        oci.set_annotations(Some(annotations));
         record.cgroup = prepared.finished.cgroup.clone();
         record.user = Some(prepared.user);
         record.process = oci.process().clone();
